@@ -1,0 +1,1 @@
+//! Host kernel (placeholder; built in issue 3).
