@@ -121,7 +121,7 @@ impl NtStatus {
     #[must_use]
     #[allow(clippy::cast_sign_loss)]
     pub const fn wait_index(self) -> Option<u32> {
-        if self.0 >= 0 && self.0 < sys::MAXIMUM_WAIT_OBJECTS as i32 { Some(self.0 as u32) } else { None }
+        if self.0 >= 0 && self.0 < sys::MAXIMUM_WAIT_OBJECTS.cast_signed() { Some(self.0 as u32) } else { None }
     }
 
     /// The symbolic name (`"STATUS_NOT_FOUND"`), if this crate knows the code.

@@ -176,6 +176,7 @@ pub const fn worker_start_context_size(event_count: usize) -> usize {
 }
 
 const _: () = {
+    type Start = DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT;
     assert!(size_of::<DRIVER_PROXY_FEATURE_FLAGS>() == 4);
     assert!(align_of::<DRIVER_PROXY_FEATURE_FLAGS>() == 4);
     assert!(size_of::<DRIVER_PROXY_EXTENSION_CREATION_FLAGS>() == 4);
@@ -187,7 +188,6 @@ const _: () = {
     assert!(offset_of!(DRIVER_PROXY_ENDPOINT_INFORMATION, EndpointFunction) == 0x08);
     assert!(offset_of!(DRIVER_PROXY_ENDPOINT_INFORMATION, ParameterCount) == 0x10);
     assert!(size_of::<DRIVER_PROXY_REGISTER_CALLBACK_PHASE>() == 4);
-    type Start = DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT;
     assert!(offset_of!(Start, WorkerRoutine) == 0x00);
     assert!(offset_of!(Start, Context) == 0x08);
     assert!(offset_of!(Start, WaitType) == 0x10);

@@ -1,0 +1,198 @@
+//! Run-time resolution of the kernel routines this crate calls.
+//!
+//! A driver that statically imports an export the running kernel lacks does not load
+//! (`STATUS_DRIVER_ENTRYPOINT_NOT_FOUND`). DriverProxy exists only on recent Windows 11, so
+//! every routine the crate calls is looked up by name with `MmGetSystemRoutineAddress`, its
+//! only static import, the way storport.sys and acpi.sys do it. Resolution happens once, on
+//! the first call into the crate (which must be at `PASSIVE_LEVEL`), and is cached in a
+//! race-free [`OnceCell`]; a missing DriverProxy export means "hot-swap unavailable", never a
+//! failed load.
+
+mod once;
+
+use core::ffi::c_void;
+
+pub(crate) use once::OnceCell;
+
+use crate::sys::{self, RoutineName, kernel_names, names};
+
+/// The DriverProxy routines; `None` where the running kernel does not export one.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ProxyRoutines {
+    pub(crate) get_features: Option<sys::PFN_IoGetDriverProxyFeatures>,
+    pub(crate) create_extension: Option<sys::PFN_IoCreateDriverProxyExtension>,
+    pub(crate) extension_from_driver_object: Option<sys::PFN_IoGetDriverProxyExtensionFromDriverObject>,
+    pub(crate) register_endpoints: Option<sys::PFN_IoRegisterDriverProxyEndpoints>,
+    pub(crate) endpoint_wrapper_by_id: Option<sys::PFN_IoGetDriverProxyEndpointWrapper>,
+    pub(crate) wrapper_from_endpoint: Option<sys::PFN_IofGetDriverProxyWrapperFromEndpoint>,
+    pub(crate) create_worker_thread: Option<sys::PFN_IoDriverProxyCreateHotSwappableWorkerThread>,
+}
+
+/// General kernel routines (events, fallback worker thread, pool); present on every
+/// supported Windows, but still resolved so the crate keeps a single static import.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KernelRoutines {
+    pub(crate) initialize_event: Option<sys::PFN_KeInitializeEvent>,
+    pub(crate) set_event: Option<sys::PFN_KeSetEvent>,
+    pub(crate) clear_event: Option<sys::PFN_KeClearEvent>,
+    pub(crate) reset_event: Option<sys::PFN_KeResetEvent>,
+    pub(crate) read_state_event: Option<sys::PFN_KeReadStateEvent>,
+    pub(crate) wait_for_multiple_objects: Option<sys::PFN_KeWaitForMultipleObjects>,
+    pub(crate) create_system_thread: Option<sys::PFN_PsCreateSystemThread>,
+    pub(crate) close: Option<sys::PFN_ZwClose>,
+    pub(crate) allocate_pool: Option<sys::PFN_ExAllocatePool2>,
+    pub(crate) free_pool: Option<sys::PFN_ExFreePoolWithTag>,
+}
+
+/// Every routine the crate may call, as resolved on this system.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Exports {
+    pub(crate) proxy: ProxyRoutines,
+    pub(crate) kernel: KernelRoutines,
+}
+
+/// Looks up a routine and gives it its C type.
+///
+/// # Safety
+/// `P` must be the exact function-pointer type of the routine called `name` (an `Option`
+/// of an `extern "system" fn` of the documented signature).
+unsafe fn lookup<P: Copy>(resolve: &mut dyn FnMut(&RoutineName) -> *mut c_void, name: &RoutineName) -> Option<P> {
+    const { assert!(core::mem::size_of::<Option<P>>() == core::mem::size_of::<*mut c_void>()) };
+    let address = resolve(name);
+    if address.is_null() {
+        return None;
+    }
+    // SAFETY: the address is non-null and, per the caller, the export's signature is `P`;
+    // a function pointer has the size and representation of a data pointer on every target
+    // this crate supports (asserted above).
+    Some(unsafe { core::mem::transmute_copy::<*mut c_void, P>(&address) })
+}
+
+impl Exports {
+    /// Resolves every routine through `resolve`, which returns null for a missing export.
+    pub(crate) fn resolve_with(resolve: &mut dyn FnMut(&RoutineName) -> *mut c_void) -> Self {
+        // SAFETY: for every `lookup` below, the field's type is the PFN_ type declared in `sys`
+        // for the routine of that name, transcribed from the DDI reference.
+        unsafe {
+            Self {
+                proxy: ProxyRoutines {
+                    get_features: lookup(resolve, &names::IO_GET_DRIVER_PROXY_FEATURES),
+                    create_extension: lookup(resolve, &names::IO_CREATE_DRIVER_PROXY_EXTENSION),
+                    extension_from_driver_object: lookup(
+                        resolve,
+                        &names::IO_GET_DRIVER_PROXY_EXTENSION_FROM_DRIVER_OBJECT,
+                    ),
+                    register_endpoints: lookup(resolve, &names::IO_REGISTER_DRIVER_PROXY_ENDPOINTS),
+                    endpoint_wrapper_by_id: lookup(resolve, &names::IO_GET_DRIVER_PROXY_ENDPOINT_WRAPPER),
+                    wrapper_from_endpoint: lookup(resolve, &names::IOF_GET_DRIVER_PROXY_WRAPPER_FROM_ENDPOINT),
+                    create_worker_thread: lookup(
+                        resolve,
+                        &names::IO_DRIVER_PROXY_CREATE_HOT_SWAPPABLE_WORKER_THREAD,
+                    ),
+                },
+                kernel: KernelRoutines {
+                    initialize_event: lookup(resolve, &kernel_names::KE_INITIALIZE_EVENT),
+                    set_event: lookup(resolve, &kernel_names::KE_SET_EVENT),
+                    clear_event: lookup(resolve, &kernel_names::KE_CLEAR_EVENT),
+                    reset_event: lookup(resolve, &kernel_names::KE_RESET_EVENT),
+                    read_state_event: lookup(resolve, &kernel_names::KE_READ_STATE_EVENT),
+                    wait_for_multiple_objects: lookup(resolve, &kernel_names::KE_WAIT_FOR_MULTIPLE_OBJECTS),
+                    create_system_thread: lookup(resolve, &kernel_names::PS_CREATE_SYSTEM_THREAD),
+                    close: lookup(resolve, &kernel_names::ZW_CLOSE),
+                    allocate_pool: lookup(resolve, &kernel_names::EX_ALLOCATE_POOL2),
+                    free_pool: lookup(resolve, &kernel_names::EX_FREE_POOL_WITH_TAG),
+                },
+            }
+        }
+    }
+
+    /// The first DriverProxy routine, in the order a driver needs them, that is missing;
+    /// `None` when the core set (features probe and extension creation) is present.
+    pub(crate) fn missing_core_routine(&self) -> Option<&'static str> {
+        if self.proxy.get_features.is_none() {
+            Some(names::IO_GET_DRIVER_PROXY_FEATURES.ascii)
+        } else if self.proxy.create_extension.is_none() {
+            Some(names::IO_CREATE_DRIVER_PROXY_EXTENSION.ascii)
+        } else {
+            None
+        }
+    }
+}
+
+/// Asks the kernel for the address of `name`.
+fn system_routine_address(name: &RoutineName) -> *mut c_void {
+    #[allow(clippy::cast_possible_truncation)] // routine names are a few dozen characters
+    let bytes = (name.utf16.len() * 2) as u16;
+    let mut unicode = sys::UNICODE_STRING { Length: bytes, MaximumLength: bytes, Buffer: name.utf16.as_ptr().cast_mut() };
+    // SAFETY: `unicode` describes a valid UTF-16 buffer that outlives the call (the kernel only
+    // reads it); the crate documents that its first call must be made at PASSIVE_LEVEL.
+    unsafe { sys::MmGetSystemRoutineAddress(&raw mut unicode) }
+}
+
+#[cfg(not(loom))]
+static EXPORTS: OnceCell<Exports> = OnceCell::new();
+
+/// The routines of the running system, resolved on first use.
+///
+/// IRQL: `PASSIVE_LEVEL` for the first call (it calls `MmGetSystemRoutineAddress`); any
+/// IRQL afterwards.
+#[cfg(not(loom))]
+pub(crate) fn exports() -> &'static Exports {
+    EXPORTS.get_or_init(|| Exports::resolve_with(&mut system_routine_address))
+}
+
+/// Under loom the global cell cannot be a `static` (loom objects live inside a model).
+#[cfg(loom)]
+pub(crate) fn exports() -> &'static Exports {
+    loom::lazy_static! {
+        static ref EXPORTS: OnceCell<Exports> = OnceCell::new();
+    }
+    EXPORTS.get_or_init(|| Exports::resolve_with(&mut system_routine_address))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    unsafe extern "system" fn fake_features(_: sys::PDRIVER_OBJECT, _: *mut sys::DRIVER_PROXY_FEATURE_FLAGS) {}
+
+    #[test]
+    fn every_routine_is_looked_up_by_its_utf16_name_exactly_once() {
+        let mut asked = Vec::new();
+        let _ = Exports::resolve_with(&mut |name| {
+            let decoded: std::string::String = char::decode_utf16(name.utf16.iter().copied()).map(Result::unwrap).collect();
+            assert_eq!(decoded, name.ascii);
+            asked.push(name.ascii);
+            core::ptr::null_mut()
+        });
+        asked.sort_unstable();
+        let before = asked.len();
+        asked.dedup();
+        assert_eq!(before, asked.len(), "a routine was resolved twice");
+        assert_eq!(asked.len(), 17);
+        for name in [
+            "IoGetDriverProxyFeatures",
+            "IoCreateDriverProxyExtension",
+            "IoGetDriverProxyExtensionFromDriverObject",
+            "IoRegisterDriverProxyEndpoints",
+            "IoGetDriverProxyEndpointWrapper",
+            "IofGetDriverProxyWrapperFromEndpoint",
+            "IoDriverProxyCreateHotSwappableWorkerThread",
+        ] {
+            assert!(asked.contains(&name), "{name} not resolved");
+        }
+    }
+
+    #[test]
+    fn a_missing_export_resolves_to_none_and_is_named() {
+        let exports = Exports::resolve_with(&mut |name| {
+            if name.ascii == "IoGetDriverProxyFeatures" { fake_features as *mut c_void } else { core::ptr::null_mut() }
+        });
+        assert!(exports.proxy.get_features.is_some());
+        assert!(exports.proxy.create_extension.is_none());
+        assert_eq!(exports.missing_core_routine(), Some("IoCreateDriverProxyExtension"));
+        assert_eq!(Exports::default().missing_core_routine(), Some("IoGetDriverProxyFeatures"));
+    }
+}
