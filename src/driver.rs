@@ -34,7 +34,9 @@ impl DriverObject {
     /// # Safety
     /// `raw`, if non-null, must be the driver's own `DRIVER_OBJECT`, valid until it unloads.
     pub unsafe fn from_raw(raw: sys::PDRIVER_OBJECT) -> Result<Self, NullDriverObject> {
-        NonNull::new(raw).map(|raw| Self { raw }).ok_or(NullDriverObject)
+        NonNull::new(raw)
+            .map(|raw| Self { raw })
+            .ok_or(NullDriverObject)
     }
 
     /// The raw pointer, for calls this crate does not wrap.

@@ -243,9 +243,10 @@ impl WorkerError {
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {
-            Self::NoEvents | Self::TooManyEvents(_) | Self::EventNotInitialized | Self::InvalidParameter => {
-                NtStatus::INVALID_PARAMETER
-            }
+            Self::NoEvents
+            | Self::TooManyEvents(_)
+            | Self::EventNotInitialized
+            | Self::InvalidParameter => NtStatus::INVALID_PARAMETER,
             Self::ExportMissing(_) | Self::NotSupported => NtStatus::NOT_SUPPORTED,
             Self::InsufficientResources => NtStatus::INSUFFICIENT_RESOURCES,
             Self::Unexpected(status) => status,
@@ -286,5 +287,12 @@ macro_rules! display_via_debug_and_status {
         impl core::error::Error for $ty {}
     )*};
 }
-display_via_debug_and_status!(CreateError, WrapError, RegisterError, LookupError, WorkerError, EventError);
+display_via_debug_and_status!(
+    CreateError,
+    WrapError,
+    RegisterError,
+    LookupError,
+    WorkerError,
+    EventError
+);
 impl core::error::Error for NullDriverObject {}

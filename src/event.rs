@@ -51,7 +51,10 @@ impl Event {
     /// IRQL: any.
     #[must_use]
     pub const fn new() -> Self {
-        Self { raw: UnsafeCell::new(sys::KEVENT::zeroed()), state: AtomicU8::new(UNINITIALIZED) }
+        Self {
+            raw: UnsafeCell::new(sys::KEVENT::zeroed()),
+            state: AtomicU8::new(UNINITIALIZED),
+        }
     }
 
     /// Initialises the event (`KeInitializeEvent`), once.
@@ -61,12 +64,27 @@ impl Event {
     ///
     /// # Errors
     /// [`EventError::AlreadyInitialized`]; [`EventError::ExportMissing`].
-    pub fn initialize(self: Pin<&Self>, kind: EventKind, signalled: bool) -> Result<(), EventError> {
+    pub fn initialize(
+        self: Pin<&Self>,
+        kind: EventKind,
+        signalled: bool,
+    ) -> Result<(), EventError> {
         let initialize = exports()
             .kernel
             .initialize_event
-            .ok_or(EventError::ExportMissing(sys::kernel_names::KE_INITIALIZE_EVENT.ascii))?;
-        if self.state.compare_exchange(UNINITIALIZED, INITIALIZING, Ordering::Acquire, Ordering::Acquire).is_err() {
+            .ok_or(EventError::ExportMissing(
+                sys::kernel_names::KE_INITIALIZE_EVENT.ascii,
+            ))?;
+        if self
+            .state
+            .compare_exchange(
+                UNINITIALIZED,
+                INITIALIZING,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
             return Err(EventError::AlreadyInitialized);
         }
         let kind = match kind {
@@ -88,7 +106,11 @@ impl Event {
 
     /// The `PKEVENT`, if initialised.
     pub(crate) fn as_raw(&self) -> Result<sys::PKEVENT, EventError> {
-        if self.state.load(Ordering::Acquire) == READY { Ok(self.raw.get()) } else { Err(EventError::NotInitialized) }
+        if self.state.load(Ordering::Acquire) == READY {
+            Ok(self.raw.get())
+        } else {
+            Err(EventError::NotInitialized)
+        }
     }
 
     /// Signals the event (`KeSetEvent`, no priority boost, `Wait = FALSE`); returns whether it
@@ -100,7 +122,9 @@ impl Event {
     /// [`EventError::NotInitialized`]; [`EventError::ExportMissing`].
     pub fn set(&self) -> Result<bool, EventError> {
         let raw = self.as_raw()?;
-        let set = exports().kernel.set_event.ok_or(EventError::ExportMissing(sys::kernel_names::KE_SET_EVENT.ascii))?;
+        let set = exports().kernel.set_event.ok_or(EventError::ExportMissing(
+            sys::kernel_names::KE_SET_EVENT.ascii,
+        ))?;
         // SAFETY: `raw` is an initialised, pinned KEVENT (invariant).
         Ok(unsafe { set(raw, sys::IO_NO_INCREMENT, sys::FALSE) } != 0)
     }
@@ -113,8 +137,12 @@ impl Event {
     /// [`EventError::NotInitialized`]; [`EventError::ExportMissing`].
     pub fn clear(&self) -> Result<(), EventError> {
         let raw = self.as_raw()?;
-        let clear =
-            exports().kernel.clear_event.ok_or(EventError::ExportMissing(sys::kernel_names::KE_CLEAR_EVENT.ascii))?;
+        let clear = exports()
+            .kernel
+            .clear_event
+            .ok_or(EventError::ExportMissing(
+                sys::kernel_names::KE_CLEAR_EVENT.ascii,
+            ))?;
         // SAFETY: `raw` is an initialised, pinned KEVENT (invariant).
         unsafe { clear(raw) };
         Ok(())
@@ -128,8 +156,12 @@ impl Event {
     /// [`EventError::NotInitialized`]; [`EventError::ExportMissing`].
     pub fn reset(&self) -> Result<bool, EventError> {
         let raw = self.as_raw()?;
-        let reset =
-            exports().kernel.reset_event.ok_or(EventError::ExportMissing(sys::kernel_names::KE_RESET_EVENT.ascii))?;
+        let reset = exports()
+            .kernel
+            .reset_event
+            .ok_or(EventError::ExportMissing(
+                sys::kernel_names::KE_RESET_EVENT.ascii,
+            ))?;
         // SAFETY: `raw` is an initialised, pinned KEVENT (invariant).
         Ok(unsafe { reset(raw) } != 0)
     }
@@ -145,7 +177,9 @@ impl Event {
         let read = exports()
             .kernel
             .read_state_event
-            .ok_or(EventError::ExportMissing(sys::kernel_names::KE_READ_STATE_EVENT.ascii))?;
+            .ok_or(EventError::ExportMissing(
+                sys::kernel_names::KE_READ_STATE_EVENT.ascii,
+            ))?;
         // SAFETY: `raw` is an initialised, pinned KEVENT (invariant).
         Ok(unsafe { read(raw) } != 0)
     }

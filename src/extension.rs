@@ -6,8 +6,8 @@ use core::ptr::NonNull;
 use crate::phase::{CallbackContext, callback_trampoline};
 use crate::resolve::{Exports, exports};
 use crate::{
-    CreateError, DriverObject, Endpoint, EndpointId, EndpointTable, LookupError, RegisterError, SwapCallback,
-    WrapError, Wrapped, sys,
+    CreateError, DriverObject, Endpoint, EndpointId, EndpointTable, LookupError, RegisterError,
+    SwapCallback, WrapError, Wrapped, sys,
 };
 
 /// The DriverProxy extension of a driver: all its DriverProxy state in the kernel.
@@ -52,11 +52,16 @@ impl Extension {
         Self::create_with(exports(), driver)
     }
 
-    pub(crate) fn create_with(exports: &'static Exports, driver: DriverObject) -> Result<Self, CreateError> {
+    pub(crate) fn create_with(
+        exports: &'static Exports,
+        driver: DriverObject,
+    ) -> Result<Self, CreateError> {
         let create = exports
             .proxy
             .create_extension
-            .ok_or(CreateError::ExportMissing(sys::names::IO_CREATE_DRIVER_PROXY_EXTENSION.ascii))?;
+            .ok_or(CreateError::ExportMissing(
+                sys::names::IO_CREATE_DRIVER_PROXY_EXTENSION.ascii,
+            ))?;
         let mut raw = core::ptr::null_mut();
         let flags = sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS { AsUlong: 0 };
         // SAFETY: resolved under this name with this signature; `driver` is live (invariant of
@@ -86,9 +91,12 @@ impl Extension {
         exports: &'static Exports,
         driver: DriverObject,
     ) -> Result<Option<Self>, CreateError> {
-        let get = exports.proxy.extension_from_driver_object.ok_or(CreateError::ExportMissing(
-            sys::names::IO_GET_DRIVER_PROXY_EXTENSION_FROM_DRIVER_OBJECT.ascii,
-        ))?;
+        let get = exports
+            .proxy
+            .extension_from_driver_object
+            .ok_or(CreateError::ExportMissing(
+                sys::names::IO_GET_DRIVER_PROXY_EXTENSION_FROM_DRIVER_OBJECT.ascii,
+            ))?;
         // SAFETY: resolved under this name with this signature; `driver` is live.
         let raw = unsafe { get(driver.as_raw()) };
         Ok(NonNull::new(raw).map(|raw| Self { raw, exports }))
@@ -108,20 +116,31 @@ impl Extension {
     /// the V2 lookup.
     pub fn wrap<F: Endpoint>(self, endpoint: F) -> Result<Wrapped<F>, WrapError> {
         let () = F::FITS_SLOTS;
-        let iof = self.exports.proxy.wrapper_from_endpoint.ok_or(WrapError::ExportMissing(
-            sys::names::IOF_GET_DRIVER_PROXY_WRAPPER_FROM_ENDPOINT.ascii,
-        ))?;
+        let iof = self
+            .exports
+            .proxy
+            .wrapper_from_endpoint
+            .ok_or(WrapError::ExportMissing(
+                sys::names::IOF_GET_DRIVER_PROXY_WRAPPER_FROM_ENDPOINT.ascii,
+            ))?;
         let mut wrapper: Option<F> = None;
         // SAFETY: `iof` is the resolved routine; the extension is live (type invariant); F is a
         // function-pointer type (sealed Endpoint); `wrapper` is a valid local.
         let status = crate::NtStatus(unsafe {
-            sys::IoGetDriverProxyWrapperFromEndpoint(iof, self.raw.as_ptr(), endpoint, &raw mut wrapper)
+            sys::IoGetDriverProxyWrapperFromEndpoint(
+                iof,
+                self.raw.as_ptr(),
+                endpoint,
+                &raw mut wrapper,
+            )
         });
         match wrapper {
             // SAFETY: the kernel returned the wrapper of an endpoint of type F.
             Some(wrapper) if status.is_success() => Ok(unsafe { Wrapped::new_unchecked(wrapper) }),
             // The macro's documentation: `*Wrapper` is NULL when the endpoint is not found.
-            _ if status.is_success() || status == crate::NtStatus::NOT_FOUND => Err(WrapError::NotAnEndpoint),
+            _ if status.is_success() || status == crate::NtStatus::NOT_FOUND => {
+                Err(WrapError::NotAnEndpoint)
+            }
             _ => Err(WrapError::Unexpected(status)),
         }
     }
@@ -145,21 +164,35 @@ impl Extension {
         table: &EndpointTable<N>,
         callback: Option<&mut dyn SwapCallback>,
     ) -> Result<(), RegisterError> {
-        let register = self.exports.proxy.register_endpoints.ok_or(RegisterError::ExportMissing(
-            sys::names::IO_REGISTER_DRIVER_PROXY_ENDPOINTS.ascii,
-        ))?;
+        let register =
+            self.exports
+                .proxy
+                .register_endpoints
+                .ok_or(RegisterError::ExportMissing(
+                    sys::names::IO_REGISTER_DRIVER_PROXY_ENDPOINTS.ascii,
+                ))?;
         let mut info = table.raw_copy();
-        let count = u32::try_from(N).map_err(|_| RegisterError::Unexpected(crate::NtStatus::INVALID_PARAMETER))?;
+        let count = u32::try_from(N)
+            .map_err(|_| RegisterError::Unexpected(crate::NtStatus::INVALID_PARAMETER))?;
         let (status, failure) = match callback {
             None => {
                 // SAFETY: resolved routine; live extension; `info` holds `count` valid entries.
                 let status = unsafe {
-                    register(self.raw.as_ptr(), info.as_mut_ptr(), count, None, core::ptr::null_mut())
+                    register(
+                        self.raw.as_ptr(),
+                        info.as_mut_ptr(),
+                        count,
+                        None,
+                        core::ptr::null_mut(),
+                    )
                 };
                 (status, None)
             }
             Some(callback) => {
-                let mut context = CallbackContext { callback, failure: None };
+                let mut context = CallbackContext {
+                    callback,
+                    failure: None,
+                };
                 // SAFETY: as above; `context` is a live local that the kernel passes back to the
                 // trampoline only during this call, which is what the trampoline requires.
                 let status = unsafe {
@@ -196,11 +229,16 @@ impl Extension {
         id: EndpointId<F>,
     ) -> Result<Wrapped<F>, LookupError> {
         table.entry_for(id)?;
-        let get = self.exports.proxy.endpoint_wrapper_by_id.ok_or(LookupError::ExportMissing(
-            sys::names::IO_GET_DRIVER_PROXY_ENDPOINT_WRAPPER.ascii,
-        ))?;
+        let get = self
+            .exports
+            .proxy
+            .endpoint_wrapper_by_id
+            .ok_or(LookupError::ExportMissing(
+                sys::names::IO_GET_DRIVER_PROXY_ENDPOINT_WRAPPER.ascii,
+            ))?;
         // SAFETY: resolved routine; live extension.
-        let wrapper = unsafe { get(self.raw.as_ptr(), id.raw()) }.ok_or(LookupError::NotRegistered(id.raw()))?;
+        let wrapper = unsafe { get(self.raw.as_ptr(), id.raw()) }
+            .ok_or(LookupError::NotRegistered(id.raw()))?;
         // SAFETY: the id was registered from `table`, whose entry for it has type F (checked).
         Ok(unsafe { Wrapped::new_unchecked(F::unerase(wrapper)) })
     }

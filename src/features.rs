@@ -39,11 +39,16 @@ pub fn probe(driver: Option<DriverObject>) -> Result<Features, Unavailable> {
     probe_with(exports(), driver)
 }
 
-pub(crate) fn probe_with(exports: &Exports, driver: Option<DriverObject>) -> Result<Features, Unavailable> {
+pub(crate) fn probe_with(
+    exports: &Exports,
+    driver: Option<DriverObject>,
+) -> Result<Features, Unavailable> {
     let get_features = exports
         .proxy
         .get_features
-        .ok_or(Unavailable::ExportMissing(sys::names::IO_GET_DRIVER_PROXY_FEATURES.ascii))?;
+        .ok_or(Unavailable::ExportMissing(
+            sys::names::IO_GET_DRIVER_PROXY_FEATURES.ascii,
+        ))?;
     // Zero-initialised before the call, as the DDI asks.
     let mut flags = sys::DRIVER_PROXY_FEATURE_FLAGS::default();
     let raw_driver = driver.map_or(core::ptr::null_mut(), DriverObject::as_raw);

@@ -2,8 +2,8 @@
 
 use crate::resolve::{Exports, exports};
 use crate::{
-    CreateError, DriverObject, Endpoint, EndpointId, EndpointTable, Extension, LookupError, RegisterError,
-    SwapCallback, Unavailable, WrapError, Wrapped, features,
+    CreateError, DriverObject, Endpoint, EndpointId, EndpointTable, Extension, LookupError,
+    RegisterError, SwapCallback, Unavailable, WrapError, Wrapped, features,
 };
 
 /// The driver's view of Driver Hot-Swap: its [`Extension`] where hot-swap is available, and a
@@ -38,17 +38,24 @@ impl HotSwap {
         Self::new_with(exports(), driver)
     }
 
-    pub(crate) fn new_with(exports: &'static Exports, driver: DriverObject) -> Result<Self, CreateError> {
+    pub(crate) fn new_with(
+        exports: &'static Exports,
+        driver: DriverObject,
+    ) -> Result<Self, CreateError> {
         if let Some(name) = exports.missing_core_routine() {
             return Ok(Self::fallback(Unavailable::ExportMissing(name)));
         }
         match features::probe_with(exports, Some(driver)) {
             Err(unavailable) => return Ok(Self::fallback(unavailable)),
-            Ok(features) if !features.enabled() => return Ok(Self::fallback(Unavailable::FeatureDisabled)),
+            Ok(features) if !features.enabled() => {
+                return Ok(Self::fallback(Unavailable::FeatureDisabled));
+            }
             Ok(_) => {}
         }
         match Extension::create_with(exports, driver) {
-            Ok(extension) => Ok(Self { mode: Mode::Enabled(extension) }),
+            Ok(extension) => Ok(Self {
+                mode: Mode::Enabled(extension),
+            }),
             Err(error) => error.unavailable().map(Self::fallback).ok_or(error),
         }
     }
@@ -64,7 +71,9 @@ impl HotSwap {
     /// symmetry with [`HotSwap::new`].
     pub fn from_driver_object(driver: DriverObject) -> Result<Self, CreateError> {
         match Extension::from_driver_object(driver) {
-            Ok(Some(extension)) => Ok(Self { mode: Mode::Enabled(extension) }),
+            Ok(Some(extension)) => Ok(Self {
+                mode: Mode::Enabled(extension),
+            }),
             Ok(None) => Ok(Self::fallback(Unavailable::FeatureDisabled)),
             Err(error) => error.unavailable().map(Self::fallback).ok_or(error),
         }
@@ -75,7 +84,9 @@ impl HotSwap {
     /// IRQL: any.
     #[must_use]
     pub const fn fallback(reason: Unavailable) -> Self {
-        Self { mode: Mode::Fallback(reason) }
+        Self {
+            mode: Mode::Fallback(reason),
+        }
     }
 
     /// The extension, when hot-swap is available.

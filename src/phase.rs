@@ -98,7 +98,11 @@ pub(crate) unsafe extern "system" fn callback_trampoline(
     match context.callback.on_phase(phase) {
         Ok(()) => sys::STATUS_SUCCESS,
         Err(status) => {
-            let status = if status.is_success() { NtStatus::UNSUCCESSFUL } else { status };
+            let status = if status.is_success() {
+                NtStatus::UNSUCCESSFUL
+            } else {
+                status
+            };
             context.failure = Some((phase, status));
             status.raw()
         }
@@ -111,7 +115,11 @@ mod tests {
 
     #[test]
     fn phases_round_trip_through_their_documented_values() {
-        for (raw, phase) in [(0, Phase::PreProcess), (1, Phase::ProxyStalled), (2, Phase::PostProcess)] {
+        for (raw, phase) in [
+            (0, Phase::PreProcess),
+            (1, Phase::ProxyStalled),
+            (2, Phase::PostProcess),
+        ] {
             assert_eq!(Phase::from_raw(raw), Some(phase));
             assert_eq!(phase.raw(), raw);
         }
@@ -126,24 +134,43 @@ mod tests {
         let mut callback = |phase: Phase| {
             seen[count] = Some(phase);
             count += 1;
-            if phase == Phase::ProxyStalled { Err(NtStatus::INSUFFICIENT_RESOURCES) } else { Ok(()) }
+            if phase == Phase::ProxyStalled {
+                Err(NtStatus::INSUFFICIENT_RESOURCES)
+            } else {
+                Ok(())
+            }
         };
-        let mut context = CallbackContext { callback: &mut callback, failure: None };
+        let mut context = CallbackContext {
+            callback: &mut callback,
+            failure: None,
+        };
         let ptr = (&raw mut context).cast::<c_void>();
         // SAFETY: `context` is a live local, not otherwise borrowed during the calls.
         unsafe {
             assert_eq!(callback_trampoline(0, ptr), sys::STATUS_SUCCESS);
-            assert_eq!(callback_trampoline(1, ptr), sys::STATUS_INSUFFICIENT_RESOURCES);
+            assert_eq!(
+                callback_trampoline(1, ptr),
+                sys::STATUS_INSUFFICIENT_RESOURCES
+            );
             assert_eq!(callback_trampoline(3, ptr), sys::STATUS_INVALID_PARAMETER);
         }
-        assert_eq!(context.failure, Some((Phase::ProxyStalled, NtStatus::INSUFFICIENT_RESOURCES)));
-        assert_eq!(seen, [Some(Phase::PreProcess), Some(Phase::ProxyStalled), None]);
+        assert_eq!(
+            context.failure,
+            Some((Phase::ProxyStalled, NtStatus::INSUFFICIENT_RESOURCES))
+        );
+        assert_eq!(
+            seen,
+            [Some(Phase::PreProcess), Some(Phase::ProxyStalled), None]
+        );
     }
 
     #[test]
     fn an_error_carrying_a_success_code_is_reported_as_unsuccessful() {
         let mut callback = |_: Phase| Err(NtStatus::SUCCESS);
-        let mut context = CallbackContext { callback: &mut callback, failure: None };
+        let mut context = CallbackContext {
+            callback: &mut callback,
+            failure: None,
+        };
         // SAFETY: `context` is a live local, not otherwise borrowed during the call.
         let status = unsafe { callback_trampoline(0, (&raw mut context).cast()) };
         assert_eq!(status, sys::STATUS_UNSUCCESSFUL);

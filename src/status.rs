@@ -121,7 +121,11 @@ impl NtStatus {
     #[must_use]
     #[allow(clippy::cast_sign_loss)]
     pub const fn wait_index(self) -> Option<u32> {
-        if self.0 >= 0 && self.0 < sys::MAXIMUM_WAIT_OBJECTS.cast_signed() { Some(self.0 as u32) } else { None }
+        if self.0 >= 0 && self.0 < sys::MAXIMUM_WAIT_OBJECTS.cast_signed() {
+            Some(self.0 as u32)
+        } else {
+            None
+        }
     }
 
     /// The symbolic name (`"STATUS_NOT_FOUND"`), if this crate knows the code.
@@ -196,11 +200,23 @@ mod tests {
     #[test]
     fn documented_values_match_ntstatus_h() {
         assert_eq!(NtStatus::NOT_FOUND.raw(), 0xC000_0225_u32.cast_signed());
-        assert_eq!(NtStatus::INVALID_PARAMETER_3.raw(), 0xC000_00F1_u32.cast_signed());
-        assert_eq!(NtStatus::DRIVER_BLOCKED.raw(), 0xC000_036C_u32.cast_signed());
-        assert_eq!(NtStatus::RESOURCE_IN_USE.raw(), 0xC000_0708_u32.cast_signed());
+        assert_eq!(
+            NtStatus::INVALID_PARAMETER_3.raw(),
+            0xC000_00F1_u32.cast_signed()
+        );
+        assert_eq!(
+            NtStatus::DRIVER_BLOCKED.raw(),
+            0xC000_036C_u32.cast_signed()
+        );
+        assert_eq!(
+            NtStatus::RESOURCE_IN_USE.raw(),
+            0xC000_0708_u32.cast_signed()
+        );
         assert_eq!(NtStatus::NOT_SUPPORTED.raw(), 0xC000_00BB_u32.cast_signed());
-        assert_eq!(NtStatus::INSUFFICIENT_RESOURCES.raw(), 0xC000_009A_u32.cast_signed());
+        assert_eq!(
+            NtStatus::INSUFFICIENT_RESOURCES.raw(),
+            0xC000_009A_u32.cast_signed()
+        );
         assert_eq!(NtStatus::UNSUCCESSFUL.raw(), 0xC000_0001_u32.cast_signed());
         assert_eq!(NtStatus::TIMEOUT.raw(), 0x102);
         assert_eq!(NtStatus::ALERTED.raw(), 0x101);
@@ -219,7 +235,10 @@ mod tests {
     fn severity_follows_the_top_two_bits() {
         assert_eq!(NtStatus::SUCCESS.severity(), Severity::Success);
         assert_eq!(NtStatus(0x4000_0000).severity(), Severity::Informational);
-        assert_eq!(NtStatus(0x8000_0005_u32.cast_signed()).severity(), Severity::Warning);
+        assert_eq!(
+            NtStatus(0x8000_0005_u32.cast_signed()).severity(),
+            Severity::Warning
+        );
         assert_eq!(NtStatus::NOT_FOUND.severity(), Severity::Error);
         assert!(NtStatus::TIMEOUT.is_success());
         assert!(!NtStatus(0x8000_0005_u32.cast_signed()).is_success());

@@ -21,7 +21,10 @@ impl<F: Endpoint> EndpointId<F> {
     /// IRQL: any.
     #[must_use]
     pub const fn new(raw: u32) -> Self {
-        Self { raw, _signature: PhantomData }
+        Self {
+            raw,
+            _signature: PhantomData,
+        }
     }
 
     /// The numeric id.
@@ -104,7 +107,10 @@ impl<const N: usize> EndpointTable<N> {
             return Err(RegisterError::Empty);
         }
         for (i, entry) in entries.iter().enumerate() {
-            if entries[..i].iter().any(|earlier| earlier.info.Id == entry.info.Id) {
+            if entries[..i]
+                .iter()
+                .any(|earlier| earlier.info.Id == entry.info.Id)
+            {
                 return Err(RegisterError::DuplicateId(entry.info.Id));
             }
         }
@@ -133,15 +139,29 @@ impl<const N: usize> EndpointTable<N> {
     /// [`LookupError::UnknownId`], [`LookupError::TypeMismatch`].
     pub fn endpoint<F: Endpoint>(&self, id: EndpointId<F>) -> Result<F, LookupError> {
         let entry = self.entry_for(id)?;
-        let erased = entry.info.EndpointFunction.ok_or(LookupError::UnknownId(id.raw))?;
+        let erased = entry
+            .info
+            .EndpointFunction
+            .ok_or(LookupError::UnknownId(id.raw))?;
         // SAFETY: the entry was built by `EndpointEntry::new` from an `F` (its TypeId matched).
         Ok(unsafe { F::unerase(erased) })
     }
 
     /// The entry for `id`, after checking it was registered with type `F`.
-    pub(crate) fn entry_for<F: Endpoint>(&self, id: EndpointId<F>) -> Result<&EndpointEntry, LookupError> {
-        let entry = self.entries.iter().find(|e| e.info.Id == id.raw).ok_or(LookupError::UnknownId(id.raw))?;
-        if entry.signature == F::type_id() { Ok(entry) } else { Err(LookupError::TypeMismatch(id.raw)) }
+    pub(crate) fn entry_for<F: Endpoint>(
+        &self,
+        id: EndpointId<F>,
+    ) -> Result<&EndpointEntry, LookupError> {
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.info.Id == id.raw)
+            .ok_or(LookupError::UnknownId(id.raw))?;
+        if entry.signature == F::type_id() {
+            Ok(entry)
+        } else {
+            Err(LookupError::TypeMismatch(id.raw))
+        }
     }
 }
 
@@ -167,7 +187,10 @@ mod tests {
         let table = EndpointTable::new([entry, EndpointEntry::new(WIDEN, widen as Other)]).unwrap();
         let raw = table.raw_copy();
         assert_eq!((raw[0].Id, raw[0].ParameterCount), (1, 1));
-        assert_eq!(raw[0].EndpointFunction.map(|f| f as usize), Some(add_one as Handler as usize));
+        assert_eq!(
+            raw[0].EndpointFunction.map(|f| f as usize),
+            Some(add_one as Handler as usize)
+        );
     }
 
     #[test]
@@ -177,14 +200,23 @@ mod tests {
             EndpointEntry::new(EndpointId::<Other>::new(1), widen as Other),
         ]);
         assert_eq!(twice.unwrap_err(), RegisterError::DuplicateId(1));
-        assert_eq!(EndpointTable::<0>::new([]).unwrap_err(), RegisterError::Empty);
+        assert_eq!(
+            EndpointTable::<0>::new([]).unwrap_err(),
+            RegisterError::Empty
+        );
     }
 
     #[test]
     fn lookup_by_id_checks_the_signature() {
         let table = EndpointTable::new([EndpointEntry::new(ADD, add_one as Handler)]).unwrap();
         assert_eq!(table.endpoint(ADD).unwrap()(41), 42);
-        assert_eq!(table.endpoint(EndpointId::<Other>::new(1)).unwrap_err(), LookupError::TypeMismatch(1));
-        assert_eq!(table.endpoint(WIDEN).unwrap_err(), LookupError::UnknownId(2));
+        assert_eq!(
+            table.endpoint(EndpointId::<Other>::new(1)).unwrap_err(),
+            LookupError::TypeMismatch(1)
+        );
+        assert_eq!(
+            table.endpoint(WIDEN).unwrap_err(),
+            LookupError::UnknownId(2)
+        );
     }
 }

@@ -65,7 +65,11 @@ impl Timeout {
     /// IRQL: any.
     #[must_use]
     pub const fn relative_100ns(units: u64) -> Self {
-        let units = if units > i64::MAX as u64 { i64::MAX } else { units.cast_signed() };
+        let units = if units > i64::MAX as u64 {
+            i64::MAX
+        } else {
+            units.cast_signed()
+        };
         Self(-units)
     }
 
@@ -82,7 +86,11 @@ impl Timeout {
     /// IRQL: any.
     #[must_use]
     pub const fn absolute(system_time: u64) -> Self {
-        Self(if system_time > i64::MAX as u64 { i64::MAX } else { system_time.cast_signed() })
+        Self(if system_time > i64::MAX as u64 {
+            i64::MAX
+        } else {
+            system_time.cast_signed()
+        })
     }
 
     /// The raw `LARGE_INTEGER` value.
@@ -238,7 +246,9 @@ impl<'a> WorkerThreadBuilder<'a> {
         }
         let mut events = [core::ptr::null_mut(); MAX_WORKER_EVENTS];
         for (slot, event) in events.iter_mut().zip(self.events.iter().flatten()) {
-            *slot = event.as_raw().map_err(|_| WorkerError::EventNotInitialized)?;
+            *slot = event
+                .as_raw()
+                .map_err(|_| WorkerError::EventNotInitialized)?;
         }
         #[allow(clippy::cast_possible_truncation)] // at most MAX_WORKER_EVENTS
         let event_count = self.event_count as u32;
@@ -257,7 +267,9 @@ impl<'a> WorkerThreadBuilder<'a> {
                 },
                 Altertable: sys::BOOLEAN::from(self.alertable),
                 HasTimeout: sys::BOOLEAN::from(self.timeout.is_some()),
-                Timeout: sys::LARGE_INTEGER { QuadPart: self.timeout.map_or(0, Timeout::raw) },
+                Timeout: sys::LARGE_INTEGER {
+                    QuadPart: self.timeout.map_or(0, Timeout::raw),
+                },
                 EventCount: event_count,
                 Events: [],
             },
@@ -283,9 +295,11 @@ impl<'a> WorkerThreadBuilder<'a> {
         let mut start = self.start_context()?;
         match self.hotswap.extension() {
             Some(extension) => {
-                let create = extension.exports().proxy.create_worker_thread.ok_or(WorkerError::ExportMissing(
-                    sys::names::IO_DRIVER_PROXY_CREATE_HOT_SWAPPABLE_WORKER_THREAD.ascii,
-                ))?;
+                let create = extension.exports().proxy.create_worker_thread.ok_or(
+                    WorkerError::ExportMissing(
+                        sys::names::IO_DRIVER_PROXY_CREATE_HOT_SWAPPABLE_WORKER_THREAD.ascii,
+                    ),
+                )?;
                 let mut handle = core::ptr::null_mut();
                 let mut attributes = kernel_handle_attributes();
                 // SAFETY: resolved routine; live extension; `start` is a complete start context
@@ -303,7 +317,11 @@ impl<'a> WorkerThreadBuilder<'a> {
                     )
                 });
                 if status.is_success() {
-                    Ok(WorkerThread { handle, close: extension.exports().kernel.close, hot_swappable: true })
+                    Ok(WorkerThread {
+                        handle,
+                        close: extension.exports().kernel.close,
+                        hot_swappable: true,
+                    })
                 } else {
                     Err(WorkerError::from_status(status))
                 }
@@ -396,23 +414,46 @@ mod fallback {
         wait_blocks: [u64; sys::KWAIT_BLOCK_SIZE / 8 * MAX_WORKER_EVENTS],
     }
 
-    pub(super) unsafe fn spawn(exports: &Exports, start: StartContext) -> Result<WorkerThread, WorkerError> {
+    pub(super) unsafe fn spawn(
+        exports: &Exports,
+        start: StartContext,
+    ) -> Result<WorkerThread, WorkerError> {
         let kernel = exports.kernel;
         let missing = |name: &sys::RoutineName| WorkerError::ExportMissing(name.ascii);
-        let allocate = kernel.allocate_pool.ok_or_else(|| missing(&sys::kernel_names::EX_ALLOCATE_POOL2))?;
-        let free = kernel.free_pool.ok_or_else(|| missing(&sys::kernel_names::EX_FREE_POOL_WITH_TAG))?;
-        let create = kernel.create_system_thread.ok_or_else(|| missing(&sys::kernel_names::PS_CREATE_SYSTEM_THREAD))?;
-        kernel.wait_for_multiple_objects.ok_or_else(|| missing(&sys::kernel_names::KE_WAIT_FOR_MULTIPLE_OBJECTS))?;
+        let allocate = kernel
+            .allocate_pool
+            .ok_or_else(|| missing(&sys::kernel_names::EX_ALLOCATE_POOL2))?;
+        let free = kernel
+            .free_pool
+            .ok_or_else(|| missing(&sys::kernel_names::EX_FREE_POOL_WITH_TAG))?;
+        let create = kernel
+            .create_system_thread
+            .ok_or_else(|| missing(&sys::kernel_names::PS_CREATE_SYSTEM_THREAD))?;
+        kernel
+            .wait_for_multiple_objects
+            .ok_or_else(|| missing(&sys::kernel_names::KE_WAIT_FOR_MULTIPLE_OBJECTS))?;
 
         // SAFETY: resolved routine; non-paged pool of a fixed size.
-        let block = unsafe { allocate(sys::POOL_FLAG_NON_PAGED, core::mem::size_of::<FallbackThread>(), POOL_TAG) }
-            .cast::<FallbackThread>();
+        let block = unsafe {
+            allocate(
+                sys::POOL_FLAG_NON_PAGED,
+                core::mem::size_of::<FallbackThread>(),
+                POOL_TAG,
+            )
+        }
+        .cast::<FallbackThread>();
         if block.is_null() {
             return Err(WorkerError::InsufficientResources);
         }
         // SAFETY: `block` is a fresh, suitably aligned (pool blocks are 16-byte aligned)
         // allocation of the right size that nothing else references yet.
-        unsafe { block.write(FallbackThread { start, kernel, wait_blocks: [0; _] }) };
+        unsafe {
+            block.write(FallbackThread {
+                start,
+                kernel,
+                wait_blocks: [0; _],
+            });
+        };
         let mut handle = core::ptr::null_mut();
         let mut attributes = super::kernel_handle_attributes();
         // SAFETY: resolved routine; `block` is handed to the new thread, which owns it from
@@ -429,7 +470,11 @@ mod fallback {
             )
         });
         if status.is_success() {
-            Ok(WorkerThread { handle, close: kernel.close, hot_swappable: false })
+            Ok(WorkerThread {
+                handle,
+                close: kernel.close,
+                hot_swappable: false,
+            })
         } else {
             // SAFETY: no thread took ownership of the block; free it with its tag.
             unsafe { free(block.cast(), POOL_TAG) };
@@ -448,9 +493,11 @@ mod fallback {
         let this = unsafe { &mut *thread };
         let header = &this.start.header;
         let count = header.EventCount;
-        let (Some(wait), Some(free), Some(routine)) =
-            (this.kernel.wait_for_multiple_objects, this.kernel.free_pool, header.WorkerRoutine)
-        else {
+        let (Some(wait), Some(free), Some(routine)) = (
+            this.kernel.wait_for_multiple_objects,
+            this.kernel.free_pool,
+            header.WorkerRoutine,
+        ) else {
             return; // unreachable: checked by `spawn` and `start_context`
         };
         let wait_blocks = if count > sys::THREAD_WAIT_OBJECTS {
@@ -460,7 +507,11 @@ mod fallback {
         };
         loop {
             let mut timeout = header.Timeout;
-            let timeout_ptr = if header.HasTimeout != 0 { &raw mut timeout } else { core::ptr::null_mut() };
+            let timeout_ptr = if header.HasTimeout != 0 {
+                &raw mut timeout
+            } else {
+                core::ptr::null_mut()
+            };
             // SAFETY: the events are initialised KEVENTs that outlive this thread (contract of
             // `spawn_unchecked`); the wait-block array is large enough for `count` objects.
             let status = unsafe {
@@ -501,7 +552,8 @@ mod tests {
     /// Events whose state is READY without a kernel (the raw KEVENT is never used here).
     fn ready_events<const N: usize>() -> &'static [Event; N] {
         extern crate std;
-        let events: &'static [Event; N] = std::boxed::Box::leak(std::boxed::Box::new(core::array::from_fn(|_| Event::new())));
+        let events: &'static [Event; N] =
+            std::boxed::Box::leak(std::boxed::Box::new(core::array::from_fn(|_| Event::new())));
         for event in events {
             event.mark_ready_for_tests();
         }
@@ -510,29 +562,48 @@ mod tests {
 
     fn read<T: Copy>(context: &StartContext, offset: usize) -> T {
         // SAFETY: every offset read below is inside the context and holds an initialised field.
-        unsafe { (&raw const *context).cast::<u8>().add(offset).cast::<T>().read_unaligned() }
+        unsafe {
+            (&raw const *context)
+                .cast::<u8>()
+                .add(offset)
+                .cast::<T>()
+                .read_unaligned()
+        }
     }
 
     #[test]
     fn start_context_has_the_documented_size_and_offsets_for_1_2_and_64_events() {
         for n in [1usize, 2, 64] {
             let events = ready_events::<64>();
-            let mut b = builder().wait_type(WaitType::All).alertable(true).timeout(Timeout::from_millis(5));
+            let mut b = builder()
+                .wait_type(WaitType::All)
+                .alertable(true)
+                .timeout(Timeout::from_millis(5));
             for event in &events[..n] {
                 b = b.event(event);
             }
             let context = b.start_context().unwrap();
             assert_eq!(context.len(), 0x30 + 8 * n);
-            assert_eq!(read::<usize>(&context, 0x00), routine as WorkerRoutine as usize);
+            assert_eq!(
+                read::<usize>(&context, 0x00),
+                routine as WorkerRoutine as usize
+            );
             assert_eq!(read::<i32>(&context, 0x10), sys::WaitAll);
             assert_eq!(read::<i32>(&context, 0x14), sys::Executive);
             assert_eq!(read::<i8>(&context, 0x18), sys::KernelMode);
             assert_eq!(read::<u8>(&context, 0x19), 1, "Altertable");
             assert_eq!(read::<u8>(&context, 0x1A), 1, "HasTimeout");
-            assert_eq!(read::<i64>(&context, 0x20), -50_000, "5 ms relative, in 100 ns units");
+            assert_eq!(
+                read::<i64>(&context, 0x20),
+                -50_000,
+                "5 ms relative, in 100 ns units"
+            );
             assert_eq!(read::<u32>(&context, 0x28), u32::try_from(n).unwrap());
             for (i, event) in events[..n].iter().enumerate() {
-                assert_eq!(read::<sys::PKEVENT>(&context, 0x30 + 8 * i), event.as_raw().unwrap());
+                assert_eq!(
+                    read::<sys::PKEVENT>(&context, 0x30 + 8 * i),
+                    event.as_raw().unwrap()
+                );
             }
         }
     }
@@ -546,9 +617,15 @@ mod tests {
         for event in events {
             b = b.event(event);
         }
-        assert_eq!(b.start_context().err(), Some(WorkerError::TooManyEvents(65)));
+        assert_eq!(
+            b.start_context().err(),
+            Some(WorkerError::TooManyEvents(65))
+        );
         let fresh: &'static Event = std::boxed::Box::leak(std::boxed::Box::new(Event::new()));
-        assert_eq!(builder().event(fresh).start_context().err(), Some(WorkerError::EventNotInitialized));
+        assert_eq!(
+            builder().event(fresh).start_context().err(),
+            Some(WorkerError::EventNotInitialized)
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ use crate::sys::{self, RoutineName, kernel_names, names};
 pub(crate) struct ProxyRoutines {
     pub(crate) get_features: Option<sys::PFN_IoGetDriverProxyFeatures>,
     pub(crate) create_extension: Option<sys::PFN_IoCreateDriverProxyExtension>,
-    pub(crate) extension_from_driver_object: Option<sys::PFN_IoGetDriverProxyExtensionFromDriverObject>,
+    pub(crate) extension_from_driver_object:
+        Option<sys::PFN_IoGetDriverProxyExtensionFromDriverObject>,
     pub(crate) register_endpoints: Option<sys::PFN_IoRegisterDriverProxyEndpoints>,
     pub(crate) endpoint_wrapper_by_id: Option<sys::PFN_IoGetDriverProxyEndpointWrapper>,
     pub(crate) wrapper_from_endpoint: Option<sys::PFN_IofGetDriverProxyWrapperFromEndpoint>,
@@ -56,7 +57,10 @@ pub(crate) struct Exports {
 /// # Safety
 /// `P` must be the exact function-pointer type of the routine called `name` (an `Option`
 /// of an `extern "system" fn` of the documented signature).
-unsafe fn lookup<P: Copy>(resolve: &mut dyn FnMut(&RoutineName) -> *mut c_void, name: &RoutineName) -> Option<P> {
+unsafe fn lookup<P: Copy>(
+    resolve: &mut dyn FnMut(&RoutineName) -> *mut c_void,
+    name: &RoutineName,
+) -> Option<P> {
     const { assert!(core::mem::size_of::<Option<P>>() == core::mem::size_of::<*mut c_void>()) };
     let address = resolve(name);
     if address.is_null() {
@@ -83,8 +87,14 @@ impl Exports {
                         &names::IO_GET_DRIVER_PROXY_EXTENSION_FROM_DRIVER_OBJECT,
                     ),
                     register_endpoints: lookup(resolve, &names::IO_REGISTER_DRIVER_PROXY_ENDPOINTS),
-                    endpoint_wrapper_by_id: lookup(resolve, &names::IO_GET_DRIVER_PROXY_ENDPOINT_WRAPPER),
-                    wrapper_from_endpoint: lookup(resolve, &names::IOF_GET_DRIVER_PROXY_WRAPPER_FROM_ENDPOINT),
+                    endpoint_wrapper_by_id: lookup(
+                        resolve,
+                        &names::IO_GET_DRIVER_PROXY_ENDPOINT_WRAPPER,
+                    ),
+                    wrapper_from_endpoint: lookup(
+                        resolve,
+                        &names::IOF_GET_DRIVER_PROXY_WRAPPER_FROM_ENDPOINT,
+                    ),
                     create_worker_thread: lookup(
                         resolve,
                         &names::IO_DRIVER_PROXY_CREATE_HOT_SWAPPABLE_WORKER_THREAD,
@@ -96,7 +106,10 @@ impl Exports {
                     clear_event: lookup(resolve, &kernel_names::KE_CLEAR_EVENT),
                     reset_event: lookup(resolve, &kernel_names::KE_RESET_EVENT),
                     read_state_event: lookup(resolve, &kernel_names::KE_READ_STATE_EVENT),
-                    wait_for_multiple_objects: lookup(resolve, &kernel_names::KE_WAIT_FOR_MULTIPLE_OBJECTS),
+                    wait_for_multiple_objects: lookup(
+                        resolve,
+                        &kernel_names::KE_WAIT_FOR_MULTIPLE_OBJECTS,
+                    ),
                     create_system_thread: lookup(resolve, &kernel_names::PS_CREATE_SYSTEM_THREAD),
                     close: lookup(resolve, &kernel_names::ZW_CLOSE),
                     allocate_pool: lookup(resolve, &kernel_names::EX_ALLOCATE_POOL2),
@@ -123,7 +136,11 @@ impl Exports {
 fn system_routine_address(name: &RoutineName) -> *mut c_void {
     #[allow(clippy::cast_possible_truncation)] // routine names are a few dozen characters
     let bytes = (name.utf16.len() * 2) as u16;
-    let mut unicode = sys::UNICODE_STRING { Length: bytes, MaximumLength: bytes, Buffer: name.utf16.as_ptr().cast_mut() };
+    let mut unicode = sys::UNICODE_STRING {
+        Length: bytes,
+        MaximumLength: bytes,
+        Buffer: name.utf16.as_ptr().cast_mut(),
+    };
     // SAFETY: `unicode` describes a valid UTF-16 buffer that outlives the call (the kernel only
     // reads it); the crate documents that its first call must be made at PASSIVE_LEVEL.
     unsafe { sys::MmGetSystemRoutineAddress(&raw mut unicode) }
@@ -156,13 +173,19 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
-    unsafe extern "system" fn fake_features(_: sys::PDRIVER_OBJECT, _: *mut sys::DRIVER_PROXY_FEATURE_FLAGS) {}
+    unsafe extern "system" fn fake_features(
+        _: sys::PDRIVER_OBJECT,
+        _: *mut sys::DRIVER_PROXY_FEATURE_FLAGS,
+    ) {
+    }
 
     #[test]
     fn every_routine_is_looked_up_by_its_utf16_name_exactly_once() {
         let mut asked = Vec::new();
         let _ = Exports::resolve_with(&mut |name| {
-            let decoded: std::string::String = char::decode_utf16(name.utf16.iter().copied()).map(Result::unwrap).collect();
+            let decoded: std::string::String = char::decode_utf16(name.utf16.iter().copied())
+                .map(Result::unwrap)
+                .collect();
             assert_eq!(decoded, name.ascii);
             asked.push(name.ascii);
             core::ptr::null_mut()
@@ -188,11 +211,21 @@ mod tests {
     #[test]
     fn a_missing_export_resolves_to_none_and_is_named() {
         let exports = Exports::resolve_with(&mut |name| {
-            if name.ascii == "IoGetDriverProxyFeatures" { fake_features as *mut c_void } else { core::ptr::null_mut() }
+            if name.ascii == "IoGetDriverProxyFeatures" {
+                fake_features as *mut c_void
+            } else {
+                core::ptr::null_mut()
+            }
         });
         assert!(exports.proxy.get_features.is_some());
         assert!(exports.proxy.create_extension.is_none());
-        assert_eq!(exports.missing_core_routine(), Some("IoCreateDriverProxyExtension"));
-        assert_eq!(Exports::default().missing_core_routine(), Some("IoGetDriverProxyFeatures"));
+        assert_eq!(
+            exports.missing_core_routine(),
+            Some("IoCreateDriverProxyExtension")
+        );
+        assert_eq!(
+            Exports::default().missing_core_routine(),
+            Some("IoGetDriverProxyFeatures")
+        );
     }
 }

@@ -31,20 +31,29 @@ impl<T> OnceCell<T> {
     /// An empty cell.
     #[cfg(not(loom))]
     pub(crate) const fn new() -> Self {
-        Self { state: AtomicU8::new(EMPTY), value: UnsafeCell::new(MaybeUninit::uninit()) }
+        Self {
+            state: AtomicU8::new(EMPTY),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }
     }
 
     /// An empty cell (loom's atomics are not `const`).
     #[cfg(loom)]
     pub(crate) fn new() -> Self {
-        Self { state: AtomicU8::new(EMPTY), value: UnsafeCell::new(MaybeUninit::uninit()) }
+        Self {
+            state: AtomicU8::new(EMPTY),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }
     }
 
     /// The value, computing it with `init` if no thread has yet. `init` runs at most once
     /// over the cell's life; concurrent callers wait for it and all get the same value.
     pub(crate) fn get_or_init(&self, init: impl FnOnce() -> T) -> &T {
         if self.state.load(Ordering::Acquire) != READY {
-            match self.state.compare_exchange(EMPTY, RUNNING, Ordering::Acquire, Ordering::Acquire) {
+            match self
+                .state
+                .compare_exchange(EMPTY, RUNNING, Ordering::Acquire, Ordering::Acquire)
+            {
                 Ok(_) => {
                     let value = init();
                     // SAFETY: this thread alone moved the state to RUNNING, so no other thread
@@ -69,7 +78,8 @@ impl<T> Drop for OnceCell<T> {
     fn drop(&mut self) {
         if self.state.load(Ordering::Acquire) == READY {
             // SAFETY: READY means `value` is initialised; `&mut self` excludes other users.
-            self.value.with_mut(|slot| unsafe { (*slot).assume_init_drop() });
+            self.value
+                .with_mut(|slot| unsafe { (*slot).assume_init_drop() });
         }
     }
 }
@@ -111,7 +121,10 @@ mod tests {
     fn a_ready_cell_does_not_call_init_again() {
         let cell = OnceCell::new();
         assert_eq!(*cell.get_or_init(|| 7), 7);
-        assert_eq!(*cell.get_or_init(|| unreachable!("init must not run twice")), 7);
+        assert_eq!(
+            *cell.get_or_init(|| unreachable!("init must not run twice")),
+            7
+        );
     }
 }
 

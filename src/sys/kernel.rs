@@ -15,9 +15,11 @@ use super::routines::RoutineName;
 pub type PKSTART_ROUTINE = unsafe extern "system" fn(StartContext: PVOID);
 
 /// `VOID KeInitializeEvent(PRKEVENT Event, EVENT_TYPE Type, BOOLEAN State)`. IRQL any (storage non-paged).
-pub type PFN_KeInitializeEvent = unsafe extern "system" fn(Event: PKEVENT, Type: EVENT_TYPE, State: BOOLEAN);
+pub type PFN_KeInitializeEvent =
+    unsafe extern "system" fn(Event: PKEVENT, Type: EVENT_TYPE, State: BOOLEAN);
 /// `LONG KeSetEvent(PRKEVENT Event, KPRIORITY Increment, BOOLEAN Wait)`. `<= DISPATCH_LEVEL`.
-pub type PFN_KeSetEvent = unsafe extern "system" fn(Event: PKEVENT, Increment: KPRIORITY, Wait: BOOLEAN) -> LONG;
+pub type PFN_KeSetEvent =
+    unsafe extern "system" fn(Event: PKEVENT, Increment: KPRIORITY, Wait: BOOLEAN) -> LONG;
 /// `VOID KeClearEvent(PRKEVENT Event)`. `<= DISPATCH_LEVEL`.
 pub type PFN_KeClearEvent = unsafe extern "system" fn(Event: PKEVENT);
 /// `LONG KeResetEvent(PRKEVENT Event)`: clears and returns the previous state. `<= DISPATCH_LEVEL`.
@@ -62,7 +64,8 @@ pub type POOL_FLAGS = u64;
 pub const POOL_FLAG_NON_PAGED: POOL_FLAGS = 0x0000_0000_0000_0040;
 /// `PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag)`: zeroed memory or null.
 /// `<= DISPATCH_LEVEL` for non-paged pool.
-pub type PFN_ExAllocatePool2 = unsafe extern "system" fn(Flags: POOL_FLAGS, NumberOfBytes: usize, Tag: ULONG) -> PVOID;
+pub type PFN_ExAllocatePool2 =
+    unsafe extern "system" fn(Flags: POOL_FLAGS, NumberOfBytes: usize, Tag: ULONG) -> PVOID;
 /// `VOID ExFreePoolWithTag(PVOID P, ULONG Tag)`. `<= DISPATCH_LEVEL`.
 pub type PFN_ExFreePoolWithTag = unsafe extern "system" fn(P: PVOID, Tag: ULONG);
 
@@ -80,7 +83,8 @@ pub mod kernel_names {
     /// `KeReadStateEvent`.
     pub const KE_READ_STATE_EVENT: RoutineName = crate::__routine_name!("KeReadStateEvent");
     /// `KeWaitForMultipleObjects`.
-    pub const KE_WAIT_FOR_MULTIPLE_OBJECTS: RoutineName = crate::__routine_name!("KeWaitForMultipleObjects");
+    pub const KE_WAIT_FOR_MULTIPLE_OBJECTS: RoutineName =
+        crate::__routine_name!("KeWaitForMultipleObjects");
     /// `PsCreateSystemThread`.
     pub const PS_CREATE_SYSTEM_THREAD: RoutineName = crate::__routine_name!("PsCreateSystemThread");
     /// `ZwClose`.

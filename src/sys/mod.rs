@@ -22,7 +22,12 @@
 //! Where the reference marks a declaration UNCONFIRMED, the most likely form is bound and
 //! the item's documentation says so.
 
-#![allow(non_snake_case, non_camel_case_types, non_upper_case_globals, clippy::upper_case_acronyms)]
+#![allow(
+    non_snake_case,
+    non_camel_case_types,
+    non_upper_case_globals,
+    clippy::upper_case_acronyms
+)]
 
 pub mod kernel;
 pub mod ntdef;

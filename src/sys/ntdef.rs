@@ -88,7 +88,10 @@ impl KEVENT {
     /// Zeroed storage, to be initialised by `KeInitializeEvent` before use.
     #[must_use]
     pub const fn zeroed() -> Self {
-        Self { _header: [0; 3], _pinned: PhantomPinned }
+        Self {
+            _header: [0; 3],
+            _pinned: PhantomPinned,
+        }
     }
 }
 

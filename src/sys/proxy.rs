@@ -116,8 +116,10 @@ pub const DriverProxyRegisterCallbackMax: DRIVER_PROXY_REGISTER_CALLBACK_PHASE =
 
 /// `DRIVER_PROXY_REGISTER_CALLBACK` (V1), called at `PASSIVE_LEVEL`:
 /// `NTSTATUS DriverProxyRegisterCallback(DRIVER_PROXY_REGISTER_CALLBACK_PHASE Phase, PVOID Context)`.
-pub type DRIVER_PROXY_REGISTER_CALLBACK =
-    unsafe extern "system" fn(Phase: DRIVER_PROXY_REGISTER_CALLBACK_PHASE, Context: PVOID) -> NTSTATUS;
+pub type DRIVER_PROXY_REGISTER_CALLBACK = unsafe extern "system" fn(
+    Phase: DRIVER_PROXY_REGISTER_CALLBACK_PHASE,
+    Context: PVOID,
+) -> NTSTATUS;
 /// `PDRIVER_PROXY_REGISTER_CALLBACK` (nullable: the callback is optional).
 pub type PDRIVER_PROXY_REGISTER_CALLBACK = Option<DRIVER_PROXY_REGISTER_CALLBACK>;
 

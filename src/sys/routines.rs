@@ -40,8 +40,10 @@ unsafe extern "system" {
 
 /// `VOID IoGetDriverProxyFeatures(PDRIVER_OBJECT DriverObject, PDRIVER_PROXY_FEATURE_FLAGS Flags)`.
 /// Any IRQL. `DriverObject` may be null ("drivers in general on this system").
-pub type PFN_IoGetDriverProxyFeatures =
-    unsafe extern "system" fn(DriverObject: PDRIVER_OBJECT, Flags: *mut super::proxy::DRIVER_PROXY_FEATURE_FLAGS);
+pub type PFN_IoGetDriverProxyFeatures = unsafe extern "system" fn(
+    DriverObject: PDRIVER_OBJECT,
+    Flags: *mut super::proxy::DRIVER_PROXY_FEATURE_FLAGS,
+);
 
 /// `NTSTATUS IoCreateDriverProxyExtension(PDRIVER_OBJECT OwningDriverObject,
 /// DRIVER_PROXY_EXTENSION_CREATION_FLAGS Flags, PDRIVER_PROXY_EXTENSION *DriverProxyExtension)`.
@@ -70,10 +72,11 @@ pub type PFN_IoRegisterDriverProxyEndpoints = unsafe extern "system" fn(
 
 /// `PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION IoGetDriverProxyEndpointWrapper(PDRIVER_PROXY_EXTENSION,
 /// DRIVER_PROXY_ENDPOINT_FUNCTION_ID FunctionId)` (V1, deprecated). Any IRQL.
-pub type PFN_IoGetDriverProxyEndpointWrapper = unsafe extern "system" fn(
-    DriverProxyExtension: PDRIVER_PROXY_EXTENSION,
-    FunctionId: DRIVER_PROXY_ENDPOINT_FUNCTION_ID,
-) -> PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION;
+pub type PFN_IoGetDriverProxyEndpointWrapper =
+    unsafe extern "system" fn(
+        DriverProxyExtension: PDRIVER_PROXY_EXTENSION,
+        FunctionId: DRIVER_PROXY_ENDPOINT_FUNCTION_ID,
+    ) -> PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION;
 
 /// `NTSTATUS IofGetDriverProxyWrapperFromEndpoint(PDRIVER_PROXY_EXTENSION, PDRIVER_PROXY_ENDPOINT_FUNCTION
 /// Endpoint, PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION *Wrapper)` (V2). Any IRQL.
@@ -169,7 +172,8 @@ macro_rules! __routine_name {
 pub mod names {
     use super::RoutineName;
     /// `IoGetDriverProxyFeatures`.
-    pub const IO_GET_DRIVER_PROXY_FEATURES: RoutineName = crate::__routine_name!("IoGetDriverProxyFeatures");
+    pub const IO_GET_DRIVER_PROXY_FEATURES: RoutineName =
+        crate::__routine_name!("IoGetDriverProxyFeatures");
     /// `IoCreateDriverProxyExtension`.
     pub const IO_CREATE_DRIVER_PROXY_EXTENSION: RoutineName =
         crate::__routine_name!("IoCreateDriverProxyExtension");

@@ -84,5 +84,8 @@ pub const STATUS_WAIT_0: NTSTATUS = STATUS_SUCCESS;
 /// to `STATUS_WAIT_62` are recognised but have no static name, so `None` is returned.
 #[must_use]
 pub fn status_name(status: NTSTATUS) -> Option<&'static str> {
-    KNOWN_STATUS_CODES.iter().find(|(code, _)| *code == status).map(|(_, name)| *name)
+    KNOWN_STATUS_CODES
+        .iter()
+        .find(|(code, _)| *code == status)
+        .map(|(_, name)| *name)
 }

@@ -1,1 +1,93 @@
-fn main() {}
+//! `cargo xtask`: the project's automation. See `cargo xtask --help`.
+
+mod disasm;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// The Windows targets every library build is checked for.
+pub const WINDOWS_TARGETS: [&str; 2] = ["x86_64-pc-windows-msvc", "aarch64-pc-windows-msvc"];
+
+#[derive(Parser)]
+#[command(about = "driver-proxy project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Everything CI checks: toolchain, fmt, clippy (host and both Windows targets), tests,
+    /// and the disassembly check of `Wrapped<F>` calls.
+    Test,
+    /// Only the disassembly check of `Wrapped<F>` calls.
+    Disasm,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Task::Test => test(),
+        Task::Disasm => disasm::check(&workspace_root()),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `cargo` with `args` in the workspace root.
+///
+/// # Errors
+/// When cargo cannot be started or exits unsuccessfully.
+pub fn cargo(args: &[&str]) -> Result<()> {
+    let root = workspace_root();
+    println!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(&root)
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    let root = workspace_root();
+    toolchain::ensure_targets(&WINDOWS_TARGETS)?;
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    for target in WINDOWS_TARGETS {
+        cargo(&[
+            "clippy",
+            "-p",
+            "driver-proxy",
+            "-p",
+            "wrapped-call-probe",
+            "--target",
+            target,
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
+    cargo(&["test", "--workspace"])?;
+    disasm::check(&root)?;
+    println!("xtask: all checks passed");
+    Ok(())
+}

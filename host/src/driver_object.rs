@@ -1,0 +1,29 @@
+//! Host driver objects: storage with the size and alignment of a `DRIVER_OBJECT` (0x150
+//! bytes on x64), zeroed, at a stable address, for tests to pass to the library.
+
+/// A zeroed `DRIVER_OBJECT` at a stable heap address, owned by the test.
+pub struct HostDriverObject {
+    storage: Box<[u64; 0x150 / 8]>,
+}
+
+impl Default for HostDriverObject {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostDriverObject {
+    /// A fresh, zeroed driver object.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            storage: Box::new([0; 0x150 / 8]),
+        }
+    }
+
+    /// The `PDRIVER_OBJECT` to hand to the library.
+    #[must_use]
+    pub fn as_raw(&mut self) -> driver_proxy::sys::PDRIVER_OBJECT {
+        self.storage.as_mut_ptr().cast()
+    }
+}
