@@ -296,3 +296,124 @@ display_via_debug_and_status!(
     EventError
 );
 impl core::error::Error for NullDriverObject {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNDOCUMENTED: NtStatus = NtStatus(0xC000_0022_u32.cast_signed()); // ACCESS_DENIED
+
+    #[test]
+    fn create_maps_every_documented_status_and_keeps_unknown_ones() {
+        for (status, error) in [
+            (NtStatus::NOT_SUPPORTED, CreateError::NotSupported),
+            (NtStatus::DRIVER_BLOCKED, CreateError::DriverBlocked),
+            (
+                NtStatus::INSUFFICIENT_RESOURCES,
+                CreateError::InsufficientResources,
+            ),
+            (NtStatus::RESOURCE_IN_USE, CreateError::AlreadyExists),
+        ] {
+            assert_eq!(CreateError::from_status(status), error);
+            assert_eq!(
+                error.status(),
+                status,
+                "{error:?} round-trips to its status"
+            );
+        }
+        assert_eq!(
+            CreateError::from_status(UNDOCUMENTED),
+            CreateError::Unexpected(UNDOCUMENTED)
+        );
+        assert_eq!(CreateError::Unexpected(UNDOCUMENTED).status(), UNDOCUMENTED);
+    }
+
+    #[test]
+    fn only_not_supported_blocked_and_missing_exports_mean_unavailable() {
+        assert_eq!(
+            CreateError::NotSupported.unavailable(),
+            Some(Unavailable::NotSupported)
+        );
+        assert_eq!(
+            CreateError::DriverBlocked.unavailable(),
+            Some(Unavailable::DriverBlocked)
+        );
+        assert_eq!(
+            CreateError::ExportMissing("X").unavailable(),
+            Some(Unavailable::ExportMissing("X"))
+        );
+        assert_eq!(CreateError::InsufficientResources.unavailable(), None);
+        assert_eq!(CreateError::AlreadyExists.unavailable(), None);
+        assert_eq!(CreateError::Unexpected(UNDOCUMENTED).unavailable(), None);
+    }
+
+    #[test]
+    fn register_maps_every_documented_status_and_keeps_unknown_ones() {
+        for (status, error) in [
+            (
+                NtStatus::INVALID_PARAMETER_3,
+                RegisterError::ParameterCountMismatch,
+            ),
+            (NtStatus::UNSUCCESSFUL, RegisterError::DrainTimeout),
+            (
+                NtStatus::INSUFFICIENT_RESOURCES,
+                RegisterError::InsufficientResources,
+            ),
+        ] {
+            assert_eq!(RegisterError::from_status(status), error);
+            assert_eq!(error.status(), status);
+        }
+        assert_eq!(
+            RegisterError::from_status(UNDOCUMENTED),
+            RegisterError::Unexpected(UNDOCUMENTED)
+        );
+        let callback = RegisterError::Callback {
+            phase: Phase::ProxyStalled,
+            status: NtStatus::NO_MEMORY,
+        };
+        assert_eq!(
+            callback.status(),
+            NtStatus::NO_MEMORY,
+            "the callback's own status is propagated"
+        );
+        assert_eq!(
+            RegisterError::DuplicateId(3).status(),
+            NtStatus::INVALID_PARAMETER
+        );
+    }
+
+    #[test]
+    fn worker_maps_every_documented_status_and_keeps_unknown_ones() {
+        for (status, error) in [
+            (NtStatus::NOT_SUPPORTED, WorkerError::NotSupported),
+            (NtStatus::INVALID_PARAMETER, WorkerError::InvalidParameter),
+            (
+                NtStatus::INSUFFICIENT_RESOURCES,
+                WorkerError::InsufficientResources,
+            ),
+        ] {
+            assert_eq!(WorkerError::from_status(status), error);
+            assert_eq!(error.status(), status);
+        }
+        assert_eq!(
+            WorkerError::from_status(UNDOCUMENTED),
+            WorkerError::Unexpected(UNDOCUMENTED)
+        );
+        assert_eq!(WorkerError::NoEvents.status(), NtStatus::INVALID_PARAMETER);
+        assert_eq!(
+            WorkerError::TooManyEvents(65).status(),
+            NtStatus::INVALID_PARAMETER
+        );
+    }
+
+    #[test]
+    fn lookup_and_wrap_failures_have_their_documented_statuses() {
+        assert_eq!(WrapError::NotAnEndpoint.status(), NtStatus::NOT_FOUND);
+        assert_eq!(LookupError::NotRegistered(1).status(), NtStatus::NOT_FOUND);
+        assert_eq!(
+            LookupError::TypeMismatch(1).status(),
+            NtStatus::INVALID_PARAMETER
+        );
+        assert_eq!(NullDriverObject.status(), NtStatus::INVALID_PARAMETER);
+    }
+}

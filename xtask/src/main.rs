@@ -47,10 +47,20 @@ fn workspace_root() -> PathBuf {
 /// # Errors
 /// When cargo cannot be started or exits unsuccessfully.
 pub fn cargo(args: &[&str]) -> Result<()> {
+    cargo_with_env(args, &[])
+}
+
+/// Runs `cargo` with `args` and extra environment variables in the workspace root.
+///
+/// # Errors
+/// When cargo cannot be started or exits unsuccessfully.
+pub fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     let root = workspace_root();
-    println!("xtask: cargo {}", args.join(" "));
+    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v:?} ")).collect();
+    println!("xtask: {}cargo {}", shown.concat(), args.join(" "));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(&root)
         .status()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;
@@ -87,6 +97,19 @@ fn test() -> Result<()> {
         ])?;
     }
     cargo(&["test", "--workspace"])?;
+    // Loom models: every interleaving of the crate's synchronisation, behind the `sync` seam.
+    let loom_target = root.join("target").join("loom");
+    cargo_with_env(
+        &["test", "--release", "-p", "driver-proxy", "--lib", "loom"],
+        &[
+            ("RUSTFLAGS", "--cfg loom"),
+            (
+                "CARGO_TARGET_DIR",
+                loom_target.to_str().context("non-UTF-8 path")?,
+            ),
+            ("LOOM_MAX_PREEMPTIONS", "3"),
+        ],
+    )?;
     disasm::check(&root)?;
     println!("xtask: all checks passed");
     Ok(())
