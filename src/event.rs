@@ -113,6 +113,17 @@ impl Event {
         }
     }
 
+    /// The initialised event and the kernel routine `pick` selects, or why not.
+    fn with_routine<R: Copy>(
+        &self,
+        pick: impl FnOnce(&crate::resolve::KernelRoutines) -> Option<R>,
+        name: &sys::RoutineName,
+    ) -> Result<(sys::PKEVENT, R), EventError> {
+        let raw = self.as_raw()?;
+        let routine = pick(&exports().kernel).ok_or(EventError::ExportMissing(name.ascii))?;
+        Ok((raw, routine))
+    }
+
     /// Signals the event (`KeSetEvent`, no priority boost, `Wait = FALSE`); returns whether it
     /// was already signalled.
     ///
@@ -121,10 +132,7 @@ impl Event {
     /// # Errors
     /// [`EventError::NotInitialized`]; [`EventError::ExportMissing`].
     pub fn set(&self) -> Result<bool, EventError> {
-        let raw = self.as_raw()?;
-        let set = exports().kernel.set_event.ok_or(EventError::ExportMissing(
-            sys::kernel_names::KE_SET_EVENT.ascii,
-        ))?;
+        let (raw, set) = self.with_routine(|k| k.set_event, &sys::kernel_names::KE_SET_EVENT)?;
         // SAFETY: `raw` is an initialised, pinned KEVENT (invariant).
         Ok(unsafe { set(raw, sys::IO_NO_INCREMENT, sys::FALSE) } != 0)
     }
@@ -136,13 +144,8 @@ impl Event {
     /// # Errors
     /// [`EventError::NotInitialized`]; [`EventError::ExportMissing`].
     pub fn clear(&self) -> Result<(), EventError> {
-        let raw = self.as_raw()?;
-        let clear = exports()
-            .kernel
-            .clear_event
-            .ok_or(EventError::ExportMissing(
-                sys::kernel_names::KE_CLEAR_EVENT.ascii,
-            ))?;
+        let (raw, clear) =
+            self.with_routine(|k| k.clear_event, &sys::kernel_names::KE_CLEAR_EVENT)?;
         // SAFETY: `raw` is an initialised, pinned KEVENT (invariant).
         unsafe { clear(raw) };
         Ok(())
@@ -155,13 +158,8 @@ impl Event {
     /// # Errors
     /// [`EventError::NotInitialized`]; [`EventError::ExportMissing`].
     pub fn reset(&self) -> Result<bool, EventError> {
-        let raw = self.as_raw()?;
-        let reset = exports()
-            .kernel
-            .reset_event
-            .ok_or(EventError::ExportMissing(
-                sys::kernel_names::KE_RESET_EVENT.ascii,
-            ))?;
+        let (raw, reset) =
+            self.with_routine(|k| k.reset_event, &sys::kernel_names::KE_RESET_EVENT)?;
         // SAFETY: `raw` is an initialised, pinned KEVENT (invariant).
         Ok(unsafe { reset(raw) } != 0)
     }
@@ -173,13 +171,10 @@ impl Event {
     /// # Errors
     /// [`EventError::NotInitialized`]; [`EventError::ExportMissing`].
     pub fn is_set(&self) -> Result<bool, EventError> {
-        let raw = self.as_raw()?;
-        let read = exports()
-            .kernel
-            .read_state_event
-            .ok_or(EventError::ExportMissing(
-                sys::kernel_names::KE_READ_STATE_EVENT.ascii,
-            ))?;
+        let (raw, read) = self.with_routine(
+            |k| k.read_state_event,
+            &sys::kernel_names::KE_READ_STATE_EVENT,
+        )?;
         // SAFETY: `raw` is an initialised, pinned KEVENT (invariant).
         Ok(unsafe { read(raw) } != 0)
     }
