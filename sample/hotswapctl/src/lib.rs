@@ -1,0 +1,22 @@
+//! `hotswapctl`: the user-mode client of the driver-proxy hot-swap sample driver.
+//!
+//! The binary (`src/main.rs`) is a thin clap front end; everything it does lives here, so it
+//! is tested on any machine:
+//!
+//! * [`backend`]: the [`Backend`](backend::Backend) trait (send one I/O control request) and
+//!   the Windows backend over `NtDeviceIoControlFile` on `\\.\HotSwapSample`; the place
+//!   where the in-process host backend will go is marked there.
+//! * [`client`]: typed requests (`VERSION`, `TRANSFORM`, `STATS`, `RESET`) over any backend.
+//! * [`stress`]: N threads × M requests with a tally per answering build and per failure
+//!   status, and a check that the driver's served counter lost nothing.
+//! * [`watch`]: polls and reports when the answering build changes, so a swap is visible.
+//! * [`fake`]: an in-memory fake of the driver for testing the client's own logic (it calls
+//!   `hotswap-sample-core` directly; it is not the driver).
+//!
+//! The protocol itself (codes, structures, statuses) is `hotswap-sample-core`'s.
+
+pub mod backend;
+pub mod client;
+pub mod fake;
+pub mod stress;
+pub mod watch;

@@ -1,0 +1,279 @@
+//! `hotswapctl`: drive the driver-proxy hot-swap sample from user mode.
+//!
+//! ```text
+//! hotswapctl version
+//! hotswapctl transform "hello"
+//! hotswapctl stats | reset
+//! hotswapctl stress --threads 8 --requests 10000
+//! hotswapctl watch --interval-ms 250
+//! ```
+//!
+//! `--backend device` (the default) opens the installed driver and exists on Windows only;
+//! `--backend fake` is an in-memory simulation for trying the client anywhere (not a driver;
+//! see `hotswapctl::fake`).
+
+use std::{process::ExitCode, sync::Arc, thread, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hotswap_sample_core::{DriverVersion, StatsInfo, names::WIN32_DEVICE_PATH};
+use hotswapctl::{
+    backend::{Backend, BackendError},
+    client::{Client, ClientError, Reply},
+    fake::{FakeDevice, Swapper},
+    stress::{self, StressConfig},
+    watch::{self, WatchConfig},
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Drive the driver-proxy hot-swap sample driver.
+#[derive(Debug, Parser)]
+#[command(name = "hotswapctl", version)]
+struct Cli {
+    /// Where requests go.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Device, global = true)]
+    backend: BackendChoice,
+
+    /// Device path for `--backend device`.
+    #[arg(long, default_value = WIN32_DEVICE_PATH, global = true)]
+    device: String,
+
+    /// `--backend fake`: the build loaded at start (1 or 2).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=2), global = true)]
+    fake_version: u16,
+
+    /// `--backend fake`: swap between v1 and v2 every this many milliseconds (0: never).
+    #[arg(long, default_value_t = 0, global = true)]
+    fake_swap_every_ms: u64,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Which build answers (VERSION).
+    Version,
+    /// Transform TEXT (TRANSFORM): v1 upper-cases ASCII letters, v2 applies ROT13.
+    Transform {
+        /// The text to send (at most 4096 bytes of UTF-8).
+        text: String,
+    },
+    /// Print the driver's counters (STATS).
+    Stats,
+    /// Print the driver's counters, then zero them (RESET).
+    Reset,
+    /// Send THREADS x REQUESTS requests; summary per answering build and per failure status.
+    Stress {
+        /// Threads, each with its own handle.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+        threads: u32,
+        /// Requests per thread.
+        #[arg(long, default_value_t = 1000)]
+        requests: u64,
+    },
+    /// Poll the driver and print when the answering build changes.
+    Watch {
+        /// Time between polls, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+        /// Stop after this many polls (default: run until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendChoice {
+    /// The installed driver, through its device (Windows only).
+    Device,
+    /// An in-memory simulation of the protocol, for trying the client anywhere: NOT a driver.
+    Fake,
+}
+
+/// Opens connections to the chosen backend.
+enum Connector {
+    Device(String),
+    /// The fake, and its background swapper if any (kept alive, stopped on drop).
+    Fake {
+        device: Arc<FakeDevice>,
+        _swapper: Option<Swapper>,
+    },
+}
+
+impl Connector {
+    fn new(cli: &Cli) -> Self {
+        match cli.backend {
+            BackendChoice::Device => Self::Device(cli.device.clone()),
+            BackendChoice::Fake => {
+                let version =
+                    DriverVersion::from_raw(cli.fake_version).unwrap_or(DriverVersion::V1);
+                let device = FakeDevice::new(version);
+                let swapper = (cli.fake_swap_every_ms > 0)
+                    .then(|| device.spawn_swapper(Duration::from_millis(cli.fake_swap_every_ms)));
+                Self::Fake {
+                    device,
+                    _swapper: swapper,
+                }
+            }
+        }
+    }
+
+    fn connect(&self) -> Result<Box<dyn Backend>, BackendError> {
+        match self {
+            #[cfg(windows)]
+            Self::Device(path) => Ok(Box::new(hotswapctl::backend::windows::DeviceBackend::open(
+                path,
+            )?)),
+            #[cfg(not(windows))]
+            Self::Device(path) => Err(BackendError::Unavailable(format!(
+                "cannot open {path}: the device backend needs Windows (try --backend fake, an in-memory simulation)"
+            ))),
+            Self::Fake { device, .. } => Ok(Box::new(device.connect())),
+        }
+    }
+}
+
+fn print_stats(title: &str, reply: &Reply<StatsInfo>) {
+    let stats = &reply.value;
+    println!("{title} (answered by {}):", reply.driver_version);
+    println!(
+        "  served:       {} (v1 {}, v2 {})",
+        stats.served, stats.served_v1, stats.served_v2
+    );
+    println!("  rejected:     {}", stats.rejected);
+    println!(
+        "  worker ticks: {} (v1 {}, v2 {})",
+        stats.worker_ticks, stats.worker_ticks_v1, stats.worker_ticks_v2
+    );
+    match stats.last_worker_version() {
+        Some(version) => println!("  worker last ran as {version}"),
+        None => println!("  worker has not ticked yet"),
+    }
+    println!("  swaps:        {}", stats.swaps);
+}
+
+fn execute(cli: &Cli) -> Result<ExitCode, ClientError> {
+    let connector = Connector::new(cli);
+    match &cli.command {
+        Command::Version => {
+            let reply = Client::new(connector.connect()?).version()?;
+            let info = reply.value;
+            println!(
+                "{} answers: build \"{}\", protocol {}, core {}.{}.{}, TRANSFORM up to {} bytes",
+                reply.driver_version,
+                info.build_tag_str().unwrap_or("?"),
+                info.protocol_version,
+                info.core_version >> 16,
+                (info.core_version >> 8) & 0xFF,
+                info.core_version & 0xFF,
+                info.max_transform_payload
+            );
+        }
+        Command::Transform { text } => {
+            let reply = Client::new(connector.connect()?).transform(text.as_bytes())?;
+            println!(
+                "{}: {}",
+                reply.driver_version,
+                String::from_utf8_lossy(&reply.value)
+            );
+        }
+        Command::Stats => print_stats("counters", &Client::new(connector.connect()?).stats()?),
+        Command::Reset => print_stats(
+            "counters before reset",
+            &Client::new(connector.connect()?).reset()?,
+        ),
+        Command::Stress { threads, requests } => {
+            let config = StressConfig {
+                threads: *threads as usize,
+                requests_per_thread: *requests,
+            };
+            let bar = ProgressBar::new(config.total());
+            if let Ok(style) =
+                ProgressStyle::with_template("{bar:40} {pos}/{len} requests, {per_sec}, eta {eta}")
+            {
+                bar.set_style(style);
+            }
+            let report = stress::run(|| connector.connect(), config, &|n| bar.inc(n))?;
+            bar.finish_and_clear();
+            println!("{report}");
+            if !report.passed() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Watch { interval_ms, count } => {
+            let mut client = Client::new(connector.connect()?);
+            let config = WatchConfig {
+                interval: Duration::from_millis(*interval_ms),
+                polls: *count,
+            };
+            println!(
+                "watching {} every {interval_ms} ms",
+                client.backend().describe()
+            );
+            let summary = watch::run(&mut client, config, &mut thread::sleep, &mut |event| {
+                println!("{event}");
+            });
+            let versions: Vec<String> = summary.versions.iter().map(ToString::to_string).collect();
+            println!(
+                "{} polls ({} failed), {} swap(s) seen, answered by: {}",
+                summary.polls,
+                summary.failed_polls,
+                summary.swaps_seen,
+                if versions.is_empty() {
+                    "none".to_owned()
+                } else {
+                    versions.join(", ")
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    execute(&cli).unwrap_or_else(|error| {
+        eprintln!("hotswapctl: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn arguments_parse_into_commands() {
+        let cli = Cli::try_parse_from([
+            "hotswapctl",
+            "stress",
+            "--threads",
+            "8",
+            "--requests",
+            "5",
+            "--backend",
+            "fake",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Stress {
+                threads: 8,
+                requests: 5
+            }
+        ));
+        assert_eq!(cli.backend, BackendChoice::Fake);
+        assert!(Cli::try_parse_from(["hotswapctl", "stress", "--threads", "0"]).is_err());
+        assert!(Cli::try_parse_from(["hotswapctl", "version", "--fake-version", "3"]).is_err());
+        let cli = Cli::try_parse_from(["hotswapctl", "transform", "hello world"]).unwrap();
+        assert!(matches!(cli.command, Command::Transform { ref text } if text == "hello world"));
+        assert_eq!(cli.device, WIN32_DEVICE_PATH);
+    }
+}
