@@ -6,6 +6,7 @@
 //! the wrapper engine and the DriverProxy routines are being built (issue 3).
 
 pub mod driver_object;
+pub mod engine;
 pub mod exports;
 
 pub use driver_object::HostDriverObject;
