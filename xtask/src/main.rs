@@ -112,19 +112,24 @@ fn test() -> Result<()> {
     }
     cargo(&["test", "--workspace"])?;
     cargo(&["test", "-p", "hotswap-sample-core", "--features", "v2"])?;
-    // Loom models: every interleaving of the crate's synchronisation, behind the `sync` seam.
+    // Loom models: every interleaving of the synchronisation behind each crate's `sync` seam.
     let loom_target = root.join("target").join("loom");
-    cargo_with_env(
-        &["test", "--release", "-p", "driver-proxy", "--lib", "loom"],
-        &[
-            ("RUSTFLAGS", "--cfg loom"),
-            (
-                "CARGO_TARGET_DIR",
-                loom_target.to_str().context("non-UTF-8 path")?,
-            ),
-            ("LOOM_MAX_PREEMPTIONS", "3"),
-        ],
-    )?;
+    let loom_target = loom_target.to_str().context("non-UTF-8 path")?;
+    for (package, preemptions) in [
+        // Export resolution: a tiny model, explored with 3 preemptions.
+        ("driver-proxy", "3"),
+        // The host kernel's drain/stall/repoint protocol: 2 preemptions (~10 s; 3 takes many minutes).
+        ("driver-proxy-host", "2"),
+    ] {
+        cargo_with_env(
+            &["test", "--release", "-p", package, "--lib", "loom"],
+            &[
+                ("RUSTFLAGS", "--cfg loom"),
+                ("CARGO_TARGET_DIR", loom_target),
+                ("LOOM_MAX_PREEMPTIONS", preemptions),
+            ],
+        )?;
+    }
     disasm::check(&root)?;
     println!("xtask: all checks passed");
     Ok(())
