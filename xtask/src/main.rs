@@ -1,7 +1,9 @@
 //! `cargo xtask`: the project's automation. See `cargo xtask --help`.
 
 mod disasm;
+mod driver;
 mod toolchain;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,12 +28,53 @@ enum Task {
     Test,
     /// Only the disassembly check of `Wrapped<F>` calls.
     Disasm,
+    /// Cross-links the WDM sample into v1 and v2 `.sys` images for x64 and ARM64
+    /// (default: `target/drivers/<amd64|arm64>/hotswap_sample_{v1,v2}.sys`, plus install
+    /// packages `target/drivers/<arch>/<v1|v2>/hotswap_sample_wdm.{sys,pdb,inf}`).
+    BuildDriver {
+        /// Write the images here instead of `target/drivers`.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Checks a driver image: PE32+, machine, NATIVE subsystem, entry point = DriverEntry,
+    /// kernel-only imports, no exported run-time helpers, relocations, checksum.
+    Verify {
+        /// The `.sys` image.
+        image: PathBuf,
+        /// The image's linker map (default: the image path with extension `.map`).
+        #[arg(long, conflicts_with = "no_map")]
+        map: Option<PathBuf>,
+        /// Skip the map: check the entry point structurally only.
+        #[arg(long)]
+        no_map: bool,
+        /// Require this machine.
+        #[arg(long, value_enum)]
+        machine: Option<verify::MachineArg>,
+    },
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Test => test(),
         Task::Disasm => disasm::check(&workspace_root()),
+        Task::BuildDriver { out_dir } => {
+            let root = workspace_root();
+            toolchain::ensure_targets(&WINDOWS_TARGETS)?;
+            let out = out_dir.unwrap_or_else(|| driver::default_out_dir(&root));
+            driver::build_all(&root, &out).map(|_| ())
+        }
+        Task::Verify {
+            image,
+            map,
+            no_map,
+            machine,
+        } => verify::verify_file(
+            &image,
+            machine.map(verify::MachineArg::machine),
+            map.as_deref(),
+            no_map,
+        )
+        .map(|_| ()),
     }
 }
 
@@ -109,6 +152,41 @@ fn test() -> Result<()> {
         }
         args.extend(["--", "-D", "warnings"]);
         cargo(&args)?;
+    }
+    // The WDM sample (its own workspace): fmt, clippy for both Windows targets and both
+    // versions, then the four images, each verified.
+    let wdm_target_dir = driver::target_dir(&root);
+    let wdm_target_dir = wdm_target_dir.to_str().context("non-UTF-8 path")?;
+    cargo(&[
+        "fmt",
+        "--manifest-path",
+        driver::MANIFEST,
+        "--all",
+        "--check",
+    ])?;
+    for target in WINDOWS_TARGETS {
+        for features in [&[][..], &["--features", "v2"][..]] {
+            let mut args = vec![
+                "clippy",
+                "--manifest-path",
+                driver::MANIFEST,
+                "--target",
+                target,
+                "--target-dir",
+                wdm_target_dir,
+            ];
+            args.extend(features);
+            args.extend(["--", "-D", "warnings"]);
+            cargo(&args)?;
+        }
+    }
+    for image in driver::build_all(&root, &driver::default_out_dir(&root))? {
+        verify::verify_file(
+            &image.path,
+            Some(image.arch.machine),
+            Some(&image.map),
+            false,
+        )?;
     }
     cargo(&["test", "--workspace"])?;
     cargo(&["test", "-p", "hotswap-sample-core", "--features", "v2"])?;

@@ -1,0 +1,306 @@
+//! `hotswap_sample_wdm.sys`: the WDM front end of the driver-proxy hot-swap sample, a
+//! legacy (non-PnP) kernel driver cross-linked on any machine into PE32+ images for x64 and
+//! ARM64.
+//!
+//! The driver logic is the sample core's (`hotswap-sample-core`): the IOCTL protocol, the
+//! counters that survive a swap, the worker body. This crate adds only what WDM needs:
+//! minimal bindings of its own ([`wdm_sys`]), the control device ([`device`]), the five
+//! endpoints ([`endpoints`]), the swap-mode entry ([`swap`]) and the C run-time symbols a
+//! driver linked without a CRT needs ([`rt`]).
+//!
+//! # What `DriverEntry` does (first load)
+//!
+//! 1. `HotSwap::new`: probes DriverProxy and creates the driver's extension, or falls back
+//!    (kernel older than 24H2, no Secure Kernel, feature disabled): then every "wrapper"
+//!    below is the routine itself and the driver runs without hot swap, same code path.
+//! 2. Registers one V1 [`driver_proxy::EndpointTable`] with every routine the driver hands
+//!    out: the `IRP_MJ_CREATE`, `IRP_MJ_CLOSE` and `IRP_MJ_DEVICE_CONTROL` dispatch routines,
+//!    `DriverUnload` and the worker routine (ids 1 to 5, [`endpoints`]).
+//! 3. Looks up the five wrappers and stores them, never the routines, in
+//!    `MajorFunction[…]` and `DriverUnload`.
+//! 4. Creates `\Device\HotSwapSample` (device type `0x8D57`, the protocol's; secure open)
+//!    with a device extension ([`device::DeviceExtension`]) and the symbolic link
+//!    `\DosDevices\HotSwapSample` (names from `hotswap_sample_core::names`).
+//! 5. Starts the hot-swappable worker thread with the library's builder: its routine's
+//!    wrapper, `WaitAny` on the stop and kick events (indices 0 and 1, as the core's worker
+//!    table says), a relative timeout of 500 ms. The kernel calls the routine through its
+//!    wrapper at each wake-up, so a swap takes effect at the next tick.
+//! 6. Clears `DO_DEVICE_INITIALIZING`.
+//!
+//! `IRP_MJ_DEVICE_CONTROL` hands the `METHOD_BUFFERED` system buffer to the core's
+//! `dispatch_buffered` and completes the IRP with its status and `Information`.
+//! `DriverUnload` sets the stop event, waits for the worker thread to end, and deletes the
+//! link and the device.
+//!
+//! # Swap mode: how v2 takes over a loaded v1
+//!
+//! How Windows starts a hot swap is not documented; the V1 mechanism is: the new code
+//! re-registers the same endpoint ids with `IoRegisterDriverProxyEndpoints` and a phased
+//! callback, and the kernel drains, stalls, repoints and resumes inside that call. This
+//! driver makes that reachable with **one entry point and no exports**:
+//!
+//! * **The loader** (the host kernel's PE loader, or whatever servicing mechanism Windows
+//!   uses) maps the incoming image, applies its relocations, binds its imports, and calls
+//!   its `DriverEntry` (the PE entry point) **with the driver object of the loaded driver**.
+//!   Nothing else: no second entry point, no export table, no registry convention.
+//! * **Detection.** `DriverEntry` looks at `DriverObject->DeviceObject`. Null: first load.
+//!   Non-null: swap mode, provided the device's extension starts with the magic `"HSwD"`
+//!   and this build's layout tag (else `STATUS_INVALID_DEVICE_STATE` /
+//!   `STATUS_REVISION_MISMATCH`, and nothing changes).
+//! * **Finding the outgoing image's state.** The device extension holds the *exporter* of
+//!   the image currently serving: the code address of its
+//!   `extern "system" fn(buffer, length) -> NTSTATUS` ([`device::ExportState`]), which
+//!   writes that image's 64-byte hand-over snapshot (`hotswap_sample_core::HandOverSnapshot`).
+//!   The device object and its extension are the only memory both images reach, and they
+//!   outlive every image; the worker's events and thread handle live there too, because
+//!   the worker thread outlives the image that started it.
+//! * **The swap.** The incoming image gets the existing extension
+//!   (`HotSwap::from_driver_object`; fallback means no swap: `STATUS_NOT_SUPPORTED`) and
+//!   registers the same five ids with its own routines and a phased callback:
+//!   `PreProcess` checks that an exporter is published and is not its own;
+//!   **`ProxyStalled`** (no endpoint call running or starting) calls the outgoing exporter
+//!   directly and imports the snapshot into its own state (`State::import_from`: counts
+//!   added, one more swap recorded); `PostProcess` does nothing. A failure in any phase
+//!   makes the kernel roll back, and `DriverEntry` returns that status.
+//! * **Commit.** When the registration returns success, the incoming image publishes its
+//!   own exporter and version in the extension (only then, so a rolled-back swap leaves the
+//!   outgoing image's exporter in place), re-stores the wrappers (unchanged by V1
+//!   re-registration) and sets the kick event so that the worker ticks in the new code at
+//!   once. `DriverEntry` returns `STATUS_SUCCESS`.
+//! * **What the loader may do afterwards.** Success: the outgoing image is no longer
+//!   reachable through any wrapper and nothing points into it (its exporter was replaced),
+//!   so it may be unmapped once its in-flight calls have drained, which the registration
+//!   already waited for. Failure: the outgoing image keeps serving; unmap the incoming image
+//!   without calling its `DriverUnload` (it registered nothing that survives the rollback).
+//!   Later swaps (v2 → v1 again) work the same way, and whichever image is loaded last runs
+//!   `DriverUnload`, through the same wrapper.
+//!
+//! The protocol needs only the kernel's own calls (DriverProxy plus the imports below):
+//! nothing the host kernel serves is specific to this driver.
+//!
+//! # v1 and v2
+//!
+//! The cargo feature `v2` (forwarded to the core) builds version 2; without it, version 1.
+//! The versions answer `TRANSFORM` differently and name themselves in every response.
+//!
+//! # Build
+//!
+//! This crate is **not a member of the repository's workspace** (the root `Cargo.toml`
+//! excludes it; it has its own `[workspace]`, `Cargo.lock` and profiles): it is a
+//! `#![no_main]` image for Windows targets only, which `cargo clippy --workspace` and
+//! `cargo test --workspace` on the Linux host could not build. The xtask builds and lints it
+//! with `--manifest-path`:
+//!
+//! ```text
+//! cargo xtask build-driver          # v1 and v2, x64 and ARM64, into target/drivers/
+//! cargo xtask verify target/drivers/amd64/hotswap_sample_v1.sys
+//! ```
+//!
+//! or by hand (the linker, `rust-lld`, is set in the repository's `.cargo/config.toml`):
+//!
+//! ```text
+//! cargo build --release --manifest-path sample/wdm/Cargo.toml --target x86_64-pc-windows-msvc [--features v2]
+//! ```
+//!
+//! Release builds use fat LTO, one codegen unit and `panic = "abort"`; `build.rs` passes the
+//! kernel link flags (`/DRIVER /SUBSYSTEM:NATIVE,10.0 /ENTRY:DriverEntry /NODEFAULTLIB
+//! /RELEASE /TSAWARE:NO`) for Windows targets only.
+//!
+//! # Imports
+//!
+//! `ntoskrnl.exe` only: `MmGetSystemRoutineAddress` (through `driver-proxy`, which resolves
+//! every DriverProxy, event, thread and pool routine at run time), `IoCreateDevice`,
+//! `IoDeleteDevice`, `IoCreateSymbolicLink`, `IoDeleteSymbolicLink`, `IofCompleteRequest`,
+//! `ZwWaitForSingleObject`, `ZwClose`, `DbgPrint`, and `KeBugCheckEx` (the panic handler);
+//! on ARM64 also the C run-time routines the code calls (`memcpy`, `memset`, …). An image
+//! contains only the imports its code references.
+//!
+//! # Panics
+//!
+//! None are reachable by design (the core denies panicking constructs); the handler stops
+//! the system with bug check `0x48535750` ("HSWP"), parameters: line, column, driver
+//! version.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(not(all(
+    target_os = "windows",
+    target_env = "msvc",
+    target_pointer_width = "64"
+)))]
+compile_error!(
+    "hotswap-sample-wdm is a Windows kernel driver: build it with `cargo xtask build-driver`, \
+     or with --target x86_64-pc-windows-msvc / aarch64-pc-windows-msvc"
+);
+
+pub mod device;
+pub mod endpoints;
+pub mod rt;
+pub mod swap;
+pub mod wdm_sys;
+
+use core::ffi::CStr;
+
+use driver_proxy::{
+    CreateError, DriverObject, HotSwap, LookupError, NtStatus, NullDriverObject, RegisterError,
+    Timeout,
+};
+use hotswap_sample_core::worker::{
+    WORKER_EVENT_COUNT, WORKER_KICK_EVENT, WORKER_PERIOD_100NS, WORKER_STOP_EVENT,
+};
+use hotswap_sample_core::{State, THIS_BUILD};
+
+use crate::device::Device;
+use crate::endpoints::Wrappers;
+use crate::wdm_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING};
+
+/// This image's counters: each image has its own; a swap moves them (crate docs).
+pub static STATE: State = State::new();
+
+/// Bug check code of a Rust panic: `"HSWP"`.
+pub const PANIC_BUGCHECK_CODE: u32 = u32::from_be_bytes(*b"HSWP");
+
+// The worker's events are added in this order: stop, then kick.
+const _: () = assert!(WORKER_STOP_EVENT == 0 && WORKER_KICK_EVENT == 1 && WORKER_EVENT_COUNT == 2);
+
+/// The entry point (`/ENTRY:DriverEntry`): first load, or swap mode when the driver object
+/// already has this driver's device (crate docs).
+///
+/// IRQL: `PASSIVE_LEVEL` (a system thread).
+///
+/// # Safety
+/// Called by the I/O manager (or a loader in swap mode) with the driver's own
+/// `DRIVER_OBJECT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn DriverEntry(
+    driver: PDRIVER_OBJECT,
+    _registry_path: PUNICODE_STRING,
+) -> NTSTATUS {
+    // SAFETY: forwarded contract.
+    match unsafe { entry(driver) } {
+        Ok(()) => NtStatus::SUCCESS.raw(),
+        Err(status) => {
+            log_status(c"DriverEntry failed", status);
+            status.raw()
+        }
+    }
+}
+
+/// `DriverEntry`'s body.
+///
+/// # Safety
+/// As [`DriverEntry`].
+unsafe fn entry(driver: PDRIVER_OBJECT) -> Result<(), NtStatus> {
+    // SAFETY: the driver's own DRIVER_OBJECT (contract), valid until unload.
+    let proxy_driver =
+        unsafe { DriverObject::from_raw(driver.cast()) }.map_err(NullDriverObject::status)?;
+    // SAFETY: the driver's own DRIVER_OBJECT; no unload can run during DriverEntry.
+    match unsafe { Device::existing(driver) }? {
+        // SAFETY: as above.
+        None => unsafe { first_load(driver, proxy_driver) },
+        // SAFETY: as above.
+        Some(device) => unsafe { swap::take_over(driver, proxy_driver, &device) },
+    }
+}
+
+/// The first load (crate docs, steps 1–6).
+///
+/// # Safety
+/// As [`DriverEntry`]; the driver has no device yet.
+unsafe fn first_load(driver: PDRIVER_OBJECT, proxy_driver: DriverObject) -> Result<(), NtStatus> {
+    let hotswap = HotSwap::new(proxy_driver).map_err(CreateError::status)?;
+    log_version(if hotswap.unavailable().is_none() {
+        c"DriverEntry: hot swap available"
+    } else {
+        c"DriverEntry: hot swap unavailable, running without it"
+    });
+    let table = endpoints::table().map_err(RegisterError::status)?;
+    hotswap
+        .register(&table, None)
+        .map_err(RegisterError::status)?;
+    let wrappers = Wrappers::look_up(&hotswap, &table).map_err(LookupError::status)?;
+    // SAFETY: our driver object; it has no device yet, so nothing reads the slots.
+    unsafe { wrappers.install(driver) };
+
+    // SAFETY: our driver object, in DriverEntry.
+    let device = unsafe { Device::create(driver, THIS_BUILD, swap::exporter()) }?;
+    let extension = device.extension();
+    let builder = hotswap
+        .worker_thread(wrappers.worker)
+        .event(extension.stop_event())
+        .event(extension.kick_event())
+        .timeout(Timeout::relative_100ns(WORKER_PERIOD_100NS.unsigned_abs()));
+    // SAFETY: the events live in the device extension, which only `DriverUnload` deletes,
+    // after it has set the stop event and waited for this thread to end; the context is
+    // null.
+    let thread = match unsafe { builder.spawn_unchecked() } {
+        Ok(thread) => thread,
+        Err(error) => {
+            device.delete();
+            return Err(error.status());
+        }
+    };
+    extension.adopt_worker_thread(thread.handle());
+    // The extension owns the handle now (closed by `DeviceExtension::stop_worker`).
+    core::mem::forget(thread);
+    device.start();
+    Ok(())
+}
+
+/// `DbgPrint("HotSwapSample v<version>: <message>")`.
+fn log_version(message: &CStr) {
+    // SAFETY: a NUL-terminated format whose conversions match the arguments (%u: u32,
+    // %s: a NUL-terminated string).
+    unsafe {
+        wdm_sys::DbgPrint(
+            c"HotSwapSample v%u: %s\n".as_ptr(),
+            u32::from(THIS_BUILD.raw()),
+            message.as_ptr(),
+        );
+    }
+}
+
+/// `DbgPrint("HotSwapSample v<version>: <message>: <status>")`.
+fn log_status(message: &CStr, status: NtStatus) {
+    // SAFETY: as in `log_version`; %08X takes the status as a u32.
+    unsafe {
+        wdm_sys::DbgPrint(
+            c"HotSwapSample v%u: %s: 0x%08X\n".as_ptr(),
+            u32::from(THIS_BUILD.raw()),
+            message.as_ptr(),
+            status.raw().cast_unsigned(),
+        );
+    }
+}
+
+/// `DbgPrint` of a committed swap.
+fn log_swap(from: u32, swaps: u32) {
+    // SAFETY: as in `log_version`; three u32 for three %u.
+    unsafe {
+        wdm_sys::DbgPrint(
+            c"HotSwapSample v%u: took over from v%u (swap %u)\n".as_ptr(),
+            u32::from(THIS_BUILD.raw()),
+            from,
+            swaps,
+        );
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let (line, column) = info
+        .location()
+        .map_or((0, 0), |location| (location.line(), location.column()));
+    // SAFETY: KeBugCheckEx may be called at any IRQL; it does not return.
+    unsafe {
+        wdm_sys::KeBugCheckEx(
+            PANIC_BUGCHECK_CODE,
+            line as usize,
+            column as usize,
+            usize::from(THIS_BUILD.raw()),
+            0,
+        )
+    }
+}

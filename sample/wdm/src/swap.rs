@@ -1,0 +1,126 @@
+//! Swap mode: this image's `DriverEntry` called on a driver object that another image of the
+//! driver (the *outgoing* image) has already set up. The protocol is described in the crate
+//! docs (*Swap mode*); this module is its code.
+
+use core::ptr;
+
+use driver_proxy::{
+    CreateError, DriverObject, HotSwap, LookupError, NtStatus, Phase, RegisterError,
+};
+use hotswap_sample_core::state::HANDOVER_SIZE;
+use hotswap_sample_core::{HandOverError, THIS_BUILD};
+
+use crate::device::{Device, DeviceExtension, ExportState};
+use crate::endpoints::{self, Wrappers};
+use crate::wdm_sys::{NTSTATUS, PDRIVER_OBJECT};
+use crate::{STATE, log_version};
+
+/// This image's exporter, published in the device extension while this image serves.
+///
+/// Kept in a `static` and read with a volatile load (see [`exporter`]): the stored value is
+/// an absolute code address, so the image always has at least one base relocation and
+/// therefore a `.reloc` section (`cargo xtask verify` checks it), whatever else the
+/// optimiser folds away.
+static EXPORTER: ExportState = export_state;
+
+/// This image's [`ExportState`], as published in the device extension.
+#[must_use]
+pub fn exporter() -> ExportState {
+    // SAFETY: an aligned read of an initialised, immutable static.
+    unsafe { ptr::read_volatile(&raw const EXPORTER) }
+}
+
+/// The [`ExportState`] of this image: writes the hand-over snapshot of [`STATE`] as
+/// [`THIS_BUILD`] (the outgoing build's side of the hand-over).
+///
+/// IRQL: `PASSIVE_LEVEL` (the incoming image's `ProxyStalled` callback).
+///
+/// # Safety
+/// `buffer` must be null or valid for writes of `length` bytes.
+unsafe extern "system" fn export_state(buffer: *mut u8, length: usize) -> NTSTATUS {
+    if buffer.is_null() {
+        return NtStatus::INVALID_PARAMETER.raw();
+    }
+    // SAFETY: non-null and valid for `length` bytes (caller contract).
+    let out = unsafe { core::slice::from_raw_parts_mut(buffer, length) };
+    match STATE.export_to(THIS_BUILD, out) {
+        Ok(_) => NtStatus::SUCCESS.raw(),
+        Err(error) => error.status().raw(),
+    }
+}
+
+/// The incoming build's side of the hand-over, in `ProxyStalled`: calls the outgoing image's
+/// exporter and imports the snapshot into this image's [`STATE`].
+fn hand_over(extension: &DeviceExtension) -> Result<(), NtStatus> {
+    let export = extension.exporter().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+    let mut snapshot = [0u8; HANDOVER_SIZE];
+    // SAFETY: `export` is the exporter of the image serving until this swap commits; that
+    // image stays mapped until its swap has completed, so during ProxyStalled its code is
+    // there. It is called directly, not through a wrapper (a wrapper would wait for this
+    // phase to end), with a buffer of HANDOVER_SIZE bytes of our own.
+    let status = NtStatus(unsafe { export(snapshot.as_mut_ptr(), snapshot.len()) });
+    if !status.is_success() {
+        return Err(status);
+    }
+    STATE.import_from(&snapshot).map_err(HandOverError::status)
+}
+
+/// Takes the driver over from the image serving it: re-registers the same endpoint ids
+/// with this image's routines and a phased callback that moves the state in
+/// `ProxyStalled`; once the registration has returned success (the swap is committed), makes
+/// this image the serving one in the device extension and kicks the worker so that it
+/// ticks in the new code at once.
+///
+/// IRQL: `PASSIVE_LEVEL` (`DriverEntry`).
+///
+/// # Errors
+/// Before the swap commits: `STATUS_NOT_SUPPORTED` when hot-swap is unavailable (there is
+/// nothing to swap: the outgoing image runs without DriverProxy); the status of a failed
+/// registration, including the rollback after a failed phase (e.g.
+/// `STATUS_INVALID_DEVICE_STATE` when there is no exporter, or when the exporter is this
+/// image's own, i.e. the same image entered twice; a hand-over error's status). Nothing
+/// fails after the commit.
+///
+/// # Safety
+/// `driver` is the driver's own `DRIVER_OBJECT` (`proxy_driver` the same one), `device` its
+/// device; no unload runs concurrently.
+pub unsafe fn take_over(
+    driver: PDRIVER_OBJECT,
+    proxy_driver: DriverObject,
+    device: &Device,
+) -> Result<(), NtStatus> {
+    let extension = device.extension();
+    let from = extension.owner().map_or(0, |v| u32::from(v.raw()));
+    let hotswap = HotSwap::from_driver_object(proxy_driver).map_err(CreateError::status)?;
+    if hotswap.unavailable().is_some() {
+        log_version(c"swap refused: hot-swap is unavailable");
+        return Err(NtStatus::NOT_SUPPORTED);
+    }
+    let own = exporter();
+    let table = endpoints::table().map_err(RegisterError::status)?;
+    let mut on_phase = |phase: Phase| -> Result<(), NtStatus> {
+        match phase {
+            Phase::PreProcess => match extension.exporter() {
+                Some(export) if export as usize != own as usize => Ok(()),
+                _ => Err(NtStatus::INVALID_DEVICE_STATE),
+            },
+            Phase::ProxyStalled => hand_over(extension),
+            Phase::PostProcess => Ok(()),
+        }
+    };
+    if let Err(error) = hotswap.register(&table, Some(&mut on_phase)) {
+        crate::log_status(c"swap failed, rolled back", error.status());
+        return Err(error.status());
+    }
+    // Committed: every wrapper leads here now, and the outgoing image may be unmapped.
+    extension.publish(THIS_BUILD, own);
+    // V1 re-registration keeps the wrappers; store them anyway in case they changed.
+    match Wrappers::look_up(&hotswap, &table).map_err(LookupError::status) {
+        // SAFETY: our driver object (caller contract).
+        Ok(wrappers) => unsafe { wrappers.install(driver) },
+        Err(status) => crate::log_status(c"wrapper lookup after the swap", status),
+    }
+    let _ = extension.kick_event().set();
+    crate::log_swap(from, STATE.stats().swaps);
+    Ok(())
+}
