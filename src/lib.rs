@@ -64,8 +64,8 @@
 //!
 //! A WDM driver whose device-control dispatch routine is hot-swappable (V1). The same code
 //! runs here, in a test process, on the host kernel of this project (`driver-proxy-host`),
-//! which answers like a kernel without DriverProxy; on Windows 11 24H2+ with the Secure Kernel
-//! the dispatch routine handed to the I/O manager is a real wrapper.
+//! and on Windows 11 24H2+ with the Secure Kernel: in both, the dispatch routine handed to the
+//! I/O manager is a real wrapper (on older kernels, the routine itself).
 //!
 //! ```
 //! # extern crate driver_proxy_host;

@@ -1,7 +1,11 @@
 //! Host driver objects: storage with the size and alignment of a `DRIVER_OBJECT` (0x150
 //! bytes on x64), zeroed, at a stable address, for tests to pass to the library.
 
-/// A zeroed `DRIVER_OBJECT` at a stable heap address, owned by the test.
+use crate::kernel::control::DriverControl;
+
+/// A zeroed `DRIVER_OBJECT` at a stable heap address, owned by the test. Dropping it deletes
+/// the driver object in the model kernel: its DriverProxy extension is released and its
+/// configuration forgotten ([`DriverControl::delete`]).
 pub struct HostDriverObject {
     storage: Box<[u64; 0x150 / 8]>,
 }
@@ -25,5 +29,17 @@ impl HostDriverObject {
     #[must_use]
     pub fn as_raw(&mut self) -> driver_proxy::sys::PDRIVER_OBJECT {
         self.storage.as_mut_ptr().cast()
+    }
+
+    /// The model kernel's control of this driver object (features, faults, its extension).
+    #[must_use]
+    pub fn control(&mut self) -> DriverControl {
+        DriverControl::new(self.as_raw())
+    }
+}
+
+impl Drop for HostDriverObject {
+    fn drop(&mut self) {
+        self.control().delete();
     }
 }

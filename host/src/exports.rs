@@ -3,16 +3,24 @@
 //!
 //! `driver-proxy` imports `MmGetSystemRoutineAddress` statically; on a host build the linker
 //! resolves it to the function below. The routine table says which routines this model of
-//! the kernel exports; a test can hide any of them ([`hide_export`]) to check the library's
-//! behaviour on a kernel that lacks it. The DriverProxy routines themselves join the table
-//! when the wrapper engine (`crate::engine`) is wired to them; until then this host models a
-//! kernel older than Driver Hot-Swap, which exports none of them.
+//! the kernel exports: the seven documented DriverProxy routines and the kernel routines the
+//! library resolves (events, the multi-object wait, system threads, `ZwClose`, pool), all
+//! implemented in [`crate::kernel`], plus `MmGetSystemRoutineAddress` itself. So by default
+//! the host is a kernel *with* Driver Hot-Swap.
+//!
+//! A test can hide any export ([`hide_export`]) to check the library's behaviour on a kernel
+//! that lacks it (a kernel older than Driver Hot-Swap: hide the seven DriverProxy names).
+//! The library resolves every routine once per process, on its first call, so the hiding must
+//! come before any call into the library in that process: a test binary of its own, hiding
+//! in a `std::sync::Once` at the top of every test.
 
 use std::collections::HashSet;
 use std::ffi::c_void;
 use std::sync::{Mutex, PoisonError};
 
 use driver_proxy::sys;
+
+use crate::kernel::{events, pool, proxy, threads};
 
 /// A routine the host exports: its name and address.
 struct ExportedRoutine {
@@ -23,8 +31,41 @@ struct ExportedRoutine {
 // SAFETY: the addresses are of functions, immutable and valid for the whole process.
 unsafe impl Sync for ExportedRoutine {}
 
-/// The routines this model of the kernel exports. Empty: no DriverProxy yet (see module docs).
-static ROUTINES: &[ExportedRoutine] = &[];
+macro_rules! exported {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        &[$(ExportedRoutine {
+            name: stringify!($name),
+            address: $module::$name as *const c_void,
+        }),*]
+    };
+}
+
+/// The routines this model of the kernel exports.
+static ROUTINES: &[ExportedRoutine] = exported![
+    proxy::IoGetDriverProxyFeatures,
+    proxy::IoCreateDriverProxyExtension,
+    proxy::IoGetDriverProxyExtensionFromDriverObject,
+    proxy::IoRegisterDriverProxyEndpoints,
+    proxy::IoGetDriverProxyEndpointWrapper,
+    proxy::IofGetDriverProxyWrapperFromEndpoint,
+    proxy::IoDriverProxyCreateHotSwappableWorkerThread,
+    events::KeInitializeEvent,
+    events::KeSetEvent,
+    events::KeClearEvent,
+    events::KeResetEvent,
+    events::KeReadStateEvent,
+    events::KeWaitForMultipleObjects,
+    threads::PsCreateSystemThread,
+    threads::ZwClose,
+    pool::ExAllocatePool2,
+    pool::ExFreePoolWithTag,
+    this::MmGetSystemRoutineAddress,
+];
+
+/// This module, for the table.
+mod this {
+    pub(super) use super::MmGetSystemRoutineAddress;
+}
 
 static HIDDEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
@@ -108,13 +149,42 @@ mod tests {
     }
 
     #[test]
-    fn this_host_models_a_kernel_without_driver_proxy() {
-        for name in [
-            "IoGetDriverProxyFeatures",
-            "IoCreateDriverProxyExtension",
-            "IofGetDriverProxyWrapperFromEndpoint",
-        ] {
-            assert!(ask(name).is_null(), "{name}");
-        }
+    fn every_routine_the_library_resolves_is_exported_and_can_be_hidden() {
+        let names = [
+            sys::names::IO_GET_DRIVER_PROXY_FEATURES,
+            sys::names::IO_CREATE_DRIVER_PROXY_EXTENSION,
+            sys::names::IO_GET_DRIVER_PROXY_EXTENSION_FROM_DRIVER_OBJECT,
+            sys::names::IO_REGISTER_DRIVER_PROXY_ENDPOINTS,
+            sys::names::IO_GET_DRIVER_PROXY_ENDPOINT_WRAPPER,
+            sys::names::IOF_GET_DRIVER_PROXY_WRAPPER_FROM_ENDPOINT,
+            sys::names::IO_DRIVER_PROXY_CREATE_HOT_SWAPPABLE_WORKER_THREAD,
+            sys::kernel_names::KE_INITIALIZE_EVENT,
+            sys::kernel_names::KE_SET_EVENT,
+            sys::kernel_names::KE_CLEAR_EVENT,
+            sys::kernel_names::KE_RESET_EVENT,
+            sys::kernel_names::KE_READ_STATE_EVENT,
+            sys::kernel_names::KE_WAIT_FOR_MULTIPLE_OBJECTS,
+            sys::kernel_names::PS_CREATE_SYSTEM_THREAD,
+            sys::kernel_names::ZW_CLOSE,
+            sys::kernel_names::EX_ALLOCATE_POOL2,
+            sys::kernel_names::EX_FREE_POOL_WITH_TAG,
+        ];
+        let mut addresses: Vec<usize> = names.iter().map(|n| ask(n.ascii) as usize).collect();
+        assert!(addresses.iter().all(|&a| a != 0), "{names:?}");
+        assert_eq!(
+            addresses[0],
+            proxy::IoGetDriverProxyFeatures as *const () as usize
+        );
+        addresses.sort_unstable();
+        addresses.dedup();
+        assert_eq!(addresses.len(), names.len(), "distinct routines");
+        assert_eq!(
+            ask("MmGetSystemRoutineAddress") as usize,
+            MmGetSystemRoutineAddress as *const () as usize
+        );
+        // The only test of this binary that hides anything, and nothing else here asks for it.
+        hide_export("IoGetDriverProxyEndpointWrapper");
+        assert!(ask("IoGetDriverProxyEndpointWrapper").is_null());
+        assert!(!ask("IoGetDriverProxyFeatures").is_null());
     }
 }

@@ -1,13 +1,20 @@
 //! Host kernel: a user-mode model of the kernel side of Windows Driver Hot-Swap, on which
 //! `driver-proxy` and drivers built on it run in an ordinary test process.
 //!
-//! Status: [`exports`] provides `MmGetSystemRoutineAddress` and models a kernel that lacks
-//! the DriverProxy routines (so the library's fallback path is exercised end to end);
-//! the wrapper engine and the DriverProxy routines are being built (issue 3).
+//! Status: the model kernel ([`kernel`]) exports the seven DriverProxy routines on top of the
+//! wrapper engine ([`engine`]: real wrappers for `SysV` and Win64 callers, drain, stall,
+//! repoint, rollback, poisoning), and the kernel routines the library resolves (events and
+//! waits, system threads, handles, pool), all found through `MmGetSystemRoutineAddress`
+//! ([`exports`]); [`kernel::control`] configures it, injects faults and triggers swaps.
+//! Running driver images (PE `.sys`) is a later issue.
+//!
+//! The crate uses local-exec TLS: link it into executables (tests, benchmarks, the demo),
+//! never into a shared library.
 
 pub mod driver_object;
 pub mod engine;
 pub mod exports;
+pub mod kernel;
 
 pub use driver_object::HostDriverObject;
 pub use exports::hide_export;

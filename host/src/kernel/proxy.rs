@@ -1,0 +1,279 @@
+//! The seven documented DriverProxy routines, exported by their C names. Each is a thin shim
+//! that validates pointers and hands over to [`super::extension`]; the policies are in the
+//! module docs of [`super`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use driver_proxy::sys;
+
+use super::extension::{self, DriverFeatures, Extension, KERNEL};
+use super::{BugCheck, bugcheck, lock};
+use crate::engine::Phase;
+
+/// `VOID IoGetDriverProxyFeatures(PDRIVER_OBJECT DriverObject, PDRIVER_PROXY_FEATURE_FLAGS
+/// Flags)`: writes the whole `ULONG`, `Enabled` (bit 0) set when DriverProxy can be used
+/// system-wide (null `DriverObject`) or by that driver (system-wide *and* the driver's
+/// features are [`DriverFeatures::Enabled`]); reserved bits are 0.
+///
+/// Bugchecks for a null `Flags`.
+///
+/// # Safety
+/// `Flags` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoGetDriverProxyFeatures(
+    DriverObject: sys::PDRIVER_OBJECT,
+    Flags: *mut sys::DRIVER_PROXY_FEATURE_FLAGS,
+) {
+    if Flags.is_null() {
+        bugcheck(
+            BugCheck::DriverProxyViolation,
+            "IoGetDriverProxyFeatures",
+            format_args!("Flags is null"),
+        );
+    }
+    let enabled = extension::system_available()
+        && (DriverObject.is_null()
+            || lock(&KERNEL)
+                .drivers
+                .get(&(DriverObject as usize))
+                .map_or(DriverFeatures::Enabled, |r| r.features)
+                == DriverFeatures::Enabled);
+    // SAFETY: caller contract: writable (checked non-null).
+    unsafe {
+        Flags.write(sys::DRIVER_PROXY_FEATURE_FLAGS {
+            AsUlong: u32::from(enabled) * sys::DRIVER_PROXY_FEATURE_FLAGS::ENABLED,
+        });
+    }
+}
+
+/// `NTSTATUS IoCreateDriverProxyExtension(PDRIVER_OBJECT OwningDriverObject,
+/// DRIVER_PROXY_EXTENSION_CREATION_FLAGS Flags, PDRIVER_PROXY_EXTENSION *DriverProxyExtension)`.
+/// See the module docs of [`super`] for every status and the order of the checks. On failure
+/// `*DriverProxyExtension` is not written.
+///
+/// # Safety
+/// `DriverProxyExtension` null or writable; `OwningDriverObject` null or a driver object.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoCreateDriverProxyExtension(
+    OwningDriverObject: sys::PDRIVER_OBJECT,
+    Flags: sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS,
+    DriverProxyExtension: *mut sys::PDRIVER_PROXY_EXTENSION,
+) -> sys::NTSTATUS {
+    if DriverProxyExtension.is_null() || OwningDriverObject.is_null() || Flags.AsUlong != 0 {
+        return sys::STATUS_INVALID_PARAMETER;
+    }
+    let driver = OwningDriverObject as usize;
+    let mut kernel = lock(&KERNEL);
+    let record = kernel.drivers.entry(driver).or_default();
+    if !extension::system_available() {
+        return sys::STATUS_NOT_SUPPORTED;
+    }
+    match record.features {
+        DriverFeatures::Enabled => {}
+        DriverFeatures::Disabled => return sys::STATUS_NOT_SUPPORTED,
+        DriverFeatures::Blocked => return sys::STATUS_DRIVER_BLOCKED,
+    }
+    if record.extension.is_some() {
+        return sys::STATUS_RESOURCE_IN_USE;
+    }
+    if let Some(status) = record.create_failure.take() {
+        return status;
+    }
+    if !record.charge(1 + record.image.len()) {
+        return sys::STATUS_INSUFFICIENT_RESOURCES;
+    }
+    let created = match Extension::create(driver, record) {
+        Ok(created) => created,
+        Err(status) => return status,
+    };
+    let handle = created.handle();
+    record.image.clear();
+    record.extension = Some(created.clone());
+    kernel.extensions.insert(handle as usize, created);
+    drop(kernel);
+    // SAFETY: caller contract: writable (checked non-null).
+    unsafe { DriverProxyExtension.write(handle) };
+    sys::STATUS_SUCCESS
+}
+
+/// `PDRIVER_PROXY_EXTENSION IoGetDriverProxyExtensionFromDriverObject(PDRIVER_OBJECT
+/// DriverObject)`: the extension the driver object owns, or NULL (also for a null driver
+/// object).
+///
+/// # Safety
+/// None beyond the C contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoGetDriverProxyExtensionFromDriverObject(
+    DriverObject: sys::PDRIVER_OBJECT,
+) -> sys::PDRIVER_PROXY_EXTENSION {
+    lock(&KERNEL)
+        .drivers
+        .get(&(DriverObject as usize))
+        .and_then(|r| r.extension.as_ref())
+        .map_or(std::ptr::null_mut(), Extension::handle)
+}
+
+/// `NTSTATUS IoRegisterDriverProxyEndpoints(PDRIVER_PROXY_EXTENSION DriverProxyExtension,
+/// PDRIVER_PROXY_ENDPOINT_INFORMATION EndpointInfo, ULONG Count, PDRIVER_PROXY_REGISTER_CALLBACK
+/// PhasedCallback, PVOID Context)` (V1). See the module docs of [`super`]. The array is only
+/// read.
+///
+/// # Safety
+/// `EndpointInfo` null or `Count` readable entries; `DriverProxyExtension` null or a live
+/// extension; `PhasedCallback`, if given, callable with `Context` during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoRegisterDriverProxyEndpoints(
+    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
+    EndpointInfo: sys::PDRIVER_PROXY_ENDPOINT_INFORMATION,
+    Count: sys::ULONG,
+    PhasedCallback: sys::PDRIVER_PROXY_REGISTER_CALLBACK,
+    Context: sys::PVOID,
+) -> sys::NTSTATUS {
+    let Some(extension) =
+        extension::resolve(DriverProxyExtension, "IoRegisterDriverProxyEndpoints")
+    else {
+        return sys::STATUS_INVALID_PARAMETER;
+    };
+    if EndpointInfo.is_null() || Count == 0 {
+        return sys::STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: caller contract: `Count` readable entries.
+    let entries: Vec<(u32, usize, u32)> =
+        unsafe { std::slice::from_raw_parts(EndpointInfo, Count as usize) }
+            .iter()
+            .map(|e| {
+                (
+                    e.Id,
+                    e.EndpointFunction.map_or(0, |f| f as usize),
+                    e.ParameterCount,
+                )
+            })
+            .collect();
+    let mut forward = PhasedCallback.map(|callback| {
+        move |phase: Phase| {
+            // SAFETY: caller contract: the callback may be called with its context during
+            // the registration.
+            unsafe { callback(phase.as_raw(), Context) }
+        }
+    });
+    let callback = forward
+        .as_mut()
+        .map(|f| f as &mut dyn FnMut(Phase) -> sys::NTSTATUS);
+    match extension.register(&entries, callback) {
+        Ok(()) => sys::STATUS_SUCCESS,
+        Err(status) => status,
+    }
+}
+
+/// `PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION IoGetDriverProxyEndpointWrapper(PDRIVER_PROXY_EXTENSION
+/// DriverProxyExtension, DRIVER_PROXY_ENDPOINT_FUNCTION_ID FunctionId)` (V1): the wrapper of
+/// the endpoint registered under `FunctionId`; NULL for an unknown id or a null extension.
+///
+/// # Safety
+/// `DriverProxyExtension` null or a live extension.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoGetDriverProxyEndpointWrapper(
+    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
+    FunctionId: sys::DRIVER_PROXY_ENDPOINT_FUNCTION_ID,
+) -> sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION {
+    let address = extension::resolve(DriverProxyExtension, "IoGetDriverProxyEndpointWrapper")
+        .and_then(|e| e.wrapper(extension::EndpointKey::Id(FunctionId)));
+    // SAFETY: a wrapper address is code callable with the endpoint's own signature; the
+    // type-erased function type is only a carrier for it.
+    address
+        .map(|a| unsafe { core::mem::transmute::<usize, sys::DRIVER_PROXY_ENDPOINT_FUNCTION>(a) })
+}
+
+/// `NTSTATUS IofGetDriverProxyWrapperFromEndpoint(PDRIVER_PROXY_EXTENSION DriverProxyExtension,
+/// PDRIVER_PROXY_ENDPOINT_FUNCTION Endpoint, PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION *Wrapper)`
+/// (V2): `STATUS_SUCCESS` with the wrapper of the endpoint whose *current* implementation is
+/// `Endpoint`; `STATUS_NOT_FOUND` otherwise; `STATUS_INVALID_PARAMETER` for a null extension,
+/// endpoint or `Wrapper`. On every failure a non-null `*Wrapper` is set to NULL.
+///
+/// # Safety
+/// `Wrapper` null or writable; `DriverProxyExtension` null or a live extension.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IofGetDriverProxyWrapperFromEndpoint(
+    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
+    Endpoint: sys::PDRIVER_PROXY_ENDPOINT_FUNCTION,
+    Wrapper: *mut sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION,
+) -> sys::NTSTATUS {
+    if Wrapper.is_null() {
+        return sys::STATUS_INVALID_PARAMETER;
+    }
+    let extension =
+        extension::resolve(DriverProxyExtension, "IofGetDriverProxyWrapperFromEndpoint");
+    let (status, found) = match (extension, Endpoint) {
+        (Some(extension), Some(endpoint)) => match extension.wrapper_of(endpoint as usize) {
+            Some(address) => (sys::STATUS_SUCCESS, Some(address)),
+            None => (sys::STATUS_NOT_FOUND, None),
+        },
+        _ => (sys::STATUS_INVALID_PARAMETER, None),
+    };
+    // SAFETY: a wrapper address is code callable with the endpoint's own signature.
+    let found = found
+        .map(|a| unsafe { core::mem::transmute::<usize, sys::DRIVER_PROXY_ENDPOINT_FUNCTION>(a) });
+    // SAFETY: caller contract: writable (checked non-null).
+    unsafe { Wrapper.write(found) };
+    status
+}
+
+/// `NTSTATUS IoDriverProxyCreateHotSwappableWorkerThread(PDRIVER_PROXY_EXTENSION, PHANDLE
+/// ThreadHandle, ULONG DesiredAccess, POBJECT_ATTRIBUTES ObjectAttributes, HANDLE ProcessHandle,
+/// PCLIENT_ID ClientId, PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT WorkerStartContext)`.
+/// See [`super::worker`] and the module docs of [`super`].
+///
+/// # Safety
+/// As `PsCreateSystemThread`; `WorkerStartContext` null or a readable start context with
+/// `EventCount` events (it is copied); the events and `Context` valid for the thread's life.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoDriverProxyCreateHotSwappableWorkerThread(
+    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
+    ThreadHandle: sys::PHANDLE,
+    DesiredAccess: sys::ACCESS_MASK,
+    ObjectAttributes: sys::POBJECT_ATTRIBUTES,
+    ProcessHandle: sys::HANDLE,
+    ClientId: sys::PCLIENT_ID,
+    WorkerStartContext: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+) -> sys::NTSTATUS {
+    let _ = DesiredAccess;
+    let Some(extension) = extension::resolve(
+        DriverProxyExtension,
+        "IoDriverProxyCreateHotSwappableWorkerThread",
+    ) else {
+        return sys::STATUS_INVALID_PARAMETER;
+    };
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        super::worker::create(
+            &extension,
+            ThreadHandle,
+            ObjectAttributes,
+            ProcessHandle,
+            ClientId,
+            WorkerStartContext,
+        )
+    }
+}
+
+/// The extension of a handle, for the control API (no bugcheck: `None` if not live).
+pub(crate) fn lookup(handle: sys::PDRIVER_PROXY_EXTENSION) -> Option<Arc<Extension>> {
+    lock(&KERNEL).extensions.get(&(handle as usize)).cloned()
+}
+
+/// Sets the system-wide switch.
+pub(crate) fn set_system_enabled(on: bool) {
+    extension::SYSTEM_ENABLED.store(on, Ordering::SeqCst);
+}
+
+// Every export has exactly the type the library resolves it as.
+const _: sys::PFN_IoGetDriverProxyFeatures = IoGetDriverProxyFeatures;
+const _: sys::PFN_IoCreateDriverProxyExtension = IoCreateDriverProxyExtension;
+const _: sys::PFN_IoGetDriverProxyExtensionFromDriverObject =
+    IoGetDriverProxyExtensionFromDriverObject;
+const _: sys::PFN_IoRegisterDriverProxyEndpoints = IoRegisterDriverProxyEndpoints;
+const _: sys::PFN_IoGetDriverProxyEndpointWrapper = IoGetDriverProxyEndpointWrapper;
+const _: sys::PFN_IofGetDriverProxyWrapperFromEndpoint = IofGetDriverProxyWrapperFromEndpoint;
+const _: sys::PFN_IoDriverProxyCreateHotSwappableWorkerThread =
+    IoDriverProxyCreateHotSwappableWorkerThread;

@@ -1,0 +1,211 @@
+//! System threads and their handles: `PsCreateSystemThread`, `ZwClose`.
+//!
+//! A system thread is a real `std` thread. Its handle is an entry in a process-wide handle
+//! table; closing the handle does not stop the thread (as in the kernel), and the thread
+//! object lives on until the thread has ended. Tests wait for a thread with
+//! `control::ThreadControl`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use driver_proxy::sys;
+
+use super::{BugCheck, STATUS_INVALID_HANDLE, bugcheck, faults, lock};
+
+/// `NtCurrentProcess()`: the pseudo-handle of the current process.
+const CURRENT_PROCESS: usize = usize::MAX;
+/// Kernel handles have the top bit set (as on x64 Windows).
+const KERNEL_HANDLE_BIT: usize = 0xFFFF_FFFF_8000_0000;
+
+/// A thread object: whether its thread has ended.
+#[derive(Debug)]
+pub(crate) struct ThreadObject {
+    id: u64,
+    ended: Mutex<bool>,
+    ended_changed: Condvar,
+}
+
+impl ThreadObject {
+    /// The thread id (`CLIENT_ID::UniqueThread`).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the thread has ended.
+    pub(crate) fn has_ended(&self) -> bool {
+        *lock(&self.ended)
+    }
+
+    /// Waits at most `timeout` for the thread to end; whether it has.
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut ended = lock(&self.ended);
+        while !*ended {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            ended = self
+                .ended_changed
+                .wait_timeout(ended, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    fn mark_ended(&self) {
+        *lock(&self.ended) = true;
+        self.ended_changed.notify_all();
+    }
+}
+
+#[derive(Default)]
+struct HandleTable {
+    next: usize,
+    open: HashMap<usize, Arc<ThreadObject>>,
+}
+
+static HANDLES: LazyLock<Mutex<HandleTable>> = LazyLock::new(Mutex::default);
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(0x1000);
+
+/// The thread object behind an open handle.
+pub(crate) fn object(handle: sys::HANDLE) -> Option<Arc<ThreadObject>> {
+    lock(&HANDLES).open.get(&(handle as usize)).cloned()
+}
+
+/// Marks the thread object ended when the thread's body returns (or unwinds).
+struct EndOnDrop(Arc<ThreadObject>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.mark_ended();
+    }
+}
+
+/// Creates a system thread running `body`: the common part of `PsCreateSystemThread` and
+/// `IoDriverProxyCreateHotSwappableWorkerThread`. Validates the handle-related arguments,
+/// applies this thread's thread-creation fault, starts the thread, writes the handle and
+/// (if asked) the client id.
+///
+/// # Safety
+/// `handle_out` null or writable; `attributes` null or a readable `OBJECT_ATTRIBUTES`;
+/// `client_id` null or writable.
+pub(crate) unsafe fn create(
+    handle_out: sys::PHANDLE,
+    attributes: sys::POBJECT_ATTRIBUTES,
+    process: sys::HANDLE,
+    client_id: sys::PCLIENT_ID,
+    body: Box<dyn FnOnce() + Send>,
+) -> sys::NTSTATUS {
+    if handle_out.is_null() {
+        return sys::STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: caller contract: null or readable.
+    let attributes = unsafe { attributes.as_ref() };
+    if let Some(attributes) = attributes
+        && attributes.Length as usize != size_of::<sys::OBJECT_ATTRIBUTES>()
+    {
+        return sys::STATUS_INVALID_PARAMETER;
+    }
+    if !process.is_null() && process as usize != CURRENT_PROCESS {
+        return STATUS_INVALID_HANDLE;
+    }
+    if faults::take(&faults::THREAD) {
+        return sys::STATUS_INSUFFICIENT_RESOURCES;
+    }
+    let object = Arc::new(ThreadObject {
+        id: NEXT_THREAD_ID.fetch_add(4, Ordering::Relaxed),
+        ended: Mutex::new(false),
+        ended_changed: Condvar::new(),
+    });
+    let guard = EndOnDrop(object.clone());
+    let spawned = std::thread::Builder::new()
+        .name(format!("system thread {:#x}", object.id))
+        .spawn(move || {
+            let _ended = guard;
+            body();
+        });
+    if spawned.is_err() {
+        return sys::STATUS_INSUFFICIENT_RESOURCES;
+    }
+    let kernel = attributes.is_some_and(|a| a.Attributes & sys::OBJ_KERNEL_HANDLE != 0);
+    let handle = {
+        let mut table = lock(&HANDLES);
+        table.next += 1;
+        let value = table.next << 2 | if kernel { KERNEL_HANDLE_BIT } else { 0 };
+        table.open.insert(value, object.clone());
+        value
+    };
+    // SAFETY: caller contract: writable (checked non-null).
+    unsafe { handle_out.write(handle as sys::HANDLE) };
+    // SAFETY: caller contract: null or writable.
+    if let Some(client_id) = unsafe { client_id.as_mut() } {
+        client_id.UniqueProcess = std::process::id() as usize as sys::HANDLE;
+        client_id.UniqueThread = usize::try_from(object.id).unwrap_or(usize::MAX) as sys::HANDLE;
+    }
+    sys::STATUS_SUCCESS
+}
+
+/// `NTSTATUS PsCreateSystemThread(PHANDLE ThreadHandle, ULONG DesiredAccess, POBJECT_ATTRIBUTES
+/// ObjectAttributes, HANDLE ProcessHandle, PCLIENT_ID ClientId, PKSTART_ROUTINE StartRoutine,
+/// PVOID StartContext)`: a real thread running `StartRoutine(StartContext)`.
+///
+/// Returns `STATUS_SUCCESS`; `STATUS_INVALID_PARAMETER` for a null `ThreadHandle` or an
+/// `OBJECT_ATTRIBUTES` whose `Length` is not `0x30`; `STATUS_INVALID_HANDLE` for a
+/// `ProcessHandle` other than NULL or `NtCurrentProcess()` (this host has one process);
+/// `STATUS_INSUFFICIENT_RESOURCES` when the thread cannot be started or a fault of the
+/// calling thread says so. `DesiredAccess` is not checked.
+///
+/// # Safety
+/// As in C: the out-pointers are null or writable; `ObjectAttributes` null or readable;
+/// `StartRoutine` may be called with `StartContext` on another thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn PsCreateSystemThread(
+    ThreadHandle: sys::PHANDLE,
+    DesiredAccess: sys::ACCESS_MASK,
+    ObjectAttributes: sys::POBJECT_ATTRIBUTES,
+    ProcessHandle: sys::HANDLE,
+    ClientId: sys::PCLIENT_ID,
+    StartRoutine: sys::PKSTART_ROUTINE,
+    StartContext: sys::PVOID,
+) -> sys::NTSTATUS {
+    let _ = DesiredAccess;
+    let context = super::SendPtr(StartContext);
+    let body = Box::new(move || {
+        let context = context;
+        // SAFETY: the driver's start routine with the context it gave (C contract).
+        unsafe { StartRoutine(context.0) };
+    });
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        create(
+            ThreadHandle,
+            ObjectAttributes,
+            ProcessHandle,
+            ClientId,
+            body,
+        )
+    }
+}
+
+/// `NTSTATUS ZwClose(HANDLE Handle)`: closes a thread handle (the thread keeps running).
+///
+/// Bugchecks (`INVALID_KERNEL_HANDLE`) for a handle that is not open, as the kernel does for a
+/// kernel-mode caller: a double close or a stray value is caught at once.
+///
+/// # Safety
+/// None beyond the C contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn ZwClose(Handle: sys::HANDLE) -> sys::NTSTATUS {
+    if lock(&HANDLES).open.remove(&(Handle as usize)).is_none() {
+        bugcheck(
+            BugCheck::InvalidKernelHandle,
+            "ZwClose",
+            format_args!("{Handle:p} is not an open handle (closed twice, or never opened)"),
+        );
+    }
+    sys::STATUS_SUCCESS
+}

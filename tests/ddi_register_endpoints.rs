@@ -1,0 +1,749 @@
+//! `IoRegisterDriverProxyEndpoints` (V1, DDI reference §4.15, §4.7–§4.9): the first
+//! registration makes wrappers; registering existing ids again is the hot swap, with the
+//! phased callback, the drain and the rollback; every documented failure changes nothing.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use driver_proxy::{
+    EndpointEntry, EndpointId, EndpointTable, HotSwap, LookupError, NtStatus, Phase, RegisterError,
+    WrapError, sys,
+};
+use driver_proxy_host::HostDriverObject;
+use driver_proxy_host::kernel::control::{EndpointKey, ExtensionControl};
+
+use common::{extension, hotswap, leak, wait_until};
+
+type Op = extern "system" fn(u64) -> u64;
+type Op2 = extern "system" fn(u64, u64) -> u64;
+
+extern "system" fn v1(x: u64) -> u64 {
+    x + 1
+}
+extern "system" fn v2(x: u64) -> u64 {
+    x + 2
+}
+extern "system" fn other(x: u64) -> u64 {
+    x + 100
+}
+extern "system" fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+const A: EndpointId<Op> = EndpointId::new(1);
+const B: EndpointId<Op> = EndpointId::new(2);
+const C: EndpointId<Op> = EndpointId::new(3);
+
+fn table<const N: usize>(entries: [EndpointEntry; N]) -> EndpointTable<N> {
+    EndpointTable::new(entries).unwrap()
+}
+
+/// `IoRegisterDriverProxyEndpoints` with raw arguments (bad input the typed API rules out).
+fn raw_register(
+    extension: sys::PDRIVER_PROXY_EXTENSION,
+    entries: &mut [sys::DRIVER_PROXY_ENDPOINT_INFORMATION],
+    callback: sys::PDRIVER_PROXY_REGISTER_CALLBACK,
+) -> sys::NTSTATUS {
+    // SAFETY: the array holds `len` entries; the extension is null or live; the callback
+    // needs no context.
+    unsafe {
+        driver_proxy_host::kernel::IoRegisterDriverProxyEndpoints(
+            extension,
+            entries.as_mut_ptr(),
+            u32::try_from(entries.len()).unwrap(),
+            callback,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+fn raw_entry(id: u32, function: Op) -> sys::DRIVER_PROXY_ENDPOINT_INFORMATION {
+    sys::DRIVER_PROXY_ENDPOINT_INFORMATION {
+        Id: id,
+        // SAFETY: a function pointer of pointer size, erased as the DDI does.
+        EndpointFunction: Some(unsafe {
+            core::mem::transmute::<Op, sys::DRIVER_PROXY_ENDPOINT_FUNCTION>(function)
+        }),
+        ParameterCount: 1,
+    }
+}
+
+/// A hot-swap handle with `A` = `v1` registered, and its extension's control.
+fn registered_v1(storage: &mut HostDriverObject) -> (HotSwap, ExtensionControl) {
+    let hotswap = hotswap(storage);
+    hotswap
+        .register(&table([EndpointEntry::new(A, v1 as Op)]), None)
+        .unwrap();
+    let control = extension(&hotswap);
+    (hotswap, control)
+}
+
+#[test]
+fn the_first_registration_makes_one_distinct_wrapper_per_id_forwarding_to_its_endpoint() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let t = table([
+        EndpointEntry::new(A, v1 as Op),
+        EndpointEntry::new(B, other as Op),
+    ]);
+    hotswap.register(&t, None).unwrap();
+    let (a, b) = (
+        hotswap.wrapper(&t, A).unwrap(),
+        hotswap.wrapper(&t, B).unwrap(),
+    );
+    assert_ne!(
+        a.address(),
+        v1 as Op as usize,
+        "a wrapper, not the endpoint"
+    );
+    assert_ne!(a.address(), b.address());
+    assert_eq!((a.get()(1), b.get()(1)), (2, 101));
+    let control = extension(&hotswap);
+    assert_eq!(control.endpoint_count(), 2);
+    assert_eq!(
+        control.swaps_completed(),
+        0,
+        "no callback, no swap protocol"
+    );
+}
+
+#[test]
+fn a_first_registration_with_a_callback_delivers_the_three_phases_in_order() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let mut phases = Vec::new();
+    let mut callback = |phase: Phase| {
+        phases.push(phase);
+        Ok(())
+    };
+    hotswap
+        .register(
+            &table([EndpointEntry::new(A, v1 as Op)]),
+            Some(&mut callback),
+        )
+        .unwrap();
+    assert_eq!(
+        phases,
+        [Phase::PreProcess, Phase::ProxyStalled, Phase::PostProcess]
+    );
+}
+
+#[test]
+fn registering_an_existing_id_again_replaces_its_implementation_behind_the_same_wrapper() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, control) = registered_v1(&mut storage);
+    let t1 = table([EndpointEntry::new(A, v1 as Op)]);
+    let before = hotswap.wrapper(&t1, A).unwrap();
+    assert_eq!(before.get()(40), 41);
+    let t2 = table([EndpointEntry::new(A, v2 as Op)]);
+    hotswap.register(&t2, None).unwrap();
+    let after = hotswap.wrapper(&t2, A).unwrap();
+    assert_eq!(after.address(), before.address(), "the wrapper stays valid");
+    assert_eq!(before.get()(40), 42, "and now forwards to v2");
+    assert_eq!(
+        control.implementation(EndpointKey::Id(1)),
+        Some(v2 as Op as usize)
+    );
+    assert_eq!(control.swaps_completed(), 1);
+}
+
+#[test]
+fn the_phased_callback_sees_pre_process_then_proxy_stalled_with_no_call_in_flight_then_post_process()
+ {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, control) = registered_v1(&mut storage);
+    let wrapper = hotswap
+        .wrapper(&table([EndpointEntry::new(A, v1 as Op)]), A)
+        .unwrap();
+    let stop = leak(AtomicBool::new(false));
+    let calls = leak(AtomicU64::new(0));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) && calls.load(Ordering::Relaxed) < 50_000_000 {
+                    let r = wrapper.get()(0);
+                    assert!(r == 1 || r == 2);
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    wait_until("the callers are calling", || {
+        calls.load(Ordering::Relaxed) > 1_000
+    });
+    let mut seen = Vec::new();
+    let mut callback = |phase: Phase| {
+        seen.push((
+            phase,
+            control.is_stalled(),
+            control.in_flight(),
+            control.implementation(EndpointKey::Id(1)),
+        ));
+        Ok(())
+    };
+    hotswap
+        .register(
+            &table([EndpointEntry::new(A, v2 as Op)]),
+            Some(&mut callback),
+        )
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    let (v1_addr, v2_addr) = (Some(v1 as Op as usize), Some(v2 as Op as usize));
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        (seen[0].0, seen[0].1, seen[0].3),
+        (Phase::PreProcess, false, v1_addr)
+    );
+    assert_eq!(seen[1], (Phase::ProxyStalled, true, 0, v1_addr));
+    assert_eq!(
+        (seen[2].0, seen[2].1, seen[2].3),
+        (Phase::PostProcess, false, v2_addr)
+    );
+}
+
+/// Registers `A` = v2 and the new id `C` with a callback failing in `failing`; checks that the
+/// callback's status is returned and that nothing changed.
+fn a_callback_failure_rolls_back(failing: Phase) {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, control) = registered_v1(&mut storage);
+    let generation = control.generation();
+    let status = NtStatus(0xC000_0022_u32.cast_signed()); // STATUS_ACCESS_DENIED
+    let mut delivered = Vec::new();
+    let mut callback = |phase: Phase| {
+        delivered.push(phase);
+        if phase == failing {
+            Err(status)
+        } else {
+            Ok(())
+        }
+    };
+    let t2 = table([
+        EndpointEntry::new(A, v2 as Op),
+        EndpointEntry::new(C, other as Op),
+    ]);
+    assert_eq!(
+        hotswap.register(&t2, Some(&mut callback)),
+        Err(RegisterError::Callback {
+            phase: failing,
+            status
+        })
+    );
+    assert_eq!(
+        delivered.last(),
+        Some(&failing),
+        "no phase after the failing one"
+    );
+    let wrapper = hotswap.wrapper(&t2, A).unwrap();
+    assert_eq!(wrapper.get()(0), 1, "still v1");
+    assert_eq!(
+        control.implementation(EndpointKey::Id(1)),
+        Some(v1 as Op as usize)
+    );
+    assert_eq!(hotswap.wrap(v1 as Op).unwrap(), wrapper);
+    assert_eq!(hotswap.wrap(v2 as Op), Err(WrapError::NotAnEndpoint));
+    assert_eq!(hotswap.wrapper(&t2, C), Err(LookupError::NotRegistered(3)));
+    assert_eq!(control.endpoint_count(), 1);
+    let expected = if failing == Phase::PostProcess { 2 } else { 0 };
+    assert_eq!(
+        control.generation(),
+        generation + expected,
+        "a rollback repoints back"
+    );
+    assert_eq!(control.swaps_failed(), 1);
+}
+
+#[test]
+fn a_callback_failure_in_pre_process_is_returned_and_nothing_changes() {
+    a_callback_failure_rolls_back(Phase::PreProcess);
+}
+
+#[test]
+fn a_callback_failure_in_proxy_stalled_is_returned_and_nothing_changes() {
+    a_callback_failure_rolls_back(Phase::ProxyStalled);
+}
+
+#[test]
+fn a_callback_failure_in_post_process_is_returned_and_the_swap_is_rolled_back() {
+    a_callback_failure_rolls_back(Phase::PostProcess);
+}
+
+unsafe extern "system" fn stalled_says_timeout(
+    phase: sys::DRIVER_PROXY_REGISTER_CALLBACK_PHASE,
+    _: sys::PVOID,
+) -> sys::NTSTATUS {
+    if phase == sys::DriverProxyRegisterCallbackProxyStalled {
+        sys::STATUS_TIMEOUT // a success code, but not STATUS_SUCCESS
+    } else {
+        sys::STATUS_SUCCESS
+    }
+}
+
+#[test]
+fn a_callback_status_other_than_success_aborts_and_a_non_error_one_is_returned_as_unsuccessful() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, control) = registered_v1(&mut storage);
+    let mut entries = [raw_entry(1, v2)];
+    let status = raw_register(
+        hotswap.extension().unwrap().as_raw(),
+        &mut entries,
+        Some(stalled_says_timeout),
+    );
+    assert_eq!(status, sys::STATUS_UNSUCCESSFUL);
+    assert_eq!(
+        control.implementation(EndpointKey::Id(1)),
+        Some(v1 as Op as usize)
+    );
+}
+
+#[test]
+fn a_changed_parameter_count_returns_status_invalid_parameter_3_and_changes_nothing() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    hotswap
+        .register(
+            &table([
+                EndpointEntry::new(A, v1 as Op),
+                EndpointEntry::new(B, other as Op),
+            ]),
+            None,
+        )
+        .unwrap();
+    let control = extension(&hotswap);
+    let generation = control.generation();
+    // A valid replacement and a new id come first; the bad entry is the last one.
+    let t2 = table([
+        EndpointEntry::new(A, v2 as Op),
+        EndpointEntry::new(C, other as Op),
+        EndpointEntry::new(EndpointId::<Op2>::new(2), add as Op2),
+    ]);
+    let mut delivered = 0;
+    let mut callback = |_: Phase| {
+        delivered += 1;
+        Ok(())
+    };
+    let error = hotswap.register(&t2, Some(&mut callback)).unwrap_err();
+    assert_eq!(error, RegisterError::ParameterCountMismatch);
+    assert_eq!(error.status(), NtStatus::INVALID_PARAMETER_3);
+    assert_eq!(delivered, 0, "validated before any phase");
+    assert_eq!(
+        control.implementation(EndpointKey::Id(1)),
+        Some(v1 as Op as usize)
+    );
+    assert_eq!(
+        control.implementation(EndpointKey::Id(2)),
+        Some(other as Op as usize)
+    );
+    assert_eq!(hotswap.wrapper(&t2, C), Err(LookupError::NotRegistered(3)));
+    assert_eq!(control.generation(), generation);
+    assert_eq!(control.endpoint_count(), 2);
+}
+
+/// An endpoint that blocks while its gate is closed.
+struct Gate {
+    entered: AtomicU64,
+    open: AtomicBool,
+    v1_calls: AtomicU64,
+    v2_calls: AtomicU64,
+}
+
+impl Gate {
+    fn new() -> &'static Self {
+        leak(Self {
+            entered: AtomicU64::new(0),
+            open: AtomicBool::new(false),
+            v1_calls: AtomicU64::new(0),
+            v2_calls: AtomicU64::new(0),
+        })
+    }
+
+    fn pass(&self, block: u64) {
+        if block != 0 {
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            while !self.open.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+type GateFn = extern "system" fn(&'static Gate, u64) -> u64;
+extern "system" fn gate_v1(gate: &'static Gate, block: u64) -> u64 {
+    gate.v1_calls.fetch_add(1, Ordering::SeqCst);
+    gate.pass(block);
+    1
+}
+extern "system" fn gate_v2(gate: &'static Gate, block: u64) -> u64 {
+    gate.v2_calls.fetch_add(1, Ordering::SeqCst);
+    gate.pass(block);
+    2
+}
+const GATE: EndpointId<GateFn> = EndpointId::new(9);
+
+/// A hot-swap handle with `GATE` = `gate_v1` registered, its control, and the wrapper.
+fn gated(
+    storage: &mut HostDriverObject,
+) -> (HotSwap, ExtensionControl, driver_proxy::Wrapped<GateFn>) {
+    let hotswap = hotswap(storage);
+    let t1 = table([EndpointEntry::new(GATE, gate_v1 as GateFn)]);
+    hotswap.register(&t1, None).unwrap();
+    let wrapper = hotswap.wrapper(&t1, GATE).unwrap();
+    let control = extension(&hotswap);
+    (hotswap, control, wrapper)
+}
+
+#[test]
+fn a_call_blocked_inside_v1_keeps_the_swap_waiting_while_calls_arriving_during_the_stall_reach_v2()
+{
+    let mut storage = HostDriverObject::new();
+    let (hotswap, control, wrapper) = gated(&mut storage);
+    let gate = Gate::new();
+    let blocked = thread::spawn(move || wrapper.get()(gate, 1));
+    wait_until("the v1 call is inside", || {
+        gate.entered.load(Ordering::SeqCst) == 1
+    });
+    assert_eq!(control.in_flight(), 1);
+    let t2 = table([EndpointEntry::new(GATE, gate_v2 as GateFn)]);
+    let swapper = thread::spawn(move || hotswap.register(&t2, None));
+    wait_until("the swap stalls", || control.is_stalled());
+    let late = thread::spawn(move || wrapper.get()(gate, 0));
+    wait_until("the late call is held", || control.held_callers() == 1);
+    thread::sleep(Duration::from_millis(20));
+    assert!(!swapper.is_finished(), "the swap waits for the v1 call");
+    assert_eq!(gate.v2_calls.load(Ordering::SeqCst), 0);
+    gate.open.store(true, Ordering::SeqCst);
+    assert_eq!(blocked.join().unwrap(), 1);
+    swapper.join().unwrap().unwrap();
+    assert_eq!(
+        late.join().unwrap(),
+        2,
+        "the call held during the stall reaches v2"
+    );
+    assert_eq!(wrapper.get()(gate, 0), 2);
+    assert_eq!(gate.v1_calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_drain_timeout_returns_status_unsuccessful_and_changes_nothing() {
+    let mut storage = HostDriverObject::new();
+    storage
+        .control()
+        .set_drain_timeout(Duration::from_millis(50));
+    let (hotswap, control, wrapper) = gated(&mut storage);
+    let gate = Gate::new();
+    let blocked = thread::spawn(move || wrapper.get()(gate, 1));
+    wait_until("the v1 call is inside", || {
+        gate.entered.load(Ordering::SeqCst) == 1
+    });
+    let mut delivered = Vec::new();
+    let mut callback = |phase: Phase| {
+        delivered.push(phase);
+        Ok(())
+    };
+    let t2 = table([EndpointEntry::new(GATE, gate_v2 as GateFn)]);
+    let error = hotswap.register(&t2, Some(&mut callback)).unwrap_err();
+    assert_eq!(error, RegisterError::DrainTimeout);
+    assert_eq!(error.status(), NtStatus::UNSUCCESSFUL);
+    assert_eq!(delivered, [Phase::PreProcess]);
+    gate.open.store(true, Ordering::SeqCst);
+    assert_eq!(blocked.join().unwrap(), 1);
+    assert_eq!(wrapper.get()(gate, 0), 1, "still v1");
+    assert_eq!(
+        control.implementation(EndpointKey::Id(9)),
+        Some(gate_v1 as GateFn as usize)
+    );
+}
+
+#[test]
+fn a_post_process_failure_whose_rollback_cannot_drain_keeps_the_new_implementations() {
+    let mut storage = HostDriverObject::new();
+    storage
+        .control()
+        .set_drain_timeout(Duration::from_millis(50));
+    let (hotswap, control, wrapper) = gated(&mut storage);
+    let gate = Gate::new();
+    let status = NtStatus::INSUFFICIENT_RESOURCES;
+    let mut inside_v2 = None;
+    let mut callback = |phase: Phase| {
+        if phase != Phase::PostProcess {
+            return Ok(());
+        }
+        // Calls flow again: one enters v2 and stays, so the rollback cannot drain.
+        inside_v2 = Some(thread::spawn(move || wrapper.get()(gate, 1)));
+        wait_until("a call is inside v2", || {
+            gate.entered.load(Ordering::SeqCst) == 1
+        });
+        Err(status)
+    };
+    let t2 = table([EndpointEntry::new(GATE, gate_v2 as GateFn)]);
+    assert_eq!(
+        hotswap.register(&t2, Some(&mut callback)),
+        Err(RegisterError::Callback {
+            phase: Phase::PostProcess,
+            status
+        })
+    );
+    assert_eq!(
+        control.implementation(EndpointKey::Id(9)),
+        Some(gate_v2 as GateFn as usize)
+    );
+    assert_eq!(hotswap.wrap(gate_v2 as GateFn).unwrap(), wrapper);
+    assert_eq!(
+        hotswap.wrap(gate_v1 as GateFn),
+        Err(WrapError::NotAnEndpoint)
+    );
+    gate.open.store(true, Ordering::SeqCst);
+    assert_eq!(inside_v2.unwrap().join().unwrap(), 2);
+    assert_eq!(wrapper.get()(gate, 0), 2);
+}
+
+#[test]
+fn a_null_extension_returns_status_invalid_parameter() {
+    let mut entries = [raw_entry(1, v1)];
+    assert_eq!(
+        raw_register(std::ptr::null_mut(), &mut entries, None),
+        sys::STATUS_INVALID_PARAMETER
+    );
+}
+
+#[test]
+fn a_null_array_or_a_count_of_zero_returns_status_invalid_parameter() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let raw = hotswap.extension().unwrap().as_raw();
+    assert_eq!(
+        raw_register(raw, &mut [], None),
+        sys::STATUS_INVALID_PARAMETER
+    );
+    // SAFETY: a null array is the bad input under test; it is rejected, never read.
+    let status = unsafe {
+        driver_proxy_host::kernel::IoRegisterDriverProxyEndpoints(
+            raw,
+            std::ptr::null_mut(),
+            1,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, sys::STATUS_INVALID_PARAMETER);
+    assert_eq!(extension(&hotswap).endpoint_count(), 0);
+}
+
+#[test]
+fn the_same_id_twice_in_one_call_returns_status_invalid_parameter_and_changes_nothing() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, control) = registered_v1(&mut storage);
+    let mut entries = [raw_entry(1, v2), raw_entry(5, other), raw_entry(5, v1)];
+    assert_eq!(
+        raw_register(hotswap.extension().unwrap().as_raw(), &mut entries, None),
+        sys::STATUS_INVALID_PARAMETER
+    );
+    assert_eq!(
+        control.implementation(EndpointKey::Id(1)),
+        Some(v1 as Op as usize)
+    );
+    assert_eq!(control.implementation(EndpointKey::Id(5)), None);
+    assert_eq!(control.endpoint_count(), 1);
+}
+
+#[test]
+fn a_null_endpoint_function_returns_status_invalid_parameter_and_changes_nothing() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, control) = registered_v1(&mut storage);
+    let mut entries = [raw_entry(1, v2), raw_entry(6, other)];
+    entries[1].EndpointFunction = None;
+    assert_eq!(
+        raw_register(hotswap.extension().unwrap().as_raw(), &mut entries, None),
+        sys::STATUS_INVALID_PARAMETER
+    );
+    assert_eq!(
+        control.implementation(EndpointKey::Id(1)),
+        Some(v1 as Op as usize)
+    );
+    assert_eq!(control.endpoint_count(), 1);
+}
+
+#[test]
+fn out_of_resources_returns_status_insufficient_resources_and_changes_nothing() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let t = table([
+        EndpointEntry::new(A, v1 as Op),
+        EndpointEntry::new(B, other as Op),
+    ]);
+    storage.control().fail_allocation(2);
+    assert_eq!(
+        hotswap.register(&t, None),
+        Err(RegisterError::InsufficientResources)
+    );
+    assert_eq!(hotswap.wrapper(&t, A), Err(LookupError::NotRegistered(1)));
+    assert_eq!(hotswap.wrapper(&t, B), Err(LookupError::NotRegistered(2)));
+    hotswap.register(&t, None).expect("the fault was one shot");
+    assert_eq!(hotswap.wrapper(&t, B).unwrap().get()(1), 101);
+}
+
+#[test]
+fn more_endpoints_than_the_extension_allows_return_status_insufficient_resources() {
+    let mut storage = HostDriverObject::new();
+    storage.control().set_max_endpoints(1);
+    let hotswap = hotswap(&mut storage);
+    let t = table([
+        EndpointEntry::new(A, v1 as Op),
+        EndpointEntry::new(B, other as Op),
+    ]);
+    assert_eq!(
+        hotswap.register(&t, None),
+        Err(RegisterError::InsufficientResources)
+    );
+    assert_eq!(extension(&hotswap).endpoint_count(), 0);
+}
+
+static REENTRANT: Mutex<Option<(HotSwap, EndpointTable<1>)>> = Mutex::new(None);
+static REENTRANT_RESULT: Mutex<Option<Result<(), RegisterError>>> = Mutex::new(None);
+
+/// An endpoint that re-registers its own id (a swap from inside the extension).
+extern "system" fn reentrant(x: u64) -> u64 {
+    let inner = REENTRANT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some((hotswap, table)) = inner {
+        let result = hotswap.register(&table, None);
+        *REENTRANT_RESULT
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(result);
+    }
+    x
+}
+const REENTRANT_ID: EndpointId<Op> = EndpointId::new(4);
+
+#[test]
+fn a_registration_from_inside_an_endpoint_of_the_same_extension_returns_status_unsuccessful() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let t1 = table([EndpointEntry::new(REENTRANT_ID, reentrant as Op)]);
+    hotswap.register(&t1, None).unwrap();
+    let control = extension(&hotswap);
+    *REENTRANT.lock().unwrap() = Some((
+        hotswap,
+        table([EndpointEntry::new(REENTRANT_ID, other as Op)]),
+    ));
+    assert_eq!(hotswap.wrapper(&t1, REENTRANT_ID).unwrap().get()(7), 7);
+    assert_eq!(
+        REENTRANT_RESULT.lock().unwrap().take(),
+        Some(Err(RegisterError::DrainTimeout)),
+        "it could never drain: it waits for its own caller"
+    );
+    assert_eq!(
+        control.implementation(EndpointKey::Id(4)),
+        Some(reentrant as Op as usize)
+    );
+}
+
+#[test]
+fn new_ids_registered_together_with_a_swap_are_published_with_it() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, control) = registered_v1(&mut storage);
+    let t2 = table([
+        EndpointEntry::new(A, v2 as Op),
+        EndpointEntry::new(C, other as Op),
+    ]);
+    let mut published_in = Vec::new();
+    let mut callback = |phase: Phase| {
+        published_in.push((phase, control.implementation(EndpointKey::Id(3)).is_some()));
+        Ok(())
+    };
+    hotswap.register(&t2, Some(&mut callback)).unwrap();
+    assert_eq!(
+        published_in,
+        [
+            (Phase::PreProcess, false),
+            (Phase::ProxyStalled, false),
+            (Phase::PostProcess, true)
+        ]
+    );
+    assert_eq!(hotswap.wrapper(&t2, A).unwrap().get()(0), 2);
+    assert_eq!(hotswap.wrapper(&t2, C).unwrap().get()(0), 100);
+}
+
+#[test]
+fn retired_implementations_are_poisoned_by_default_and_it_can_be_turned_off_per_driver() {
+    let mut poisoned = HostDriverObject::new();
+    let (_, control) = registered_v1(&mut poisoned);
+    assert!(control.poison_retired());
+    let mut plain = HostDriverObject::new();
+    plain.control().set_poison_retired(false);
+    let (_, control) = registered_v1(&mut plain);
+    assert!(!control.poison_retired());
+}
+
+#[test]
+fn under_two_callers_and_a_swap_every_100_us_no_call_is_lost_and_the_last_version_wins() {
+    static CALLS_V1: AtomicU64 = AtomicU64::new(0);
+    static CALLS_V2: AtomicU64 = AtomicU64::new(0);
+    extern "system" fn counted_v1(x: u64) -> u64 {
+        CALLS_V1.fetch_add(1, Ordering::Relaxed);
+        x + 1
+    }
+    extern "system" fn counted_v2(x: u64) -> u64 {
+        CALLS_V2.fetch_add(1, Ordering::Relaxed);
+        x + 2
+    }
+    const SWAPS: usize = 300;
+    const MAX_CALLS_PER_CALLER: u64 = 20_000_000;
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let versions = [
+        table([EndpointEntry::new(A, counted_v1 as Op)]),
+        table([EndpointEntry::new(A, counted_v2 as Op)]),
+    ];
+    hotswap.register(&versions[0], None).unwrap();
+    let wrapper = hotswap.wrapper(&versions[0], A).unwrap();
+    let stop = leak(AtomicBool::new(false));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut results = [0u64; 2];
+                let mut calls = 0;
+                while !stop.load(Ordering::Relaxed) && calls < MAX_CALLS_PER_CALLER {
+                    let r = wrapper.get()(0);
+                    results[usize::try_from(r - 1).unwrap()] += 1;
+                    calls += 1;
+                }
+                results
+            })
+        })
+        .collect();
+    for swap in 1..=SWAPS {
+        hotswap.register(&versions[swap % 2], None).unwrap();
+        thread::sleep(Duration::from_micros(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let results = callers
+        .into_iter()
+        .map(|c| c.join().unwrap())
+        .fold([0u64; 2], |a, r| [a[0] + r[0], a[1] + r[1]]);
+    assert_eq!(
+        results[0],
+        CALLS_V1.load(Ordering::Relaxed),
+        "no v1 call lost"
+    );
+    assert_eq!(
+        results[1],
+        CALLS_V2.load(Ordering::Relaxed),
+        "no v2 call lost"
+    );
+    assert!(results[0] > 0 && results[1] > 0, "{results:?}");
+    assert_eq!(extension(&hotswap).swaps_completed(), SWAPS as u64);
+    assert_eq!(
+        wrapper.get()(0),
+        1,
+        "the last swap (an even one) went back to v1"
+    );
+}

@@ -1,0 +1,85 @@
+//! The system-wide DriverProxy switch ("configured and not globally disabled", DDI reference
+//! §4.2, §4.12, §4.13, §4.19). A process-wide knob: this binary's tests take turns (a lock) and
+//! each sets the switch as it needs.
+
+mod common;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use driver_proxy::{
+    CreateError, EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, Timeout,
+    Unavailable, WorkerError, WorkerRoutine, probe, sys,
+};
+use driver_proxy_host::HostDriverObject;
+use driver_proxy_host::kernel::control;
+
+use common::{driver, event, hotswap};
+
+static SWITCH: Mutex<()> = Mutex::new(());
+
+/// Takes this binary's turn and sets the switch.
+fn system(on: bool) -> MutexGuard<'static, ()> {
+    let turn = SWITCH.lock().unwrap_or_else(PoisonError::into_inner);
+    control::set_system_enabled(on);
+    turn
+}
+
+unsafe extern "system" fn worker(_: sys::PVOID, _: sys::NTSTATUS) -> sys::BOOLEAN {
+    sys::FALSE
+}
+type Op = extern "system" fn(u64) -> u64;
+extern "system" fn plus_one(x: u64) -> u64 {
+    x + 1
+}
+const WORKER: EndpointId<WorkerRoutine> = EndpointId::new(1);
+const OP: EndpointId<Op> = EndpointId::new(2);
+
+#[test]
+fn switched_off_every_driver_and_drivers_in_general_report_enabled_0() {
+    let _turn = system(false);
+    let mut storage = HostDriverObject::new();
+    assert!(!control::system_enabled());
+    assert!(!probe(None).unwrap().enabled());
+    assert!(!probe(Some(driver(&mut storage))).unwrap().enabled());
+}
+
+#[test]
+fn switched_off_creation_returns_status_not_supported_and_the_library_falls_back() {
+    let _turn = system(false);
+    let mut storage = HostDriverObject::new();
+    assert_eq!(
+        driver_proxy::Extension::create(driver(&mut storage)).unwrap_err(),
+        CreateError::NotSupported
+    );
+    let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
+    assert_eq!(hotswap.unavailable(), Some(Unavailable::FeatureDisabled));
+    assert!(storage.control().extension().is_none(), "nothing created");
+}
+
+#[test]
+fn switched_off_worker_threads_return_status_not_supported_while_existing_wrappers_keep_working() {
+    let turn = system(true);
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let table = EndpointTable::new([
+        EndpointEntry::new(WORKER, worker as WorkerRoutine),
+        EndpointEntry::new(OP, plus_one as Op),
+    ])
+    .unwrap();
+    hotswap.register(&table, None).unwrap();
+    let routine = hotswap.wrapper(&table, WORKER).unwrap();
+    let op = hotswap.wrapper(&table, OP).unwrap();
+    drop(turn);
+
+    let _turn = system(false);
+    let wake = event(EventKind::Synchronization, false);
+    let error = hotswap
+        .worker_thread(routine)
+        .event(wake)
+        .timeout(Timeout::from_millis(1))
+        .spawn()
+        .unwrap_err();
+    assert_eq!(error, WorkerError::NotSupported);
+    assert_eq!(op.get()(41), 42, "an existing wrapper keeps working");
+    assert_eq!(hotswap.wrapper(&table, OP).unwrap(), op, "and lookups too");
+}

@@ -1,0 +1,372 @@
+//! Lookups of wrappers: by id (`IoGetDriverProxyEndpointWrapper`, V1, DDI reference §4.16)
+//! and by endpoint (`IofGetDriverProxyWrapperFromEndpoint`, V2, §4.17/§4.18), for endpoints
+//! registered by V1 and for endpoints of the image's `.shsept` list; and the control swap to a
+//! new image that the later image loader uses.
+
+mod common;
+
+use driver_proxy::{
+    EndpointEntry, EndpointId, EndpointTable, LookupError, NtStatus, WrapError, sys,
+};
+use driver_proxy_host::HostDriverObject;
+use driver_proxy_host::kernel::control::{self, EndpointKey};
+
+use common::{extension, hotswap};
+
+type Op = extern "system" fn(u64) -> u64;
+extern "system" fn v1(x: u64) -> u64 {
+    x + 1
+}
+extern "system" fn v2(x: u64) -> u64 {
+    x + 2
+}
+extern "system" fn image_a(x: u64) -> u64 {
+    x * 10
+}
+extern "system" fn image_a_new(x: u64) -> u64 {
+    x * 20
+}
+extern "system" fn image_b(x: u64) -> u64 {
+    x * 30
+}
+extern "system" fn never_registered(x: u64) -> u64 {
+    x
+}
+
+const A: EndpointId<Op> = EndpointId::new(1);
+const B: EndpointId<Op> = EndpointId::new(2);
+
+fn code(f: Op) -> usize {
+    f as usize
+}
+
+fn erased(f: Op) -> sys::DRIVER_PROXY_ENDPOINT_FUNCTION {
+    // SAFETY: a function pointer of pointer size, erased as the C macro does.
+    unsafe { core::mem::transmute::<Op, sys::DRIVER_PROXY_ENDPOINT_FUNCTION>(f) }
+}
+
+/// `IofGetDriverProxyWrapperFromEndpoint` with raw arguments; `*Wrapper` starts non-null.
+fn raw_lookup(
+    extension: sys::PDRIVER_PROXY_EXTENSION,
+    endpoint: sys::PDRIVER_PROXY_ENDPOINT_FUNCTION,
+) -> (sys::NTSTATUS, sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION) {
+    let mut wrapper = Some(erased(never_registered));
+    // SAFETY: `wrapper` is a valid local; the extension is null or live.
+    let status = unsafe {
+        driver_proxy_host::kernel::IofGetDriverProxyWrapperFromEndpoint(
+            extension,
+            endpoint,
+            &raw mut wrapper,
+        )
+    };
+    (status, wrapper)
+}
+
+#[test]
+fn lookup_by_id_returns_the_wrapper_registered_under_it() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let t = EndpointTable::new([
+        EndpointEntry::new(A, v1 as Op),
+        EndpointEntry::new(B, v2 as Op),
+    ])
+    .unwrap();
+    hotswap.register(&t, None).unwrap();
+    let a = hotswap.wrapper(&t, A).unwrap();
+    assert_eq!(
+        hotswap.wrapper(&t, A).unwrap(),
+        a,
+        "the same wrapper every time"
+    );
+    assert_eq!(
+        Some(a.address()),
+        extension(&hotswap).wrapper(EndpointKey::Id(1))
+    );
+    assert_eq!(
+        (a.get()(0), hotswap.wrapper(&t, B).unwrap().get()(0)),
+        (1, 2)
+    );
+}
+
+#[test]
+fn lookup_by_an_id_never_registered_returns_null() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let t = EndpointTable::new([EndpointEntry::new(A, v1 as Op)]).unwrap();
+    assert_eq!(hotswap.wrapper(&t, A), Err(LookupError::NotRegistered(1)));
+    // SAFETY: a live extension.
+    let raw = unsafe {
+        driver_proxy_host::kernel::IoGetDriverProxyEndpointWrapper(
+            hotswap.extension().unwrap().as_raw(),
+            77,
+        )
+    };
+    assert!(raw.is_none());
+}
+
+#[test]
+fn lookup_by_id_with_a_null_extension_returns_null() {
+    // SAFETY: null is the bad input under test; it is rejected.
+    let raw = unsafe {
+        driver_proxy_host::kernel::IoGetDriverProxyEndpointWrapper(std::ptr::null_mut(), 1)
+    };
+    assert!(raw.is_none());
+}
+
+#[test]
+fn lookup_by_endpoint_finds_an_endpoint_registered_by_v1_with_the_same_wrapper_as_by_id() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let t = EndpointTable::new([EndpointEntry::new(A, v1 as Op)]).unwrap();
+    hotswap.register(&t, None).unwrap();
+    let by_endpoint = hotswap.wrap(v1 as Op).unwrap();
+    assert_eq!(by_endpoint, hotswap.wrapper(&t, A).unwrap());
+    assert_ne!(by_endpoint.address(), code(v1));
+}
+
+#[test]
+fn after_a_swap_lookup_by_endpoint_finds_the_new_implementation_and_not_the_retired_one() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let t1 = EndpointTable::new([EndpointEntry::new(A, v1 as Op)]).unwrap();
+    hotswap.register(&t1, None).unwrap();
+    let wrapper = hotswap.wrap(v1 as Op).unwrap();
+    let t2 = EndpointTable::new([EndpointEntry::new(A, v2 as Op)]).unwrap();
+    hotswap.register(&t2, None).unwrap();
+    assert_eq!(hotswap.wrap(v2 as Op).unwrap(), wrapper);
+    assert_eq!(hotswap.wrap(v1 as Op), Err(WrapError::NotAnEndpoint));
+    let (status, out) = raw_lookup(hotswap.extension().unwrap().as_raw(), Some(erased(v1)));
+    assert_eq!((status, out), (sys::STATUS_NOT_FOUND, None));
+}
+
+#[test]
+fn an_endpoint_never_registered_returns_status_not_found_and_a_null_wrapper() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    assert_eq!(
+        hotswap.wrap(never_registered as Op),
+        Err(WrapError::NotAnEndpoint)
+    );
+    assert_eq!(WrapError::NotAnEndpoint.status(), NtStatus::NOT_FOUND);
+    let (status, out) = raw_lookup(
+        hotswap.extension().unwrap().as_raw(),
+        Some(erased(never_registered)),
+    );
+    assert_eq!(status, sys::STATUS_NOT_FOUND);
+    assert!(out.is_none(), "*Wrapper is set to NULL");
+}
+
+#[test]
+fn a_wrapper_is_not_itself_an_endpoint() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let t = EndpointTable::new([EndpointEntry::new(A, v1 as Op)]).unwrap();
+    hotswap.register(&t, None).unwrap();
+    let wrapper = hotswap.wrapper(&t, A).unwrap();
+    assert_eq!(hotswap.wrap(wrapper.get()), Err(WrapError::NotAnEndpoint));
+}
+
+#[test]
+fn lookups_are_per_extension() {
+    let mut first = HostDriverObject::new();
+    let mut second = HostDriverObject::new();
+    let (one, two) = (hotswap(&mut first), hotswap(&mut second));
+    let t = EndpointTable::new([EndpointEntry::new(A, v1 as Op)]).unwrap();
+    one.register(&t, None).unwrap();
+    assert!(one.wrap(v1 as Op).is_ok());
+    assert_eq!(two.wrap(v1 as Op), Err(WrapError::NotAnEndpoint));
+    assert_eq!(two.wrapper(&t, A), Err(LookupError::NotRegistered(1)));
+}
+
+#[test]
+fn a_null_extension_returns_status_invalid_parameter_and_a_null_wrapper() {
+    let (status, out) = raw_lookup(std::ptr::null_mut(), Some(erased(v1)));
+    assert_eq!(status, sys::STATUS_INVALID_PARAMETER);
+    assert!(out.is_none());
+}
+
+#[test]
+fn a_null_endpoint_returns_status_invalid_parameter_and_a_null_wrapper() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let (status, out) = raw_lookup(hotswap.extension().unwrap().as_raw(), None);
+    assert_eq!(status, sys::STATUS_INVALID_PARAMETER);
+    assert!(out.is_none());
+}
+
+#[test]
+fn a_null_wrapper_pointer_returns_status_invalid_parameter() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    // SAFETY: a null out-pointer is the bad input under test; it is rejected, never written.
+    let status = unsafe {
+        driver_proxy_host::kernel::IofGetDriverProxyWrapperFromEndpoint(
+            hotswap.extension().unwrap().as_raw(),
+            Some(erased(v1)),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, sys::STATUS_INVALID_PARAMETER);
+}
+
+#[test]
+fn image_endpoints_are_found_by_endpoint_but_not_by_id() {
+    let mut storage = HostDriverObject::new();
+    storage
+        .control()
+        .declare_image_endpoints(&[code(image_a), code(image_b)])
+        .unwrap();
+    let hotswap = hotswap(&mut storage);
+    let a = hotswap.wrap(image_a as Op).unwrap();
+    assert_eq!(a.get()(2), 20);
+    let control = extension(&hotswap);
+    assert_eq!(control.wrapper(EndpointKey::Ordinal(0)), Some(a.address()));
+    // SAFETY: a live extension.
+    let by_id =
+        unsafe { driver_proxy_host::kernel::IoGetDriverProxyEndpointWrapper(control.as_raw(), 0) };
+    assert!(by_id.is_none(), "V1 ids and .shsept ordinals are separate");
+}
+
+#[test]
+fn endpoints_declared_on_a_live_extension_are_wrapped_at_once() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    assert_eq!(hotswap.wrap(image_b as Op), Err(WrapError::NotAnEndpoint));
+    let control = storage.control();
+    control.declare_image_endpoints(&[code(image_b)]).unwrap();
+    assert_eq!(hotswap.wrap(image_b as Op).unwrap().get()(1), 30);
+    assert_eq!(
+        control.declare_image_endpoints(&[code(image_b)]),
+        Err(sys::STATUS_INVALID_PARAMETER),
+        "declared twice"
+    );
+    assert_eq!(
+        control.declare_image_endpoints(&[0]),
+        Err(sys::STATUS_INVALID_PARAMETER)
+    );
+    assert_eq!(
+        control.declare_image_endpoints(&[]),
+        Err(sys::STATUS_INVALID_PARAMETER)
+    );
+}
+
+#[test]
+fn a_control_swap_to_a_new_image_repoints_by_ordinal_and_id_with_the_phased_protocol() {
+    let mut storage = HostDriverObject::new();
+    storage
+        .control()
+        .declare_image_endpoints(&[code(image_a), code(image_b)])
+        .unwrap();
+    let hotswap = hotswap(&mut storage);
+    let t = EndpointTable::new([EndpointEntry::new(A, v1 as Op)]).unwrap();
+    hotswap.register(&t, None).unwrap();
+    let (a, by_id) = (
+        hotswap.wrap(image_a as Op).unwrap(),
+        hotswap.wrapper(&t, A).unwrap(),
+    );
+    let control = extension(&hotswap);
+    let mut phases = Vec::new();
+    let mut callback = |phase: control::Phase| {
+        phases.push((phase, control.is_stalled(), control.in_flight()));
+        sys::STATUS_SUCCESS
+    };
+    // From another thread: swaps can be triggered from anywhere.
+    let swapper_control = control.clone();
+    let report = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                swapper_control.swap(
+                    &[
+                        (EndpointKey::Ordinal(0), code(image_a_new)),
+                        (EndpointKey::Id(1), code(v2)),
+                    ],
+                    Some(&mut callback),
+                )
+            })
+            .join()
+            .unwrap()
+    })
+    .unwrap();
+    assert_eq!(
+        phases,
+        [
+            (control::Phase::PreProcess, false, 0),
+            (control::Phase::ProxyStalled, true, 0),
+            (control::Phase::PostProcess, false, 0)
+        ]
+    );
+    assert_eq!(report.generation, control.generation());
+    assert_eq!((a.get()(1), by_id.get()(1)), (20, 3));
+    assert_eq!(hotswap.wrap(image_a_new as Op).unwrap(), a);
+    assert_eq!(hotswap.wrap(image_a as Op), Err(WrapError::NotAnEndpoint));
+    assert_eq!(
+        hotswap.wrap(image_b as Op).unwrap().get()(1),
+        30,
+        "untouched"
+    );
+}
+
+#[test]
+fn a_control_swap_with_a_bad_change_returns_status_invalid_parameter_without_any_phase() {
+    let mut storage = HostDriverObject::new();
+    storage
+        .control()
+        .declare_image_endpoints(&[code(image_a)])
+        .unwrap();
+    let hotswap = hotswap(&mut storage);
+    let control = extension(&hotswap);
+    let mut delivered = 0;
+    let mut callback = |_: control::Phase| {
+        delivered += 1;
+        sys::STATUS_SUCCESS
+    };
+    for changes in [
+        &[][..],
+        &[(EndpointKey::Ordinal(1), code(image_b))][..],
+        &[(EndpointKey::Id(1), code(image_b))][..],
+        &[(EndpointKey::Ordinal(0), 0)][..],
+        &[
+            (EndpointKey::Ordinal(0), code(image_b)),
+            (EndpointKey::Ordinal(0), code(image_a_new)),
+        ][..],
+    ] {
+        assert_eq!(
+            control.swap(changes, Some(&mut callback)).unwrap_err(),
+            sys::STATUS_INVALID_PARAMETER,
+            "{changes:?}"
+        );
+    }
+    assert_eq!(delivered, 0);
+    assert_eq!(
+        control.implementation(EndpointKey::Ordinal(0)),
+        Some(code(image_a))
+    );
+}
+
+#[test]
+fn a_control_swap_whose_callback_fails_is_rolled_back_with_the_callbacks_status() {
+    let mut storage = HostDriverObject::new();
+    storage
+        .control()
+        .declare_image_endpoints(&[code(image_a)])
+        .unwrap();
+    let hotswap = hotswap(&mut storage);
+    let control = extension(&hotswap);
+    let mut callback = |phase: control::Phase| {
+        if phase == control::Phase::ProxyStalled {
+            sys::STATUS_INSUFFICIENT_RESOURCES
+        } else {
+            sys::STATUS_SUCCESS
+        }
+    };
+    assert_eq!(
+        control
+            .swap(
+                &[(EndpointKey::Ordinal(0), code(image_a_new))],
+                Some(&mut callback)
+            )
+            .unwrap_err(),
+        sys::STATUS_INSUFFICIENT_RESOURCES
+    );
+    assert_eq!(hotswap.wrap(image_a as Op).unwrap().get()(1), 10);
+}
