@@ -14,7 +14,9 @@
 pub mod driver_object;
 pub mod engine;
 pub mod exports;
+pub mod image;
 pub mod kernel;
+pub mod wdm;
 
 pub use driver_object::HostDriverObject;
 pub use exports::hide_export;

@@ -1,0 +1,1 @@
+//! PE image loader (being written).

@@ -1,0 +1,1 @@
+//! WDM kernel services for driver images (being written).
