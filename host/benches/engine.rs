@@ -1,22 +1,23 @@
 //! Cost of a wrapper call and stall time of a swap, printed from one run.
 //!
-//! `cargo bench -p driver-proxy-host --bench engine` (add `-- --quick` for a short run).
+//! `cargo bench -p driver-proxy-host --bench engine` (criterion; `-- --quick` for a short
+//! run, `-- --test` to check that every variant runs).
 //!
-//! A hand-rolled harness (`harness = false`): the 2-caller + swapper measurement needs its
-//! own threads, and the ratios must be measured side by side in one run, so every round runs
-//! every variant once (round-robin, noise spreads evenly) and the table reports the median
-//! round. The callee is `#[inline(never)] extern "C" fn(u64, u64) -> u64` (an add); the loop
+//! Criterion measures each variant (warm-up, sample sizes, its own statistics and change
+//! detection against the previous run); every sample is also recorded here, so that the
+//! table printed at the end gives the ratios of medians measured side by side in this one
+//! run. The callee is `#[inline(never)] extern "C" fn(u64, u64) -> u64` (an add); the loop
 //! carries a dependency (`acc = f(acc, black_box(i))`), as in the project's reference
 //! benchmark (shared/reference/anchors.md, section C).
 //!
-//! Printed: ns/call and the ratio to a plain indirect call for a direct call, a host
-//! wrapper single-threaded (and, for reference, a bare call-through thunk that counts
-//! nothing: the floor of any wrapper that regains control after the call), a wrapper with 2
-//! callers (ratio to a plain indirect call with 2 callers), a wrapper with 2 callers and a
-//! swapper swapping every millisecond (ratio to a plain indirect call with 2 callers and a
-//! third thread waking every millisecond, so both rows share the same scheduling noise);
-//! then the stall and drain times of swaps (median, p99, max) with 2 callers calling
-//! continuously and a swap every 100 µs.
+//! Variants: a direct call, a plain indirect call (the baseline), a host wrapper
+//! single-threaded, and, for reference, a bare call-through thunk that counts nothing (the
+//! floor of any wrapper that regains control after the call); 2 callers on a plain indirect
+//! call and on a wrapper; 2 callers with a third thread waking every millisecond (baseline)
+//! and 2 callers on a wrapper with a swapper swapping every millisecond, so both rows share
+//! the same scheduling noise. Then the stall and drain times of swaps (median, p99, max),
+//! with 2 callers calling continuously and a swap every 100 µs: criterion reports means and
+//! medians, not tails, so these are measured directly.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -25,11 +26,12 @@
 )]
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use criterion::{Criterion, Throughput};
 use driver_proxy_host::engine::{Engine, EngineConfig, WrapperId};
 
 type BinFn = extern "C" fn(u64, u64) -> u64;
@@ -90,27 +92,23 @@ fn run_indirect(f: BinFn, n: u64) -> u64 {
     acc
 }
 
-fn ns_per_call(n: u64, run: impl FnOnce() -> u64) -> f64 {
-    let t = Instant::now();
-    black_box(run());
-    t.elapsed().as_secs_f64() * 1e9 / n as f64
-}
-
-/// Two threads each run `run` (n calls) at the same time; returns the mean per-thread
-/// ns/call.
-fn two_callers(n: u64, f: BinFn) -> f64 {
+/// Two threads each make `n` calls of `f` at the same time; the mean per-thread time (thread
+/// start-up excluded: both start at a barrier).
+fn two_callers(n: u64, f: BinFn) -> Duration {
     let start = Arc::new(std::sync::Barrier::new(2));
     let handles: Vec<_> = (0..2)
         .map(|_| {
             let start = start.clone();
             thread::spawn(move || {
                 start.wait();
-                ns_per_call(n, || run_indirect(f, n))
+                let t = Instant::now();
+                black_box(run_indirect(f, n));
+                t.elapsed()
             })
         })
         .collect();
-    let v: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    v.iter().sum::<f64>() / v.len() as f64
+    let total: Duration = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    total / 2
 }
 
 /// A swapper thread that swaps `id` between `add` and `add_v2` every `interval` until
@@ -155,24 +153,60 @@ fn set_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) };
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn percentile(v: &mut [u64], p: f64) -> u64 {
     v.sort_unstable();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i]
 }
 
+/// Per-iteration times of every sample criterion took of one variant, for the ratio table.
+#[derive(Default)]
+struct Samples(Mutex<Vec<f64>>);
+
+impl Samples {
+    /// Records one sample of `iters` calls taking `elapsed`; returns `elapsed` for criterion.
+    fn record(&self, iters: u64, elapsed: Duration) -> Duration {
+        let ns = elapsed.as_secs_f64() * 1e9 / iters.max(1) as f64;
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ns);
+        elapsed
+    }
+
+    fn median(&self) -> f64 {
+        let mut v = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+}
+
+/// A measured loop: makes `n` calls, returns the accumulated result.
+type Loop<'a> = dyn Fn(u64) -> u64 + 'a;
+
+/// One measured variant: its name, and which row is its baseline.
+struct Variant {
+    name: &'static str,
+    baseline: usize,
+    samples: Samples,
+}
+
+fn timed(run: impl FnOnce() -> u64) -> Duration {
+    let t = Instant::now();
+    black_box(run());
+    t.elapsed()
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let (rounds, n1, n2, stall_swaps) = if quick {
-        (3, 5_000_000, 2_000_000, 300)
-    } else {
-        (9, 30_000_000, 10_000_000, 3000)
-    };
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    let smoke = std::env::args().any(|a| a == "--test");
 
     let engine = Arc::new(Engine::new(EngineConfig::default()).expect("engine"));
     let id = engine.add_endpoint(code(add)).expect("wrapper");
@@ -187,53 +221,77 @@ fn main() {
         unsafe { core::mem::transmute::<usize, BinFn>(bench_floor_thunk as *const () as usize) };
     assert_eq!(floor(2, 3), 5);
 
-    let names = [
-        "direct call",
-        "plain indirect call (baseline, 1 thread)",
-        "host wrapper, 1 thread",
-        "reference: bare call-through thunk, no counting, 1 thread",
-        "plain indirect call, 2 callers (baseline, 2 threads)",
-        "host wrapper, 2 callers",
-        "plain indirect call, 2 callers + a thread waking every 1 ms (baseline)",
-        "host wrapper, 2 callers + swapper swapping every 1 ms",
+    let variant = |name, baseline| Variant {
+        name,
+        baseline,
+        samples: Samples::default(),
+    };
+    let variants = [
+        variant("direct call", 1),
+        variant("plain indirect call (baseline, 1 thread)", 1),
+        variant("host wrapper, 1 thread", 1),
+        variant("reference: bare call-through thunk, no counting", 1),
+        variant("plain indirect call, 2 callers (baseline)", 4),
+        variant("host wrapper, 2 callers", 4),
+        variant("plain indirect, 2 callers + waker every 1 ms (baseline)", 6),
+        variant("host wrapper, 2 callers + swapper every 1 ms", 6),
     ];
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
-    let mut swaps_during = 0usize;
-    // Warm-up.
-    black_box(run_indirect(wrapped, n1 / 10));
-    for _ in 0..rounds {
-        samples[0].push(ns_per_call(n1, || run_direct(n1)));
-        samples[1].push(ns_per_call(n1, || run_indirect(add, n1)));
-        samples[2].push(ns_per_call(n1, || run_indirect(wrapped, n1)));
-        samples[3].push(ns_per_call(n1, || run_indirect(floor, n1)));
-        samples[4].push(two_callers(n2, add));
-        samples[5].push(two_callers(n2, wrapped));
-        let stop = Arc::new(AtomicBool::new(false));
-        let w = waker(Duration::from_millis(1), stop.clone());
-        samples[6].push(two_callers(n2, add));
-        stop.store(true, Ordering::Relaxed);
-        w.join().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = swapper(engine.clone(), id, Duration::from_millis(1), stop.clone());
-        samples[7].push(two_callers(n2, wrapped));
-        stop.store(true, Ordering::Relaxed);
-        swaps_during += s.join().unwrap().0.len();
-    }
-    let m: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
 
-    println!("\nwrapper call cost ({rounds} rounds, median; ratios measured in this run)");
-    println!("{:<56} {:>9} {:>8}", "variant", "ns/call", "ratio");
-    for (i, name) in names.iter().enumerate() {
-        let base = match i {
-            0..4 => m[1],
-            4 | 5 => m[4],
-            _ => m[6],
-        };
-        println!("{:<56} {:>9.2} {:>7.2}x", name, m[i], m[i] / base);
+    let mut group = criterion.benchmark_group("call");
+    group.throughput(Throughput::Elements(1));
+    let single: [(usize, &str, &Loop<'_>); 4] = [
+        (0, "direct", &run_direct),
+        (1, "plain_indirect", &|n| run_indirect(add, n)),
+        (2, "host_wrapper", &move |n| run_indirect(wrapped, n)),
+        (3, "floor_thunk", &move |n| run_indirect(floor, n)),
+    ];
+    for (row, id, run) in single {
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| variants[row].samples.record(iters, timed(|| run(iters))));
+        });
     }
-    println!("(swaps during the swapper rounds: {swaps_during})");
+    for (row, id, f) in [
+        (4, "2_callers/plain_indirect", add as BinFn),
+        (5, "2_callers/host_wrapper", wrapped),
+    ] {
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| variants[row].samples.record(iters, two_callers(iters, f)));
+        });
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let third = waker(Duration::from_millis(1), stop.clone());
+    group.bench_function("2_callers_and_waker/plain_indirect", |b| {
+        b.iter_custom(|iters| variants[6].samples.record(iters, two_callers(iters, add)));
+    });
+    stop.store(true, Ordering::Relaxed);
+    third.join().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let third = swapper(engine.clone(), id, Duration::from_millis(1), stop.clone());
+    group.bench_function("2_callers_and_swapper/host_wrapper", |b| {
+        b.iter_custom(|iters| {
+            variants[7]
+                .samples
+                .record(iters, two_callers(iters, wrapped))
+        });
+    });
+    stop.store(true, Ordering::Relaxed);
+    let swaps_during = third.join().unwrap().0.len();
+    group.finish();
+    criterion.final_summary();
 
-    stall_times(&engine, id, wrapped, stall_swaps);
+    println!("\nwrapper call cost (median of criterion's samples; ratios measured in this run)");
+    println!("{:<58} {:>9} {:>8}", "variant", "ns/call", "ratio");
+    for v in &variants {
+        let ns = v.samples.median();
+        let base = variants[v.baseline].samples.median();
+        println!("{:<58} {:>9.2} {:>7.2}x", v.name, ns, ns / base);
+    }
+    println!("(swaps during the swapper variant: {swaps_during})");
+    if smoke {
+        println!("(--test: one iteration per variant, the numbers above mean nothing)");
+    }
+
+    stall_times(&engine, id, wrapped, if smoke { 50 } else { 3000 });
 }
 
 /// Stall and drain times: 2 callers call continuously; a swap every 100 µs.
