@@ -19,6 +19,13 @@
 //! * [`worker`]: the body of the hot-swappable worker thread's routine.
 //! * [`names`]: the device, symbolic-link, service and hardware-id names shared with the
 //!   front ends, the INF files and the client.
+//! * [`takeover`]: the incoming image's phased callback of a V1 swap ([`TakeOver`]), which
+//!   moves the outgoing image's [`State`] over in `ProxyStalled`.
+//! * [`shared`]: the block of memory every image of a driver reaches across swaps
+//!   ([`SharedBlock`]: worker events and handle, the serving image's exporter).
+//! * [`kmdf`]: the framework-free half of the KMDF front end: the control device's SDDL,
+//!   the KMDF endpoint ids, and the mapping of `EvtIoDeviceControl`'s parameters and
+//!   buffers onto the dispatch.
 //!
 //! # v1 and v2
 //!
@@ -54,9 +61,12 @@
 
 pub mod dispatch;
 pub mod ioctl;
+pub mod kmdf;
 pub mod names;
 pub mod protocol;
+pub mod shared;
 pub mod state;
+pub mod takeover;
 mod version;
 mod wire;
 pub mod worker;
@@ -71,6 +81,8 @@ pub use ioctl::{
     IOCTL_HOTSWAP_VERSION, Method, RequestKind, ctl_code,
 };
 pub use protocol::{ProtocolError, Request, Response, ResponseBody, StatsInfo, VersionInfo};
+pub use shared::SharedBlock;
 pub use state::{HandOverError, HandOverSnapshot, State};
+pub use takeover::TakeOver;
 pub use version::{DriverVersion, THIS_BUILD, transform_byte_v1, transform_byte_v2};
 pub use worker::{WorkerWake, worker_routine, worker_routine_as};

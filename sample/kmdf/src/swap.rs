@@ -1,0 +1,84 @@
+//! Swap mode: this image's `DriverEntry` called on a driver object that another image of the
+//! driver already set up (the crate docs, *How a swap would reach it*). The framework
+//! objects stay as they are; only the endpoints move, by V1 re-registration, and the state
+//! moves in `ProxyStalled` through the core's [`TakeOver`].
+
+use core::ffi::c_void;
+
+use driver_proxy::{CreateError, DriverObject, HotSwap, NtStatus, RegisterError};
+use hotswap_sample_core::shared::SharedBlock;
+use hotswap_sample_core::state::HANDOVER_SIZE;
+use hotswap_sample_core::{THIS_BUILD, TakeOver};
+
+use crate::{STATE, endpoints, log, log_status};
+
+/// The routine an image publishes in the shared block: writes its state's hand-over
+/// snapshot (`HANDOVER_SIZE` bytes) and returns `STATUS_SUCCESS`, or the failure's status.
+/// The same signature as the WDM front end's (`sample/wdm/src/device.rs`).
+pub type ExportState = unsafe extern "system" fn(buffer: *mut u8, length: usize) -> i32;
+
+/// This image's exporter, as the code address published in the shared block.
+#[must_use]
+pub fn exporter_address() -> *mut c_void {
+    export_state as ExportState as *mut c_void
+}
+
+/// The [`ExportState`] of this image: the snapshot of [`STATE`] as [`THIS_BUILD`].
+///
+/// IRQL: `PASSIVE_LEVEL` (the incoming image's `ProxyStalled` callback).
+///
+/// # Safety
+/// `buffer` must be null or valid for writes of `length` bytes.
+unsafe extern "system" fn export_state(buffer: *mut u8, length: usize) -> i32 {
+    if buffer.is_null() {
+        return NtStatus::INVALID_PARAMETER.raw();
+    }
+    // SAFETY: non-null and valid for `length` bytes (caller contract).
+    let out = unsafe { core::slice::from_raw_parts_mut(buffer, length) };
+    match STATE.export_to(THIS_BUILD, out) {
+        Ok(_) => NtStatus::SUCCESS.raw(),
+        Err(error) => error.status().raw(),
+    }
+}
+
+/// Takes the driver over from the image serving it: re-registers the same endpoint ids with
+/// this image's routines and the core's [`TakeOver`] as the phased callback (the hand-over
+/// in `ProxyStalled`); once the registration returned success (committed), publishes this
+/// image in the block and kicks the worker so that it ticks in the new code at once.
+///
+/// IRQL: `PASSIVE_LEVEL` (`DriverEntry`).
+///
+/// # Errors
+/// `STATUS_NOT_SUPPORTED` when hot-swap is unavailable; the status of a failed (rolled back)
+/// registration, e.g. `STATUS_INVALID_DEVICE_STATE` when no other image's exporter is
+/// published.
+pub fn take_over(proxy_driver: DriverObject, block: &SharedBlock) -> Result<(), NtStatus> {
+    let hotswap = HotSwap::from_driver_object(proxy_driver).map_err(CreateError::status)?;
+    if hotswap.unavailable().is_some() {
+        log("swap refused: hot-swap is unavailable");
+        return Err(NtStatus::NOT_SUPPORTED);
+    }
+    let own = exporter_address();
+    let outgoing = block.outgoing_exporter(own).map(|address| {
+        // SAFETY: only `exporter_address()` of an image of this driver is ever published in
+        // the block (`shared::allocate`, and below), so a non-null address is an ExportState.
+        let export = unsafe { core::mem::transmute::<*mut c_void, ExportState>(address.as_ptr()) };
+        move |snapshot: &mut [u8; HANDOVER_SIZE]| {
+            // SAFETY: called by TakeOver in ProxyStalled only, while the outgoing image is
+            // still mapped; directly, not through a wrapper; a buffer of HANDOVER_SIZE bytes.
+            NtStatus(unsafe { export(snapshot.as_mut_ptr(), snapshot.len()) })
+        }
+    });
+    let table = endpoints::table().map_err(RegisterError::status)?;
+    let mut callback = TakeOver::new(&STATE, outgoing);
+    if let Err(error) = hotswap.register(&table, Some(&mut callback)) {
+        log_status("swap failed, rolled back", error.status());
+        return Err(error.status());
+    }
+    // Committed: every wrapper leads here now. The framework keeps the wrapper addresses it
+    // was given, which V1 re-registration repointed: nothing to re-store.
+    block.publish(THIS_BUILD, own);
+    let _ = block.kick_event().set();
+    log("took over");
+    Ok(())
+}
