@@ -12,11 +12,19 @@
 //! * [`watch`]: polls and reports when the answering build changes, so a swap is visible.
 //! * [`fake`]: an in-memory fake of the driver for testing the client's own logic (it calls
 //!   `hotswap-sample-core` directly; it is not the driver).
+//! * [`lab`]: the [`Lab`](lab::Lab) trait (a backend plus swap, disable, enable, unload,
+//!   reload), the seam for the in-process host lab, and the command-running lab of the
+//!   Windows VM suite (`tests/vm/`).
+//! * [`scenarios`]: the HLK-style scenarios (`hotswapctl scenarios`) with their pass/fail
+//!   criteria, and [`junit`], their `JUnit` XML.
 //!
 //! The protocol itself (codes, structures, statuses) is `hotswap-sample-core`'s.
 
 pub mod backend;
 pub mod client;
 pub mod fake;
+pub mod junit;
+pub mod lab;
+pub mod scenarios;
 pub mod stress;
 pub mod watch;

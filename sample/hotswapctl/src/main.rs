@@ -6,6 +6,7 @@
 //! hotswapctl stats | reset
 //! hotswapctl stress --threads 8 --requests 10000
 //! hotswapctl watch --interval-ms 250
+//! hotswapctl scenarios --quick --junit results.xml --swap-command "…{version}…"
 //! ```
 //!
 //! `--backend device` (the default) opens the installed driver and exists on Windows only;
@@ -20,6 +21,7 @@ use hotswapctl::{
     backend::{Backend, BackendError},
     client::{Client, ClientError, Reply},
     fake::{FakeDevice, Swapper},
+    scenarios::command::ScenariosArgs,
     stress::{self, StressConfig},
     watch::{self, WatchConfig},
 };
@@ -80,6 +82,9 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Run the HLK-style scenarios (smoke, swap-stress, worker-swap, disable-enable,
+    /// unload-reload), each with pass/fail criteria; optionally write `JUnit` XML.
+    Scenarios(Box<ScenariosArgs>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -150,6 +155,28 @@ fn print_stats(title: &str, reply: &Reply<StatsInfo>) {
         None => println!("  worker has not ticked yet"),
     }
     println!("  swaps:        {}", stats.swaps);
+}
+
+/// `scenarios`: builds the lab for the chosen backend and runs them.
+fn execute_scenarios(cli: &Cli, args: &ScenariosArgs) -> Result<ExitCode, String> {
+    let lab = match cli.backend {
+        BackendChoice::Fake if cli.fake_swap_every_ms > 0 => {
+            return Err("--fake-swap-every-ms would swap behind the scenarios' back".into());
+        }
+        BackendChoice::Fake => {
+            args.fake_lab(DriverVersion::from_raw(cli.fake_version).unwrap_or(DriverVersion::V1))
+        }
+        #[cfg(windows)]
+        BackendChoice::Device => args.device_lab(&cli.device),
+        #[cfg(not(windows))]
+        BackendChoice::Device => {
+            return Err(format!(
+                "cannot open {}: the device backend needs Windows (try --backend fake, an in-memory simulation)",
+                cli.device
+            ));
+        }
+    };
+    hotswapctl::scenarios::command::execute(args, &lab)
 }
 
 fn execute(cli: &Cli) -> Result<ExitCode, ClientError> {
@@ -226,12 +253,20 @@ fn execute(cli: &Cli) -> Result<ExitCode, ClientError> {
                 }
             );
         }
+        // Handled in `main` (its errors are not the client's).
+        Command::Scenarios(_) => unreachable!("scenarios run through execute_scenarios"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Scenarios(args) = &cli.command {
+        return execute_scenarios(&cli, args).unwrap_or_else(|error| {
+            eprintln!("hotswapctl: {error}");
+            ExitCode::FAILURE
+        });
+    }
     execute(&cli).unwrap_or_else(|error| {
         eprintln!("hotswapctl: {error}");
         ExitCode::FAILURE

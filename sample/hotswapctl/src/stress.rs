@@ -200,7 +200,9 @@ pub fn payload(thread: usize, index: u64) -> Vec<u8> {
     text.into_bytes()
 }
 
-fn one_request<B: Backend>(
+/// Thread `thread`'s request `index` (module docs): the answering build and whether the
+/// answer is that build's.
+pub(crate) fn one_request<B: Backend>(
     client: &mut Client<B>,
     thread: usize,
     index: u64,

@@ -123,3 +123,100 @@ fn the_device_backend_explains_that_it_needs_windows() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("needs Windows"), "{stderr}");
 }
+
+#[test]
+fn scenarios_quick_pass_against_the_fake_and_write_junit() {
+    let junit = std::env::temp_dir().join(format!("hotswapctl-cli-{}.xml", std::process::id()));
+    let started = std::time::Instant::now();
+    let output = hotswapctl(&[
+        "--backend",
+        "fake",
+        "scenarios",
+        "--quick",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    for name in [
+        "smoke",
+        "swap-stress",
+        "worker-swap",
+        "disable-enable",
+        "unload-reload",
+    ] {
+        assert!(text.contains(&format!("PASS {name} (")), "{text}");
+    }
+    assert!(
+        text.contains("5 scenarios: 5 passed, 0 failed, 0 skipped"),
+        "{text}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let _ = std::fs::remove_file(&junit);
+    assert!(
+        xml.contains(r#"tests="5" failures="0" errors="0" skipped="0""#),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<testcase ").count(), 5);
+}
+
+#[test]
+fn a_broken_fake_fails_the_scenario_with_its_criterion_and_exit_code() {
+    let junit = std::env::temp_dir().join(format!("hotswapctl-fault-{}.xml", std::process::id()));
+    let output = hotswapctl(&[
+        "--backend",
+        "fake",
+        "scenarios",
+        "--quick",
+        "--only",
+        "swap-stress",
+        "--fake-fault",
+        "lose-count-on-swap",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let text = stdout(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains("FAIL swap-stress (")
+            && text.contains("criterion served-counter-carried-over failed"),
+        "{text}"
+    );
+    assert!(text.contains("1 scenarios: 0 passed, 1 failed"), "{text}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let _ = std::fs::remove_file(&junit);
+    assert!(
+        xml.contains(r#"<failure message="criterion served-counter-carried-over failed: served +"#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"type="served-counter-carried-over""#),
+        "{xml}"
+    );
+}
+
+#[test]
+fn scenarios_refuse_a_background_swapper_and_unknown_names() {
+    let output = hotswapctl(&[
+        "--backend",
+        "fake",
+        "--fake-swap-every-ms",
+        "5",
+        "scenarios",
+        "--quick",
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("behind the scenarios' back"));
+    let output = hotswapctl(&["--backend", "fake", "scenarios", "--only", "nonsense"]);
+    assert!(!output.status.success());
+}
+
+#[cfg(not(windows))]
+#[test]
+fn device_scenarios_explain_that_they_need_windows() {
+    let output = hotswapctl(&["scenarios", "--quick"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs Windows"), "{stderr}");
+}

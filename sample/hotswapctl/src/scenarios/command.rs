@@ -1,0 +1,205 @@
+//! `hotswapctl scenarios`: the command-line options and what the subcommand does, kept
+//! here so that `main.rs` only adds the subcommand.
+
+use std::{fmt::Write as _, fs, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use hotswap_sample_core::DriverVersion;
+
+use super::{Scenario, ScenarioConfig, ScenarioReport, junit_suite, run};
+use crate::{
+    fake::{FakeDevice, FakeFault, FakeLab},
+    lab::{Lab, LabCommands},
+};
+
+/// Options of `hotswapctl scenarios`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ScenariosArgs {
+    /// Run only these scenarios (default: all, in the order smoke, swap-stress,
+    /// worker-swap, disable-enable, unload-reload).
+    #[arg(long, value_enum, num_args = 1..)]
+    pub only: Vec<Scenario>,
+
+    /// Write `JUnit` XML (one testcase per scenario) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+
+    /// Short runs (seconds against the fake) instead of the full ones.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Command that hot-swaps the driver to `{version}` (v1 or v2), e.g.
+    /// `powershell -NoProfile -ExecutionPolicy Bypass -File tests\vm\swap.ps1 -Version {version}`.
+    #[arg(long, value_name = "COMMAND")]
+    pub swap_command: Option<String>,
+
+    /// Device instance id of the sample's device node: disable and enable run
+    /// `pnputil /disable-device ID` and `pnputil /enable-device ID`.
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    /// Command that disables the device (instead of pnputil with --instance-id).
+    #[arg(long, value_name = "COMMAND")]
+    pub disable_command: Option<String>,
+
+    /// Command that enables the device (instead of pnputil with --instance-id).
+    #[arg(long, value_name = "COMMAND")]
+    pub enable_command: Option<String>,
+
+    /// Command that unloads the driver, e.g. `sc stop HotSwapSampleWdm`.
+    #[arg(long, value_name = "COMMAND")]
+    pub unload_command: Option<String>,
+
+    /// Command that loads the driver again, e.g. `sc start HotSwapSampleWdm`.
+    #[arg(long, value_name = "COMMAND")]
+    pub reload_command: Option<String>,
+
+    /// Time limit of each command, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub command_timeout: u64,
+
+    /// `--backend fake`: the fake worker's period in milliseconds (the driver's is 500).
+    #[arg(long, default_value_t = 10, hide = true)]
+    pub fake_worker_ms: u64,
+
+    /// `--backend fake`: break the fake on purpose (to see a scenario fail).
+    #[arg(long, value_enum, hide = true)]
+    pub fake_fault: Option<FaultChoice>,
+}
+
+/// The faults the command line can inject into the fake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultChoice {
+    /// [`FakeFault::LoseCountOnSwap`].
+    LoseCountOnSwap,
+    /// [`FakeFault::StaleVersionAfterSwap`].
+    StaleVersionAfterSwap,
+    /// [`FakeFault::WorkerStopsAfterSwap`].
+    WorkerStopsAfterSwap,
+    /// [`FakeFault::DisableIgnored`].
+    DisableIgnored,
+    /// [`FakeFault::ReloadKeepsState`].
+    ReloadKeepsState,
+}
+
+impl From<FaultChoice> for FakeFault {
+    fn from(choice: FaultChoice) -> Self {
+        match choice {
+            FaultChoice::LoseCountOnSwap => Self::LoseCountOnSwap,
+            FaultChoice::StaleVersionAfterSwap => Self::StaleVersionAfterSwap,
+            FaultChoice::WorkerStopsAfterSwap => Self::WorkerStopsAfterSwap,
+            FaultChoice::DisableIgnored => Self::DisableIgnored,
+            FaultChoice::ReloadKeepsState => Self::ReloadKeepsState,
+        }
+    }
+}
+
+impl ScenariosArgs {
+    /// The lab commands given.
+    #[must_use]
+    pub fn commands(&self) -> LabCommands {
+        LabCommands {
+            swap: self.swap_command.clone(),
+            disable: self.disable_command.clone(),
+            enable: self.enable_command.clone(),
+            unload: self.unload_command.clone(),
+            reload: self.reload_command.clone(),
+        }
+        .with_instance_id(self.instance_id.as_deref())
+    }
+
+    /// The fake as a lab, loaded with `version`.
+    #[must_use]
+    pub fn fake_lab(&self, version: DriverVersion) -> Arc<dyn Lab> {
+        let device = match self.fake_fault {
+            Some(fault) => FakeDevice::with_fault(version, fault.into()),
+            None => FakeDevice::new(version),
+        };
+        Arc::new(FakeLab::new(
+            device,
+            Duration::from_millis(self.fake_worker_ms.max(1)),
+        ))
+    }
+
+    /// The installed driver at `device_path` as a lab whose operations run the given
+    /// commands (Windows).
+    #[cfg(windows)]
+    #[must_use]
+    pub fn device_lab(&self, device_path: &str) -> Arc<dyn Lab> {
+        use crate::{backend::Backend, backend::windows::DeviceBackend, lab::CommandLab};
+
+        let path = device_path.to_owned();
+        let connector: crate::lab::Connector =
+            Box::new(move || Ok(Box::new(DeviceBackend::open(&path)?) as Box<dyn Backend>));
+        Arc::new(CommandLab::new(
+            connector,
+            self.commands(),
+            Duration::from_secs(self.command_timeout),
+            format!("installed driver at {device_path}"),
+        ))
+    }
+
+    /// The scenarios to run.
+    #[must_use]
+    pub fn selected(&self) -> Vec<Scenario> {
+        if self.only.is_empty() {
+            Scenario::ALL.to_vec()
+        } else {
+            self.only.clone()
+        }
+    }
+}
+
+/// One line per scenario, then its criteria.
+fn print_report(report: &ScenarioReport) {
+    let verdict = if report.skipped.is_some() {
+        "SKIP"
+    } else if report.passed() {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    let mut line = format!("{verdict} {} ({:.2?})", report.scenario, report.elapsed);
+    if let Some(why) = &report.skipped {
+        let _ = write!(line, ": {why}");
+    } else if let Some(message) = report.failure_message() {
+        let _ = write!(line, ": {message}");
+    }
+    println!("{line}");
+    for row in report.details().lines() {
+        println!("    {row}");
+    }
+}
+
+/// Runs the selected scenarios against `lab`, prints the results, writes the `JUnit` file if
+/// asked; fails when a scenario failed.
+///
+/// # Errors
+/// A message when the `JUnit` file cannot be written.
+pub fn execute(args: &ScenariosArgs, lab: &Arc<dyn Lab>) -> Result<ExitCode, String> {
+    let config = if args.quick {
+        ScenarioConfig::quick()
+    } else {
+        ScenarioConfig::full()
+    };
+    let description = lab.describe();
+    println!("running scenarios against {description}");
+    let reports = run(lab, &args.selected(), &config, &mut print_report);
+    let failed = reports.iter().filter(|r| r.failed()).count();
+    let skipped = reports.iter().filter(|r| r.skipped.is_some()).count();
+    println!(
+        "{} scenarios: {} passed, {failed} failed, {skipped} skipped",
+        reports.len(),
+        reports.len() - failed - skipped
+    );
+    if let Some(path) = &args.junit {
+        let xml = junit_suite(&reports, &description).to_xml();
+        fs::write(path, xml)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        println!("JUnit XML written to {}", path.display());
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
