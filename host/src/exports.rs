@@ -8,6 +8,11 @@
 //! implemented in [`crate::kernel`], plus `MmGetSystemRoutineAddress` itself. So by default
 //! the host is a kernel *with* Driver Hot-Swap.
 //!
+//! These are the `extern "system"` (on this host: `SysV`) entry points, for drivers compiled
+//! for the host. Code of a `.sys` image uses the Microsoft x64 entry points of
+//! [`crate::wdm`] instead ([`crate::wdm::win64_routine`], and its own
+//! `MmGetSystemRoutineAddress`, which answers with those).
+//!
 //! A test can hide any export ([`hide_export`]) to check the library's behaviour on a kernel
 //! that lacks it (a kernel older than Driver Hot-Swap: hide the seven DriverProxy names).
 //! The library resolves every routine once per process, on its first call, so the hiding must
@@ -80,7 +85,8 @@ pub fn hide_export(name: &str) {
         .insert(name.to_owned());
 }
 
-fn is_hidden(name: &str) -> bool {
+/// Whether `name` was hidden with [`hide_export`].
+pub(crate) fn is_hidden(name: &str) -> bool {
     HIDDEN
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

@@ -1,12 +1,17 @@
 //! Host kernel: a user-mode model of the kernel side of Windows Driver Hot-Swap, on which
-//! `driver-proxy` and drivers built on it run in an ordinary test process.
+//! `driver-proxy`, drivers built on it, and real `.sys` images run in an ordinary process.
 //!
-//! Status: the model kernel ([`kernel`]) exports the seven DriverProxy routines on top of the
-//! wrapper engine ([`engine`]: real wrappers for `SysV` and Win64 callers, drain, stall,
-//! repoint, rollback, poisoning), and the kernel routines the library resolves (events and
-//! waits, system threads, handles, pool), all found through `MmGetSystemRoutineAddress`
-//! ([`exports`]); [`kernel::control`] configures it, injects faults and triggers swaps.
-//! Running driver images (PE `.sys`) is a later issue.
+//! | part | what |
+//! |---|---|
+//! | [`engine`] | real wrappers for `SysV` and Microsoft x64 callers: drain, stall, repoint, rollback, poisoning of retired code |
+//! | [`kernel`] | the seven DriverProxy routines on the engine, and the kernel routines the library resolves (events and waits, system threads, handles, pool); [`kernel::control`] configures the model, injects faults and triggers swaps |
+//! | [`exports`] | `MmGetSystemRoutineAddress` and the `SysV` export table (for drivers compiled for the host), with exports that can be hidden |
+//! | [`image`] | the PE loader: maps a `.sys`, relocates it, binds its imports by name, retires unmapped images so that a late call fails loudly |
+//! | `wdm` (x86-64) | the Microsoft x64 entry points an image calls, and the I/O manager model (devices, symbolic links, IRPs, `DbgPrint`) |
+//! | `image_driver` (x86-64) | an image as a running driver: load, requests, image hot swap (v1.sys → v2.sys), unload with leak checks |
+//!
+//! x86-64 Linux is the target. On aarch64 Linux the crate builds without the parts that run
+//! x64 code (`wdm`, `image_driver`); the engine and the loader there answer "not supported".
 //!
 //! The crate uses local-exec TLS: link it into executables (tests, benchmarks, the demo),
 //! never into a shared library.
@@ -15,7 +20,10 @@ pub mod driver_object;
 pub mod engine;
 pub mod exports;
 pub mod image;
+#[cfg(target_arch = "x86_64")]
+pub mod image_driver;
 pub mod kernel;
+#[cfg(target_arch = "x86_64")]
 pub mod wdm;
 
 pub use driver_object::HostDriverObject;

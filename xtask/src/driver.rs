@@ -1,5 +1,6 @@
 //! `cargo xtask build-driver`: cross-links the WDM sample (`sample/wdm`) into kernel driver
-//! images, v1 and v2 for x64 and ARM64, on any host, with rustup's stable toolchain only.
+//! images, v1 and v2 for x64 and ARM64 (plus one x64 test image), on any host, with rustup's
+//! stable toolchain only.
 //!
 //! # Where the images go
 //!
@@ -16,7 +17,15 @@
 //!     hotswap_sample_wdm.pdb                    expects, its PDB (the image names it),
 //!     hotswap_sample_wdm.inf                    and inf/hotswap_sample_wdm.inf
 //! target/drivers/<arch>/v2/                     the same for v2
+//! target/drivers/amd64/hotswap_sample_v2_missing_unload.sys   test image (x64 only)
+//! target/drivers/amd64/hotswap_sample_v2_missing_unload.map
 //! ```
+//!
+//! The **test image** ([`Version::V2MissingUnload`], the sample's feature
+//! `test-omit-unload-endpoint`) is v2 whose swap mode re-registers every endpoint id but
+//! `DriverUnload`'s: for tests of an incomplete swap, never to ship, so it has no package.
+//! It is built for x64 only, with the same target directory and flags as the other x64
+//! images, and `cargo xtask test` verifies it like them.
 //!
 //! The side-by-side names (`_v1`, `_v2`) are what a loader swapping one image for the other
 //! wants; the package directories are what `pnputil /add-driver` wants (`inf/README.md`):
@@ -74,29 +83,48 @@ pub enum Version {
     V1,
     /// Version 2 (feature `v2`).
     V2,
+    /// TEST ONLY: version 2 missing an endpoint in swap mode (feature
+    /// `test-omit-unload-endpoint`, which implies `v2`): built for [`TEST_IMAGE_ARCH`] only,
+    /// not packaged.
+    V2MissingUnload,
 }
 
 impl Version {
-    /// Both versions.
+    /// Both versions (the packaged builds, for every architecture).
     pub const ALL: [Self; 2] = [Self::V1, Self::V2];
 
-    /// `v1` or `v2`.
+    /// The test images, built for [`TEST_IMAGE_ARCH`] only and not packaged.
+    pub const TEST_IMAGES: [Self; 1] = [Self::V2MissingUnload];
+
+    /// `v1`, `v2` or `v2_missing_unload`: the image's name is `hotswap_sample_<name>.sys`.
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             Self::V1 => "v1",
             Self::V2 => "v2",
+            Self::V2MissingUnload => "v2_missing_unload",
         }
     }
 
-    /// The cargo features of this build.
-    const fn features(self) -> &'static [&'static str] {
+    /// Whether this is a test image (no install package).
+    #[must_use]
+    pub const fn is_test_image(self) -> bool {
+        matches!(self, Self::V2MissingUnload)
+    }
+
+    /// The cargo arguments selecting this build's features (none for v1).
+    #[must_use]
+    pub const fn features(self) -> &'static [&'static str] {
         match self {
             Self::V1 => &[],
             Self::V2 => &["--features", "v2"],
+            Self::V2MissingUnload => &["--features", "test-omit-unload-endpoint"],
         }
     }
 }
+
+/// The only architecture the test images ([`Version::TEST_IMAGES`]) are built for: x64.
+pub const TEST_IMAGE_ARCH: Arch = ARCHES[0];
 
 /// One built image and the files beside it.
 #[derive(Clone, Debug)]
@@ -109,8 +137,9 @@ pub struct Image {
     pub path: PathBuf,
     /// Its linker map.
     pub map: PathBuf,
-    /// The package directory holding `hotswap_sample_wdm.{sys,pdb,inf}`.
-    pub package: PathBuf,
+    /// The package directory holding `hotswap_sample_wdm.{sys,pdb,inf}`; `None` for a test
+    /// image.
+    pub package: Option<PathBuf>,
 }
 
 /// The default output directory: `target/drivers` under the repository root.
@@ -134,34 +163,48 @@ pub fn target_dir(root: &Path) -> PathBuf {
     base.join("sample-wdm")
 }
 
-/// Builds all four images (both versions for both architectures) into `out`.
+/// Every build [`build_all`] makes, in order: both versions for both architectures, then the
+/// test images for [`TEST_IMAGE_ARCH`] only.
+pub fn builds() -> impl Iterator<Item = (Arch, Version)> {
+    ARCHES
+        .into_iter()
+        .flat_map(|arch| Version::ALL.map(|version| (arch, version)))
+        .chain(Version::TEST_IMAGES.map(|version| (TEST_IMAGE_ARCH, version)))
+}
+
+/// Builds all four images (both versions for both architectures), then the test images (x64
+/// only), into `out`.
 ///
 /// # Errors
 /// When a build fails or a file cannot be written.
 pub fn build_all(root: &Path, out: &Path) -> Result<Vec<Image>> {
     let target_dir = target_dir(root);
     let mut images = Vec::new();
-    for arch in ARCHES {
-        for version in Version::ALL {
-            images.push(build_one(root, &target_dir, out, arch, version)?);
-        }
+    // The test images come last, with the same target directory and flags as the other x64
+    // builds: the dependencies of the x64 v2 build are reused, only the sample's own crate
+    // is compiled and linked again.
+    for (arch, version) in builds() {
+        images.push(build_one(root, &target_dir, out, arch, version)?);
     }
     println!("xtask: driver images in {}:", out.display());
     for image in &images {
         let size = fs::metadata(&image.path).map_or(0, |m| m.len());
+        let what = match &image.package {
+            Some(package) => format!("({size} bytes; package {})", package.display()),
+            None => format!("({size} bytes) (test image)"),
+        };
         println!(
-            "    {} {}: {} ({size} bytes; package {})",
+            "    {} {}: {} {what}",
             image.arch.name,
             image.version.name(),
             image.path.display(),
-            image.package.display()
         );
     }
     Ok(images)
 }
 
 /// Builds one image with `target_dir` as cargo's target directory and writes it (and its
-/// map and package directory) under `out`.
+/// map and, unless it is a test image, its package directory) under `out`.
 ///
 /// # Errors
 /// When the build fails or a file cannot be written.
@@ -177,8 +220,7 @@ pub fn build_one(
         .parent()
         .context("image path has a parent")?
         .to_path_buf();
-    let package = dir.join(version.name());
-    fs::create_dir_all(&package).with_context(|| format!("creating {}", package.display()))?;
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let map = path.with_extension("map");
     let map_arg = format!("link-arg=/MAP:{}", map.display());
     let target_dir_arg = target_dir.to_str().context("non-UTF-8 target directory")?;
@@ -201,12 +243,19 @@ pub fn build_one(
     let built = target_dir.join(arch.target).join("release");
     let exe = built.join(format!("{BIN}.exe"));
     copy(&exe, &path)?;
-    copy(&exe, &package.join(format!("{BIN}.sys")))?;
-    copy(
-        &built.join(format!("{BIN}.pdb")),
-        &package.join(format!("{BIN}.pdb")),
-    )?;
-    copy(&root.join(INF), &package.join("hotswap_sample_wdm.inf"))?;
+    let package = if version.is_test_image() {
+        None
+    } else {
+        let package = dir.join(version.name());
+        fs::create_dir_all(&package).with_context(|| format!("creating {}", package.display()))?;
+        copy(&exe, &package.join(format!("{BIN}.sys")))?;
+        copy(
+            &built.join(format!("{BIN}.pdb")),
+            &package.join(format!("{BIN}.pdb")),
+        )?;
+        copy(&root.join(INF), &package.join("hotswap_sample_wdm.inf"))?;
+        Some(package)
+    };
     Ok(Image {
         arch,
         version,
@@ -220,4 +269,58 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     fs::copy(from, to)
         .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_image_is_x64_only_unpackaged_and_named_apart() {
+        assert_eq!(TEST_IMAGE_ARCH.name, "amd64");
+        assert_eq!(Version::TEST_IMAGES, [Version::V2MissingUnload]);
+        assert!(Version::V2MissingUnload.is_test_image());
+        assert!(!Version::ALL.iter().any(|v| v.is_test_image()));
+        assert_eq!(
+            Version::V2MissingUnload.features(),
+            ["--features", "test-omit-unload-endpoint"]
+        );
+        let out = Path::new("out");
+        assert_eq!(
+            image_path(out, TEST_IMAGE_ARCH, Version::V2MissingUnload),
+            Path::new("out/amd64/hotswap_sample_v2_missing_unload.sys")
+        );
+        assert_eq!(
+            builds()
+                .map(|(arch, version)| (arch.name, version.name()))
+                .collect::<Vec<_>>(),
+            [
+                ("amd64", "v1"),
+                ("amd64", "v2"),
+                ("arm64", "v1"),
+                ("arm64", "v2"),
+                ("amd64", "v2_missing_unload"),
+            ]
+        );
+        // Its name differs from every packaged image's, on every architecture.
+        for arch in ARCHES {
+            for version in Version::ALL {
+                assert_ne!(
+                    image_path(out, arch, version),
+                    image_path(out, TEST_IMAGE_ARCH, Version::V2MissingUnload)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_test_feature_exists_in_the_sample_and_implies_v2() {
+        let manifest = std::fs::read_to_string(crate::workspace_root().join(MANIFEST)).unwrap();
+        assert!(
+            manifest
+                .lines()
+                .any(|line| line.trim() == r#"test-omit-unload-endpoint = ["v2"]"#),
+            "sample/wdm/Cargo.toml must declare `test-omit-unload-endpoint = [\"v2\"]`"
+        );
+    }
 }

@@ -15,6 +15,10 @@ use clap::{Parser, Subcommand};
 /// The Windows targets every library build is checked for.
 pub const WINDOWS_TARGETS: [&str; 2] = ["x86_64-pc-windows-msvc", "aarch64-pc-windows-msvc"];
 
+/// The other Linux the host kernel must keep building for (without the parts that run x64
+/// code).
+pub const AARCH64_LINUX: &str = "aarch64-unknown-linux-gnu";
+
 #[derive(Parser)]
 #[command(about = "driver-proxy project automation")]
 struct Cli {
@@ -27,11 +31,24 @@ enum Task {
     /// Everything CI checks: toolchain, fmt, clippy (host and both Windows targets), tests,
     /// and the disassembly check of `Wrapped<F>` calls.
     Test,
+    /// The main job: builds the driver images if needed, loads v1.sys into the in-process
+    /// host kernel, stresses it with hotswapctl while hot-swapping it to v2.sys, and prints
+    /// what each build served and what the swap cost (x86-64 Linux).
+    Demo {
+        /// Client threads, each with its own handle.
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        /// Requests per thread.
+        #[arg(long, default_value_t = 1_000_000)]
+        requests: u64,
+    },
     /// Only the disassembly check of `Wrapped<F>` calls.
     Disasm,
     /// Cross-links the WDM sample into v1 and v2 `.sys` images for x64 and ARM64
     /// (default: `target/drivers/<amd64|arm64>/hotswap_sample_{v1,v2}.sys`, plus install
-    /// packages `target/drivers/<arch>/<v1|v2>/hotswap_sample_wdm.{sys,pdb,inf}`).
+    /// packages `target/drivers/<arch>/<v1|v2>/hotswap_sample_wdm.{sys,pdb,inf}`), and the
+    /// x64 test image `target/drivers/amd64/hotswap_sample_v2_missing_unload.sys` (v2 that
+    /// leaves the `DriverUnload` endpoint out of its swap; not packaged).
     BuildDriver {
         /// Write the images here instead of `target/drivers`.
         #[arg(long)]
@@ -57,6 +74,7 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Test => test(),
+        Task::Demo { threads, requests } => demo(threads, requests),
         Task::Disasm => disasm::check(&workspace_root()),
         Task::BuildDriver { out_dir } => {
             let root = workspace_root();
@@ -114,9 +132,87 @@ pub fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask demo`.
+fn demo(threads: u32, requests: u64) -> Result<()> {
+    if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+        bail!(
+            "the demo runs the x64 driver images in the host kernel, which needs x86-64 Linux (this is {} {})",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        );
+    }
+    let root = workspace_root();
+    toolchain::ensure_targets(&WINDOWS_TARGETS)?;
+    let out = driver::default_out_dir(&root);
+    println!("xtask: building the driver images (incremental)");
+    driver::build_all(&root, &out)?;
+    let images = out.join("amd64");
+    let images = images.to_str().context("non-UTF-8 path")?;
+    let (threads, requests) = (threads.to_string(), requests.to_string());
+    cargo(&[
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "hotswapctl",
+        "--",
+        "--backend",
+        "host",
+        "--images",
+        images,
+        "demo",
+        "--threads",
+        &threads,
+        "--requests",
+        &requests,
+    ])
+}
+
+/// Clippy for the other targets: both Windows targets (what must build there) and aarch64
+/// Linux.
+fn lint_other_targets() -> Result<()> {
+    // Everything that must build for Windows: the library, the codegen probe, the sample's
+    // core and the client (whose device backend only exists on Windows).
+    let windows_packages = [
+        "driver-proxy",
+        "wrapped-call-probe",
+        "hotswap-sample-core",
+        "hotswapctl",
+    ];
+    for target in WINDOWS_TARGETS {
+        let mut args = vec!["clippy", "--target", target];
+        for package in windows_packages {
+            args.extend(["-p", package]);
+        }
+        args.extend(["--", "-D", "warnings"]);
+        cargo(&args)?;
+    }
+    // aarch64 Linux: the library, the host kernel (without its x64-only parts), the sample
+    // core and the client must keep building (libraries and binaries; the benchmarks'
+    // dependencies need a C cross-compiler, so no --all-targets).
+    cargo(&[
+        "clippy",
+        "--target",
+        AARCH64_LINUX,
+        "-p",
+        "driver-proxy",
+        "-p",
+        "driver-proxy-host",
+        "-p",
+        "hotswap-sample-core",
+        "-p",
+        "hotswapctl",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    Ok(())
+}
+
 fn test() -> Result<()> {
     let root = workspace_root();
     toolchain::ensure_targets(&WINDOWS_TARGETS)?;
+    toolchain::ensure_targets(&[AARCH64_LINUX])?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",
@@ -138,24 +234,10 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ])?;
-    // Everything that must build for Windows: the library, the codegen probe, the sample's
-    // core and the client (whose device backend only exists on Windows).
-    let windows_packages = [
-        "driver-proxy",
-        "wrapped-call-probe",
-        "hotswap-sample-core",
-        "hotswapctl",
-    ];
-    for target in WINDOWS_TARGETS {
-        let mut args = vec!["clippy", "--target", target];
-        for package in windows_packages {
-            args.extend(["-p", package]);
-        }
-        args.extend(["--", "-D", "warnings"]);
-        cargo(&args)?;
-    }
+    lint_other_targets()?;
     // The WDM sample (its own workspace): fmt, clippy for both Windows targets and both
-    // versions, then the four images, each verified.
+    // versions (and the x64 test image's feature), then the four images and the test image,
+    // each verified.
     let wdm_target_dir = driver::target_dir(&root);
     let wdm_target_dir = wdm_target_dir.to_str().context("non-UTF-8 path")?;
     cargo(&[
@@ -170,21 +252,21 @@ fn test() -> Result<()> {
     // inside the crate) and its build configuration.
     cargo(&["fmt", "--manifest-path", kmdf::MANIFEST, "--check"])?;
     kmdf::check(&root)?;
-    for target in WINDOWS_TARGETS {
-        for features in [&[][..], &["--features", "v2"][..]] {
-            let mut args = vec![
-                "clippy",
-                "--manifest-path",
-                driver::MANIFEST,
-                "--target",
-                target,
-                "--target-dir",
-                wdm_target_dir,
-            ];
-            args.extend(features);
-            args.extend(["--", "-D", "warnings"]);
-            cargo(&args)?;
-        }
+    // Every image's build (both versions for both targets, the test images for x64), linted
+    // with its target and features.
+    for (arch, version) in driver::builds() {
+        let mut args = vec![
+            "clippy",
+            "--manifest-path",
+            driver::MANIFEST,
+            "--target",
+            arch.target,
+            "--target-dir",
+            wdm_target_dir,
+        ];
+        args.extend(version.features());
+        args.extend(["--", "-D", "warnings"]);
+        cargo(&args)?;
     }
     for image in driver::build_all(&root, &driver::default_out_dir(&root))? {
         verify::verify_file(
@@ -194,7 +276,11 @@ fn test() -> Result<()> {
             false,
         )?;
     }
-    cargo(&["test", "--workspace"])?;
+    // The images were built above: the end-to-end tests must run, not skip.
+    cargo_with_env(
+        &["test", "--workspace"],
+        &[("DRIVER_PROXY_REQUIRE_IMAGES", "1")],
+    )?;
     cargo(&["test", "-p", "hotswap-sample-core", "--features", "v2"])?;
     // Loom models: every interleaving of the synchronisation behind each crate's `sync` seam.
     let loom_target = root.join("target").join("loom");

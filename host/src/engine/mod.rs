@@ -347,6 +347,8 @@ pub struct Engine {
     poison: AtomicBool,
     swaps: AtomicU64,
     failed_swaps: AtomicU64,
+    /// The report of the last successful swap.
+    last_report: Mutex<Option<SwapReport>>,
 }
 
 impl core::fmt::Debug for Engine {
@@ -398,6 +400,7 @@ impl Engine {
             poison: AtomicBool::new(false),
             swaps: AtomicU64::new(0),
             failed_swaps: AtomicU64::new(0),
+            last_report: Mutex::new(None),
         })
     }
 
@@ -588,14 +591,16 @@ impl Engine {
         );
         match result {
             Ok(t) => {
-                self.swaps.fetch_add(1, Ordering::Relaxed);
-                Ok(SwapReport {
+                let report = SwapReport {
                     drain: t.drain,
                     stall: t.stall,
                     total: start.elapsed(),
                     in_flight_at_stall: t.in_flight_at_stall,
                     generation: self.generation(),
-                })
+                };
+                *lock(&self.last_report) = Some(report);
+                self.swaps.fetch_add(1, Ordering::Relaxed);
+                Ok(report)
             }
             Err(e) => {
                 self.failed_swaps.fetch_add(1, Ordering::Relaxed);
@@ -661,6 +666,12 @@ impl Engine {
     #[must_use]
     pub fn swaps_completed(&self) -> u64 {
         self.swaps.load(Ordering::Relaxed)
+    }
+
+    /// The report of the last successful swap, if any.
+    #[must_use]
+    pub fn last_swap(&self) -> Option<SwapReport> {
+        *lock(&self.last_report)
     }
 
     /// Failed (rolled back) swaps so far.

@@ -24,7 +24,7 @@ use driver_proxy::sys;
 
 use super::extension::{self, DriverRecord, Extension, KERNEL};
 pub use super::extension::{DriverFeatures, EndpointKey};
-pub use super::pool::PoolUsage;
+pub use super::pool::{PoolLeak, PoolUsage};
 use super::threads::ThreadObject;
 use super::{faults, lock, proxy};
 pub use crate::engine::{Phase, SwapReport};
@@ -245,6 +245,26 @@ impl ExtensionControl {
         self.extension.engine().swaps_completed()
     }
 
+    /// Makes the next registration or swap of this extension that runs the swap protocol
+    /// fail in `phase` with `status` (an error code), as if the phased callback had returned
+    /// it there after the driver's own callback for that phase succeeded: the kernel rolls
+    /// the swap back. One shot.
+    pub fn fail_next_swap_in(&self, phase: crate::engine::Phase, status: sys::NTSTATUS) {
+        self.extension.inject_phase_failure(phase, status);
+    }
+
+    /// Every published endpoint with the implementation it forwards to now.
+    #[must_use]
+    pub fn implementations(&self) -> Vec<(EndpointKey, usize)> {
+        self.extension.implementations()
+    }
+
+    /// What the last successful swap measured (drain, stall, total), if any.
+    #[must_use]
+    pub fn last_swap(&self) -> Option<crate::engine::SwapReport> {
+        self.extension.engine().last_swap()
+    }
+
     /// Swaps that failed and were rolled back.
     #[must_use]
     pub fn swaps_failed(&self) -> u64 {
@@ -338,6 +358,20 @@ pub fn fail_thread_creation(nth: u32) {
 #[must_use]
 pub fn pool_usage(tag: u32) -> PoolUsage {
     super::pool::usage(tag)
+}
+
+/// Pool blocks still allocated for the driver object `driver` (by threads that ran for it: the
+/// I/O manager's calls into a driver of [`crate::wdm`] and the system threads it started),
+/// per tag. Empty when the driver freed everything.
+#[must_use]
+pub fn pool_outstanding_for_driver(driver: *const core::ffi::c_void) -> Vec<PoolLeak> {
+    super::pool::outstanding_of(driver as usize)
+}
+
+/// Whether pool tag `tag` has no block outstanding.
+#[must_use]
+pub fn pool_tag_is_clean(tag: u32) -> bool {
+    super::pool::usage(tag).outstanding == 0
 }
 
 /// A system thread, by its handle: whether it has ended. Outlives the handle.

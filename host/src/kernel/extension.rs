@@ -134,6 +134,8 @@ pub(crate) struct Extension {
     swap_lock: Mutex<()>,
     drain_timeout_ns: AtomicU64,
     workers: AtomicUsize,
+    /// A one-shot fault: the next swap fails in this phase with this status.
+    injected_failure: Mutex<Option<(Phase, sys::NTSTATUS)>>,
 }
 
 impl core::fmt::Debug for Extension {
@@ -250,6 +252,7 @@ impl Extension {
             swap_lock: Mutex::new(()),
             drain_timeout_ns: AtomicU64::new(0),
             workers: AtomicUsize::new(0),
+            injected_failure: Mutex::new(None),
         });
         extension.set_drain_timeout(record.drain_timeout);
         extension.add_image_endpoints(&record.image)?;
@@ -399,16 +402,23 @@ impl Extension {
             .collect();
         let mut previous = None;
         let result = {
+            let mut injected = lock(&self.injected_failure).take();
             let mut phases = |phase: Phase| -> Result<(), i32> {
                 if phase == Phase::PostProcess {
                     previous = Some(self.publish(plan));
                 }
-                match callback.as_mut() {
-                    Some(callback) => match callback(phase) {
-                        sys::STATUS_SUCCESS => Ok(()),
-                        status => Err(status),
-                    },
-                    None => Ok(()),
+                if let Some(callback) = callback.as_mut() {
+                    match callback(phase) {
+                        sys::STATUS_SUCCESS => {}
+                        status => return Err(status),
+                    }
+                }
+                match injected {
+                    Some((failing, status)) if failing == phase => {
+                        injected = None;
+                        Err(status)
+                    }
+                    _ => Ok(()),
                 }
             };
             self.engine
@@ -433,6 +443,13 @@ impl Extension {
                 format_args!("the engine refused a swap the kernel validated: {other}"),
             ),
         }
+    }
+
+    /// Makes the next registration or swap that runs the protocol fail in `phase` with
+    /// `status`, after the driver's callback for that phase (if any) succeeded: as if the
+    /// callback had returned `status` there. One shot.
+    pub(crate) fn inject_phase_failure(&self, phase: Phase, status: sys::NTSTATUS) {
+        *lock(&self.injected_failure) = Some((phase, status));
     }
 
     /// Applies `plan` to the endpoint table; returns the replaced implementations.
@@ -472,6 +489,15 @@ impl Extension {
             .iter()
             .find(|e| e.key == key)
             .map(|e| e.current)
+    }
+
+    /// Every published endpoint with the implementation it forwards to now, in creation
+    /// order.
+    pub(crate) fn implementations(&self) -> Vec<(EndpointKey, usize)> {
+        lock(&self.endpoints)
+            .iter()
+            .map(|e| (e.key, e.current))
+            .collect()
     }
 
     /// Number of published endpoints.

@@ -80,16 +80,20 @@
 //!   extension there aborts the process (it would wait for itself). A new-ids-only
 //!   registration *with* a callback runs the whole protocol too (the callback is delivered).
 //! * **Poisoning** of retired implementations is on by default.
-//! * **Worker threads** call the routine through its wrapper with the `SysV` convention of this
-//!   host's Rust code (`extern "system"`). Alerts and APCs are not modelled: an alertable wait
-//!   never returns `STATUS_ALERTED` or `STATUS_USER_APC`.
+//! * **Calling conventions.** Every routine exists twice: the `extern "system"` export (the
+//!   `SysV` convention of this host's Rust code, for drivers compiled for the host) and the
+//!   `extern "win64"` entry point of [`crate::wdm`] (for code of a `.sys` image). The driver
+//!   code the kernel calls back (the phased callback, the worker routine through its wrapper,
+//!   a system thread's start routine) is called with the convention of the entry point the
+//!   driver used to hand it over ([`CallConv`]). Alerts and APCs are not modelled: an
+//!   alertable wait never returns `STATUS_ALERTED` or `STATUS_USER_APC`.
 //!
 //! # Kernel support routines
 //!
 //! [`events`]: `KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`, `KeResetEvent`,
 //! `KeReadStateEvent`, `KeWaitForMultipleObjects` (notification and synchronization events,
 //! `WaitAny`/`WaitAll`, relative/absolute/zero timeouts). [`threads`]: `PsCreateSystemThread`
-//! (real threads), `ZwClose`. [`pool`]: `ExAllocatePool2` (zeroed, 16-byte aligned, per-tag
+//! (real threads), `ZwWaitForSingleObject` (on thread handles), `ZwClose`. [`pool`]: `ExAllocatePool2` (zeroed, 16-byte aligned, per-tag
 //! accounting), `ExFreePoolWithTag`. Their docs list every status and bugcheck.
 //!
 //! # Bugchecks
@@ -123,7 +127,7 @@ pub use proxy::{
     IoGetDriverProxyEndpointWrapper, IoGetDriverProxyExtensionFromDriverObject,
     IoGetDriverProxyFeatures, IoRegisterDriverProxyEndpoints, IofGetDriverProxyWrapperFromEndpoint,
 };
-pub use threads::{PsCreateSystemThread, ZwClose};
+pub use threads::{PsCreateSystemThread, ZwClose, ZwWaitForSingleObject};
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -134,6 +138,8 @@ use driver_proxy::sys;
 pub const STATUS_INVALID_HANDLE: sys::NTSTATUS = 0xC000_0008_u32 as sys::NTSTATUS;
 
 /// The bugchecks the model raises.
+// The I/O bugchecks are raised by the WDM model, which exists on x86-64 only.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BugCheck {
     /// `MAXIMUM_WAIT_OBJECTS_EXCEEDED` (0xC).
@@ -148,10 +154,19 @@ pub(crate) enum BugCheck {
     /// A DriverProxy rule broken (stale extension, re-entrant registration): reported as
     /// `DRIVER_VERIFIER_DETECTED_VIOLATION` (0xC4).
     DriverProxyViolation,
+    /// `MULTIPLE_IRP_COMPLETE_REQUESTS` (0x44): an IRP completed twice, or a pointer that is
+    /// not a live IRP completed.
+    MultipleIrpCompleteRequests,
+    /// `DRIVER_VERIFIER_IOMANAGER_VIOLATION` (0xC9): an I/O manager rule broken (an IRP never
+    /// completed, completed with `STATUS_PENDING`, a dispatch status that differs from the
+    /// completion status, more output than the buffer holds, a stray device object).
+    IoManagerViolation,
+    /// A bugcheck the driver raised itself with `KeBugCheckEx`.
+    Driver(u32),
 }
 
 impl BugCheck {
-    const fn code(self) -> (u32, &'static str) {
+    pub(crate) const fn code(self) -> (u32, &'static str) {
         match self {
             Self::MaximumWaitObjectsExceeded => (0x0C, "MAXIMUM_WAIT_OBJECTS_EXCEEDED"),
             Self::InvalidKernelHandle => (0x93, "INVALID_KERNEL_HANDLE"),
@@ -159,6 +174,9 @@ impl BugCheck {
             Self::InvalidObject | Self::DriverProxyViolation => {
                 (0xC4, "DRIVER_VERIFIER_DETECTED_VIOLATION")
             }
+            Self::MultipleIrpCompleteRequests => (0x44, "MULTIPLE_IRP_COMPLETE_REQUESTS"),
+            Self::IoManagerViolation => (0xC9, "DRIVER_VERIFIER_IOMANAGER_VIOLATION"),
+            Self::Driver(code) => (code, "(raised by the driver)"),
         }
     }
 }
@@ -168,6 +186,47 @@ pub(crate) fn bugcheck(check: BugCheck, routine: &str, what: core::fmt::Argument
     let (code, name) = check.code();
     eprintln!("host kernel BUGCHECK {code:#04X} {name} in {routine}: {what}");
     std::process::abort();
+}
+
+/// The calling convention of driver code that the kernel calls back: the convention of the
+/// entry point through which the driver handed the code over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallConv {
+    /// `extern "system"`: on this host the `SysV` convention (drivers compiled for the host).
+    System,
+    /// `extern "win64"`: the Microsoft x64 convention (code of a `.sys` image; x86-64 only).
+    #[cfg(target_arch = "x86_64")]
+    Win64,
+}
+
+/// The driver the current thread runs for: set by the I/O manager model ([`crate::wdm`])
+/// while it calls into a driver, and inherited by the system threads created meanwhile.
+/// Pool blocks and system threads are attributed to it, for the leak check at unload.
+pub(crate) mod context {
+    use std::cell::Cell;
+
+    thread_local! {
+        static CURRENT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// The driver object (address) the thread runs for, 0 for none.
+    pub(crate) fn current() -> usize {
+        CURRENT.get()
+    }
+
+    /// Runs for `driver` until the guard is dropped (then for the previous one again).
+    pub(crate) fn enter(driver: usize) -> Guard {
+        Guard(CURRENT.replace(driver))
+    }
+
+    /// Restores the previous driver on drop.
+    pub(crate) struct Guard(usize);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            CURRENT.set(self.0);
+        }
+    }
 }
 
 /// Locks `m`, ignoring poisoning (a panicking test thread must not wedge the kernel).

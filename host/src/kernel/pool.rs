@@ -1,4 +1,8 @@
 //! Pool: `ExAllocatePool2` and `ExFreePoolWithTag`, with per-tag accounting and faults.
+//!
+//! Each block also records the driver the allocating thread ran for (the I/O manager model
+//! sets it while it calls into a driver; system threads inherit it), so that unloading a
+//! driver can report the blocks it leaked (`outstanding_of`).
 
 use std::alloc::Layout;
 use std::collections::HashMap;
@@ -59,6 +63,53 @@ pub struct PoolUsage {
 struct Block {
     size: usize,
     tag: u32,
+    /// The driver the allocating thread ran for ([`super::context`]), 0 for none.
+    owner: usize,
+}
+
+/// Pool blocks a driver still holds, per tag: what `outstanding_of` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolLeak {
+    /// The pool tag (`u32::from_le_bytes(*b"Tag1")` for the tag written `'1gaT'` in C).
+    pub tag: u32,
+    /// Blocks allocated and not freed.
+    pub blocks: u64,
+    /// Bytes in those blocks (as requested).
+    pub bytes: usize,
+}
+
+impl core::fmt::Display for PoolLeak {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "tag {}: {} block(s), {} byte(s)",
+            super::tag_name(self.tag),
+            self.blocks,
+            self.bytes
+        )
+    }
+}
+
+/// The blocks still allocated by threads running for `driver` (the I/O manager's calls into
+/// it and the system threads it started), per tag, sorted by tag.
+pub(crate) fn outstanding_of(driver: usize) -> Vec<PoolLeak> {
+    let pool = lock(&POOL);
+    let mut leaks: Vec<PoolLeak> = Vec::new();
+    for block in pool.blocks.values().filter(|b| b.owner == driver) {
+        match leaks.iter_mut().find(|l| l.tag == block.tag) {
+            Some(leak) => {
+                leak.blocks += 1;
+                leak.bytes += block.size;
+            }
+            None => leaks.push(PoolLeak {
+                tag: block.tag,
+                blocks: 1,
+                bytes: block.size,
+            }),
+        }
+    }
+    leaks.sort_by_key(|l| l.tag);
+    leaks
 }
 
 #[derive(Default)]
@@ -134,6 +185,7 @@ pub unsafe extern "system" fn ExAllocatePool2(
         Block {
             size: NumberOfBytes,
             tag: Tag,
+            owner: super::context::current(),
         },
     );
     let usage = pool.tags.entry(Tag).or_default();

@@ -1,5 +1,5 @@
 //! The seven documented DriverProxy routines, exported by their C names. Each is a thin shim
-//! that validates pointers and hands over to [`super::extension`]; the policies are in the
+//! that validates pointers and hands over to `super::extension`; the policies are in the
 //! module docs of [`super`].
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use driver_proxy::sys;
 
 use super::extension::{self, DriverFeatures, Extension, KERNEL};
-use super::{BugCheck, bugcheck, lock};
+use super::{BugCheck, CallConv, bugcheck, lock};
 use crate::engine::Phase;
 
 /// `VOID IoGetDriverProxyFeatures(PDRIVER_OBJECT DriverObject, PDRIVER_PROXY_FEATURE_FLAGS
@@ -130,6 +130,33 @@ pub unsafe extern "system" fn IoRegisterDriverProxyEndpoints(
     PhasedCallback: sys::PDRIVER_PROXY_REGISTER_CALLBACK,
     Context: sys::PVOID,
 ) -> sys::NTSTATUS {
+    // SAFETY: forwarded caller contract; the callback is `extern "system"` code.
+    unsafe {
+        register_endpoints(
+            DriverProxyExtension,
+            EndpointInfo,
+            Count,
+            PhasedCallback.map(|f| f as usize),
+            Context,
+            CallConv::System,
+        )
+    }
+}
+
+/// `IoRegisterDriverProxyEndpoints` for either convention: `callback` is the address of the
+/// phased callback, called with `conv`.
+///
+/// # Safety
+/// As [`IoRegisterDriverProxyEndpoints`]; `callback`, if given, is code of the type
+/// `DRIVER_PROXY_REGISTER_CALLBACK` in the convention `conv`.
+pub(crate) unsafe fn register_endpoints(
+    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
+    EndpointInfo: sys::PDRIVER_PROXY_ENDPOINT_INFORMATION,
+    Count: sys::ULONG,
+    callback: Option<usize>,
+    Context: sys::PVOID,
+    conv: CallConv,
+) -> sys::NTSTATUS {
     let Some(extension) =
         extension::resolve(DriverProxyExtension, "IoRegisterDriverProxyEndpoints")
     else {
@@ -150,11 +177,11 @@ pub unsafe extern "system" fn IoRegisterDriverProxyEndpoints(
                 )
             })
             .collect();
-    let mut forward = PhasedCallback.map(|callback| {
+    let mut forward = callback.map(|callback| {
         move |phase: Phase| {
-            // SAFETY: caller contract: the callback may be called with its context during
-            // the registration.
-            unsafe { callback(phase.as_raw(), Context) }
+            // SAFETY: caller contract: the callback is code of this type in convention `conv`,
+            // callable with its context during the registration.
+            unsafe { call_phased_callback(callback, conv, phase.as_raw(), Context) }
         }
     });
     let callback = forward
@@ -163,6 +190,39 @@ pub unsafe extern "system" fn IoRegisterDriverProxyEndpoints(
     match extension.register(&entries, callback) {
         Ok(()) => sys::STATUS_SUCCESS,
         Err(status) => status,
+    }
+}
+
+/// Calls a phased callback at `address` with the convention `conv`.
+///
+/// # Safety
+/// `address` is a `DRIVER_PROXY_REGISTER_CALLBACK` in the convention `conv`.
+unsafe fn call_phased_callback(
+    address: usize,
+    conv: CallConv,
+    phase: sys::DRIVER_PROXY_REGISTER_CALLBACK_PHASE,
+    context: sys::PVOID,
+) -> sys::NTSTATUS {
+    match conv {
+        CallConv::System => {
+            // SAFETY: caller contract: code of this type and convention.
+            let f = unsafe {
+                core::mem::transmute::<usize, sys::DRIVER_PROXY_REGISTER_CALLBACK>(address)
+            };
+            // SAFETY: caller contract.
+            unsafe { f(phase, context) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        CallConv::Win64 => {
+            type Win64Callback = unsafe extern "win64" fn(
+                sys::DRIVER_PROXY_REGISTER_CALLBACK_PHASE,
+                sys::PVOID,
+            ) -> sys::NTSTATUS;
+            // SAFETY: caller contract: code of this type and convention.
+            let f = unsafe { core::mem::transmute::<usize, Win64Callback>(address) };
+            // SAFETY: caller contract.
+            unsafe { f(phase, context) }
+        }
     }
 }
 
@@ -222,7 +282,7 @@ pub unsafe extern "system" fn IofGetDriverProxyWrapperFromEndpoint(
 /// `NTSTATUS IoDriverProxyCreateHotSwappableWorkerThread(PDRIVER_PROXY_EXTENSION, PHANDLE
 /// ThreadHandle, ULONG DesiredAccess, POBJECT_ATTRIBUTES ObjectAttributes, HANDLE ProcessHandle,
 /// PCLIENT_ID ClientId, PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT WorkerStartContext)`.
-/// See [`super::worker`] and the module docs of [`super`].
+/// See `super::worker` and the module docs of [`super`].
 ///
 /// # Safety
 /// As `PsCreateSystemThread`; `WorkerStartContext` null or a readable start context with
@@ -236,6 +296,37 @@ pub unsafe extern "system" fn IoDriverProxyCreateHotSwappableWorkerThread(
     ProcessHandle: sys::HANDLE,
     ClientId: sys::PCLIENT_ID,
     WorkerStartContext: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+) -> sys::NTSTATUS {
+    // SAFETY: forwarded caller contract; the routine is a wrapper called as `extern "system"`.
+    unsafe {
+        create_worker_thread(
+            DriverProxyExtension,
+            ThreadHandle,
+            DesiredAccess,
+            ObjectAttributes,
+            ProcessHandle,
+            ClientId,
+            WorkerStartContext,
+            CallConv::System,
+        )
+    }
+}
+
+/// `IoDriverProxyCreateHotSwappableWorkerThread` for either convention: the thread calls the
+/// worker routine (a wrapper) with `conv`.
+///
+/// # Safety
+/// As [`IoDriverProxyCreateHotSwappableWorkerThread`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn create_worker_thread(
+    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
+    ThreadHandle: sys::PHANDLE,
+    DesiredAccess: sys::ACCESS_MASK,
+    ObjectAttributes: sys::POBJECT_ATTRIBUTES,
+    ProcessHandle: sys::HANDLE,
+    ClientId: sys::PCLIENT_ID,
+    WorkerStartContext: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+    conv: CallConv,
 ) -> sys::NTSTATUS {
     let _ = DesiredAccess;
     let Some(extension) = extension::resolve(
@@ -253,6 +344,7 @@ pub unsafe extern "system" fn IoDriverProxyCreateHotSwappableWorkerThread(
             ProcessHandle,
             ClientId,
             WorkerStartContext,
+            conv,
         )
     }
 }

@@ -1,4 +1,4 @@
-//! System threads and their handles: `PsCreateSystemThread`, `ZwClose`.
+//! System threads and their handles: `PsCreateSystemThread`, `ZwWaitForSingleObject`, `ZwClose`.
 //!
 //! A system thread is a real `std` thread. Its handle is an entry in a process-wide handle
 //! table; closing the handle does not stop the thread (as in the kernel), and the thread
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use driver_proxy::sys;
 
-use super::{BugCheck, STATUS_INVALID_HANDLE, bugcheck, faults, lock};
+use super::{BugCheck, CallConv, STATUS_INVALID_HANDLE, bugcheck, faults, lock};
 
 /// `NtCurrentProcess()`: the pseudo-handle of the current process.
 const CURRENT_PROCESS: usize = usize::MAX;
@@ -40,18 +40,29 @@ impl ThreadObject {
 
     /// Waits at most `timeout` for the thread to end; whether it has.
     pub(crate) fn wait(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Waits until `deadline` (`None`: forever) for the thread to end; whether it has.
+    pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let mut ended = lock(&self.ended);
         while !*ended {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            ended = self
-                .ended_changed
-                .wait_timeout(ended, deadline - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+            ended = match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.ended_changed
+                        .wait_timeout(ended, deadline - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .ended_changed
+                    .wait(ended)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
         }
         true
     }
@@ -69,6 +80,36 @@ struct HandleTable {
 }
 
 static HANDLES: LazyLock<Mutex<HandleTable>> = LazyLock::new(Mutex::default);
+/// Running system threads per driver they were started for ([`super::context`]).
+static LIVE: LazyLock<Mutex<HashMap<usize, usize>>> = LazyLock::new(Mutex::default);
+
+/// System threads started for `driver` (directly or by threads started for it) still running.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the WDM model
+pub(crate) fn live_threads_of(driver: usize) -> usize {
+    lock(&LIVE).get(&driver).copied().unwrap_or(0)
+}
+
+/// Counts a running thread of a driver; uncounts it when dropped at the thread's end.
+struct Running(usize);
+
+impl Running {
+    fn start(driver: usize) -> Self {
+        *lock(&LIVE).entry(driver).or_default() += 1;
+        Self(driver)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut live = lock(&LIVE);
+        if let Some(count) = live.get_mut(&self.0) {
+            *count -= 1;
+            if *count == 0 {
+                live.remove(&self.0);
+            }
+        }
+    }
+}
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(0x1000);
 
 /// The thread object behind an open handle.
@@ -122,10 +163,16 @@ pub(crate) unsafe fn create(
         ended_changed: Condvar::new(),
     });
     let guard = EndOnDrop(object.clone());
+    let driver = super::context::current();
+    let running = Running::start(driver);
     let spawned = std::thread::Builder::new()
         .name(format!("system thread {:#x}", object.id))
         .spawn(move || {
+            // Dropped in reverse order: the thread is uncounted before it is marked ended, so
+            // a waiter that saw it end also sees it gone from its driver's count.
             let _ended = guard;
+            let _running = running;
+            let _driver = super::context::enter(driver);
             body();
         });
     if spawned.is_err() {
@@ -172,12 +219,61 @@ pub unsafe extern "system" fn PsCreateSystemThread(
     StartRoutine: sys::PKSTART_ROUTINE,
     StartContext: sys::PVOID,
 ) -> sys::NTSTATUS {
+    // SAFETY: forwarded caller contract; the routine is `extern "system"` code.
+    unsafe {
+        create_system_thread(
+            ThreadHandle,
+            DesiredAccess,
+            ObjectAttributes,
+            ProcessHandle,
+            ClientId,
+            StartRoutine as usize,
+            StartContext,
+            CallConv::System,
+        )
+    }
+}
+
+/// `PsCreateSystemThread` for either convention: the thread calls `start_routine` (a
+/// `KSTART_ROUTINE`) with `conv`.
+///
+/// # Safety
+/// As [`PsCreateSystemThread`]; `start_routine` is a `KSTART_ROUTINE` in convention `conv`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn create_system_thread(
+    ThreadHandle: sys::PHANDLE,
+    DesiredAccess: sys::ACCESS_MASK,
+    ObjectAttributes: sys::POBJECT_ATTRIBUTES,
+    ProcessHandle: sys::HANDLE,
+    ClientId: sys::PCLIENT_ID,
+    start_routine: usize,
+    StartContext: sys::PVOID,
+    conv: CallConv,
+) -> sys::NTSTATUS {
     let _ = DesiredAccess;
     let context = super::SendPtr(StartContext);
     let body = Box::new(move || {
         let context = context;
-        // SAFETY: the driver's start routine with the context it gave (C contract).
-        unsafe { StartRoutine(context.0) };
+        match conv {
+            CallConv::System => {
+                // SAFETY: caller contract: a KSTART_ROUTINE in this convention.
+                let f =
+                    unsafe { core::mem::transmute::<usize, sys::PKSTART_ROUTINE>(start_routine) };
+                // SAFETY: the driver's start routine with the context it gave (C contract).
+                unsafe { f(context.0) };
+            }
+            #[cfg(target_arch = "x86_64")]
+            CallConv::Win64 => {
+                // SAFETY: caller contract: a KSTART_ROUTINE in this convention.
+                let f = unsafe {
+                    core::mem::transmute::<usize, unsafe extern "win64" fn(sys::PVOID)>(
+                        start_routine,
+                    )
+                };
+                // SAFETY: the driver's start routine with the context it gave (C contract).
+                unsafe { f(context.0) };
+            }
+        }
     });
     // SAFETY: forwarded caller contract.
     unsafe {
@@ -208,4 +304,40 @@ pub unsafe extern "system" fn ZwClose(Handle: sys::HANDLE) -> sys::NTSTATUS {
         );
     }
     sys::STATUS_SUCCESS
+}
+
+/// `NTSTATUS ZwWaitForSingleObject(HANDLE Handle, BOOLEAN Alertable, PLARGE_INTEGER Timeout)`
+/// on a thread handle: waits for the thread to end.
+///
+/// Returns `STATUS_WAIT_0` (= `STATUS_SUCCESS`) once the thread has ended (at once if it
+/// already has), `STATUS_TIMEOUT` when `*Timeout` passes first (100 ns units: negative
+/// relative, positive absolute system time, 0 a poll; a null `Timeout` waits forever), and
+/// `STATUS_INVALID_HANDLE` for a handle that is not an open thread handle (the only waitable
+/// handles of this model: event handles do not exist here, drivers wait on `KEVENT`s with
+/// `KeWaitForMultipleObjects`). `Alertable` is accepted; no alerts or APCs are delivered.
+///
+/// # Safety
+/// `Timeout` null or readable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn ZwWaitForSingleObject(
+    Handle: sys::HANDLE,
+    Alertable: sys::BOOLEAN,
+    Timeout: *mut sys::LARGE_INTEGER,
+) -> sys::NTSTATUS {
+    let _ = Alertable;
+    let start = Instant::now();
+    let Some(thread) = object(Handle) else {
+        return STATUS_INVALID_HANDLE;
+    };
+    // SAFETY: caller contract: null or readable.
+    let deadline = unsafe { Timeout.as_ref() }.map(|t| super::events::deadline(t.QuadPart, start));
+    let ended = match deadline {
+        None | Some(None) => thread.wait_until(None),
+        Some(Some(deadline)) => thread.wait_until(Some(deadline)),
+    };
+    if ended {
+        sys::STATUS_WAIT_0
+    } else {
+        sys::STATUS_TIMEOUT
+    }
 }

@@ -12,11 +12,13 @@ use std::sync::atomic::Ordering;
 use driver_proxy::sys;
 
 use super::extension::{self, Extension};
-use super::{SendPtr, events};
+use super::{CallConv, SendPtr, events};
 
 /// The copied start context.
 struct Start {
-    routine: sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE,
+    /// The routine's wrapper, called with `conv`.
+    routine: usize,
+    conv: CallConv,
     context: SendPtr,
     wait_all: bool,
     timeout: Option<i64>,
@@ -40,6 +42,7 @@ impl Drop for Alive {
 unsafe fn copy_start(
     extension: &Extension,
     start: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+    conv: CallConv,
 ) -> Result<Start, sys::NTSTATUS> {
     // SAFETY: caller contract: null or readable.
     let header = unsafe { start.as_ref() }.ok_or(sys::STATUS_INVALID_PARAMETER)?;
@@ -76,7 +79,8 @@ unsafe fn copy_start(
         return Err(sys::STATUS_INVALID_PARAMETER);
     }
     Ok(Start {
-        routine,
+        routine: routine as usize,
+        conv,
         context: SendPtr(header.Context),
         wait_all,
         timeout: (header.HasTimeout != 0).then_some(header.Timeout.QuadPart),
@@ -98,9 +102,42 @@ fn run(start: &Start) {
             )
         };
         // SAFETY: `routine` is a wrapper of this extension's worker routine (checked at
-        // creation), called with the documented signature and the driver's context.
-        if unsafe { (start.routine)(start.context.0, status) } == sys::FALSE {
+        // creation), called with the documented signature, the convention the driver handed
+        // it over with, and the driver's context.
+        if unsafe { call_worker(start.routine, start.conv, start.context.0, status) } == sys::FALSE
+        {
             return;
+        }
+    }
+}
+
+/// Calls the worker routine (its wrapper, which forwards either convention untouched) at
+/// `address` with the convention `conv`.
+///
+/// # Safety
+/// `address` is a `DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE` in the convention `conv`.
+unsafe fn call_worker(
+    address: usize,
+    conv: CallConv,
+    context: sys::PVOID,
+    status: sys::NTSTATUS,
+) -> sys::BOOLEAN {
+    match conv {
+        CallConv::System => {
+            // SAFETY: caller contract.
+            let f = unsafe {
+                core::mem::transmute::<usize, sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE>(address)
+            };
+            // SAFETY: caller contract.
+            unsafe { f(context, status) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        CallConv::Win64 => {
+            type Win64Worker = unsafe extern "win64" fn(sys::PVOID, sys::NTSTATUS) -> sys::BOOLEAN;
+            // SAFETY: caller contract.
+            let f = unsafe { core::mem::transmute::<usize, Win64Worker>(address) };
+            // SAFETY: caller contract.
+            unsafe { f(context, status) }
         }
     }
 }
@@ -122,6 +159,7 @@ pub(crate) unsafe fn create(
     process: sys::HANDLE,
     client_id: sys::PCLIENT_ID,
     start: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+    conv: CallConv,
 ) -> sys::NTSTATUS {
     if !extension::system_available() {
         return sys::STATUS_NOT_SUPPORTED;
@@ -130,7 +168,7 @@ pub(crate) unsafe fn create(
         return sys::STATUS_INVALID_PARAMETER;
     }
     // SAFETY: forwarded caller contract.
-    let start = match unsafe { copy_start(extension, start) } {
+    let start = match unsafe { copy_start(extension, start, conv) } {
         Ok(start) => start,
         Err(status) => return status,
     };

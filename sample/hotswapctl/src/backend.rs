@@ -3,7 +3,7 @@
 //! | backend | where | what it talks to |
 //! |---|---|---|
 //! | `windows::DeviceBackend` | Windows only (`cfg(windows)`) | the installed sample driver, through `\\.\HotSwapSample` and `NtDeviceIoControlFile` |
-//! | in-process host backend | **not written yet** (see the marked place below) | the WDM `.sys` images running in the host kernel |
+//! | `crate::host::HostBackend` | Linux (`cfg(target_os = "linux")`) | the WDM sample's real `.sys` images running in the in-process host kernel |
 //! | [`crate::fake::FakeBackend`] | everywhere | an in-memory simulation for testing the client's own logic; not a driver |
 
 use std::{fmt, io};
@@ -83,16 +83,6 @@ impl std::error::Error for BackendError {
         }
     }
 }
-
-// ─────────────────────────────────────────────────────────────────────────────────────────
-// IN-PROCESS HOST BACKEND: NOT WRITTEN YET (another issue adds it).
-//
-// It implements `Backend` by loading the WDM `.sys` images (v1, v2) into the host kernel
-// (`driver-proxy-host`), running their `DriverEntry`, and sending each request to the
-// `IRP_MJ_DEVICE_CONTROL` routine the image registered (a DriverProxy wrapper), so the same
-// scenarios run on Linux against real driver code and real swaps. Add it here as
-// `pub mod host;` and as a `host` value of `--backend` in `main.rs`.
-// ─────────────────────────────────────────────────────────────────────────────────────────
 
 /// The Windows backend: the installed driver, through its device.
 #[cfg(windows)]

@@ -6,19 +6,7 @@
 //! |---|---|---|
 //! | [`crate::fake::FakeLab`] | everywhere | change an in-memory fake of the driver; **not a driver**, it only tests the scenarios' own logic |
 //! | [`CommandLab`] | built everywhere, meant for Windows | run the commands given on the command line (`pnputil`, `sc`, `tests/vm/*.ps1`); requests go to the installed driver through [`crate::backend::windows::DeviceBackend`] |
-//! | in-process host lab | **not written yet** (the seam is this trait, see below) | would load the WDM `.sys` images into the host kernel and swap, unload and reload them there |
-//!
-//! # The seam for the in-process host lab
-//!
-//! The host lab (another issue) implements [`Lab`] over the host kernel
-//! (`driver-proxy-host`): `connect` returns the host backend of `backend.rs` (the marked
-//! place), `swap_to` maps the other build's image and runs its `DriverEntry` in swap mode
-//! (`sample/wdm` crate docs), `unload` calls the loaded image's `DriverUnload` through its
-//! wrapper, `reload` maps and starts the image again from scratch, and `disable` / `enable`
-//! remove and re-create the device the way `PnP` would (or return [`LabError::Unsupported`]
-//! for the WDM build, which has no device node). Every scenario then runs unchanged against
-//! real driver code. Nothing else in this crate needs to change: `hotswapctl scenarios` takes
-//! any `Arc<dyn Lab>`.
+//! | `crate::host::HostLab` | Linux | the WDM sample's real `.sys` images in the in-process host kernel: swap, unload and reload them there (module docs of `host`) |
 //!
 //! # The documented error of an absent device
 //!

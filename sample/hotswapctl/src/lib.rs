@@ -4,8 +4,9 @@
 //! is tested on any machine:
 //!
 //! * [`backend`]: the [`Backend`](backend::Backend) trait (send one I/O control request) and
-//!   the Windows backend over `NtDeviceIoControlFile` on `\\.\HotSwapSample`; the place
-//!   where the in-process host backend will go is marked there.
+//!   the Windows backend over `NtDeviceIoControlFile` on `\\.\HotSwapSample`.
+//! * `host` (Linux): the in-process host kernel running the WDM sample's real `.sys`
+//!   images, as a backend and a lab; `hotswapctl --backend host` and `cargo xtask demo`.
 //! * [`client`]: typed requests (`VERSION`, `TRANSFORM`, `STATS`, `RESET`) over any backend.
 //! * [`stress`]: N threads × M requests with a tally per answering build and per failure
 //!   status, and a check that the driver's served counter lost nothing.
@@ -13,8 +14,10 @@
 //! * [`fake`]: an in-memory fake of the driver for testing the client's own logic (it calls
 //!   `hotswap-sample-core` directly; it is not the driver).
 //! * [`lab`]: the [`Lab`](lab::Lab) trait (a backend plus swap, disable, enable, unload,
-//!   reload), the seam for the in-process host lab, and the command-running lab of the
+//!   reload), implemented by the fake, the host kernel and the command-running lab of the
 //!   Windows VM suite (`tests/vm/`).
+//! * `demo` (Linux): `hotswapctl --backend host demo`, a stress run with a hot swap in the
+//!   middle and a summary.
 //! * [`scenarios`]: the HLK-style scenarios (`hotswapctl scenarios`) with their pass/fail
 //!   criteria, and [`junit`], their `JUnit` XML.
 //!
@@ -22,7 +25,11 @@
 
 pub mod backend;
 pub mod client;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod demo;
 pub mod fake;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod host;
 pub mod junit;
 pub mod lab;
 pub mod scenarios;

@@ -7,13 +7,16 @@
 //! hotswapctl stress --threads 8 --requests 10000
 //! hotswapctl watch --interval-ms 250
 //! hotswapctl scenarios --quick --junit results.xml --swap-command "…{version}…"
+//! hotswapctl --backend host --images target/drivers/amd64 demo
 //! ```
 //!
 //! `--backend device` (the default) opens the installed driver and exists on Windows only;
+//! `--backend host` (Linux) runs the WDM sample's real `.sys` images in the in-process host
+//! kernel (`hotswapctl::host`), where `demo` and the scenarios swap them for real;
 //! `--backend fake` is an in-memory simulation for trying the client anywhere (not a driver;
 //! see `hotswapctl::fake`).
 
-use std::{process::ExitCode, sync::Arc, thread, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, thread, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hotswap_sample_core::{DriverVersion, StatsInfo, names::WIN32_DEVICE_PATH};
@@ -46,6 +49,11 @@ struct Cli {
     /// `--backend fake`: swap between v1 and v2 every this many milliseconds (0: never).
     #[arg(long, default_value_t = 0, global = true)]
     fake_swap_every_ms: u64,
+
+    /// `--backend host`: the directory of the x64 images `hotswap_sample_v1.sys` and
+    /// `hotswap_sample_v2.sys` (`cargo xtask build-driver` writes them); v1 is loaded at start.
+    #[arg(long, default_value = "target/drivers/amd64", global = true)]
+    images: PathBuf,
 
     #[command(subcommand)]
     command: Command,
@@ -85,6 +93,19 @@ enum Command {
     /// Run the HLK-style scenarios (smoke, swap-stress, worker-swap, disable-enable,
     /// unload-reload), each with pass/fail criteria; optionally write `JUnit` XML.
     Scenarios(Box<ScenariosArgs>),
+    /// `--backend host` only: stress the driver and hot-swap it from v1 to v2 in the middle,
+    /// then summarise (served per build, errors, drain and stall of the swap).
+    Demo {
+        /// Threads, each with its own handle.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+        threads: u32,
+        /// Requests per thread.
+        #[arg(long, default_value_t = 250_000)]
+        requests: u64,
+        /// Swap when this percentage of the requests has completed.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+        swap_at_percent: u8,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -93,6 +114,8 @@ enum BackendChoice {
     Device,
     /// An in-memory simulation of the protocol, for trying the client anywhere: NOT a driver.
     Fake,
+    /// The WDM sample's real `.sys` images in the in-process host kernel (Linux x86-64).
+    Host,
 }
 
 /// Opens connections to the chosen backend.
@@ -103,12 +126,35 @@ enum Connector {
         device: Arc<FakeDevice>,
         _swapper: Option<Swapper>,
     },
+    /// The host kernel with the sample's images.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    Host(Arc<hotswapctl::host::HostLab>),
+}
+
+/// `--backend host` where there is no host kernel.
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+fn no_host_kernel() -> String {
+    "the host kernel (--backend host) runs x64 driver images on x86-64 Linux only".to_owned()
+}
+
+/// Loads v1 of the sample into the host kernel.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn host_lab(cli: &Cli) -> Result<Arc<hotswapctl::host::HostLab>, String> {
+    hotswapctl::host::HostLab::new(&cli.images, DriverVersion::V1)
+        .map(Arc::new)
+        .map_err(|error| {
+            format!("{error} (build the images with `cargo xtask build-driver`, or pass --images)")
+        })
 }
 
 impl Connector {
-    fn new(cli: &Cli) -> Self {
-        match cli.backend {
+    fn new(cli: &Cli) -> Result<Self, BackendError> {
+        Ok(match cli.backend {
             BackendChoice::Device => Self::Device(cli.device.clone()),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            BackendChoice::Host => Self::Host(host_lab(cli).map_err(BackendError::Unavailable)?),
+            #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+            BackendChoice::Host => return Err(BackendError::Unavailable(no_host_kernel())),
             BackendChoice::Fake => {
                 let version =
                     DriverVersion::from_raw(cli.fake_version).unwrap_or(DriverVersion::V1);
@@ -120,7 +166,7 @@ impl Connector {
                     _swapper: swapper,
                 }
             }
-        }
+        })
     }
 
     fn connect(&self) -> Result<Box<dyn Backend>, BackendError> {
@@ -134,6 +180,8 @@ impl Connector {
                 "cannot open {path}: the device backend needs Windows (try --backend fake, an in-memory simulation)"
             ))),
             Self::Fake { device, .. } => Ok(Box::new(device.connect())),
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            Self::Host(lab) => Ok(Box::new(lab.open()?)),
         }
     }
 }
@@ -166,6 +214,10 @@ fn execute_scenarios(cli: &Cli, args: &ScenariosArgs) -> Result<ExitCode, String
         BackendChoice::Fake => {
             args.fake_lab(DriverVersion::from_raw(cli.fake_version).unwrap_or(DriverVersion::V1))
         }
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        BackendChoice::Host => host_lab(cli)? as Arc<dyn hotswapctl::lab::Lab>,
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        BackendChoice::Host => return Err(no_host_kernel()),
         #[cfg(windows)]
         BackendChoice::Device => args.device_lab(&cli.device),
         #[cfg(not(windows))]
@@ -179,8 +231,54 @@ fn execute_scenarios(cli: &Cli, args: &ScenariosArgs) -> Result<ExitCode, String
     hotswapctl::scenarios::command::execute(args, &lab)
 }
 
+/// `demo`: the stress with a swap in the middle, on the host kernel.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn execute_demo(
+    cli: &Cli,
+    threads: u32,
+    requests: u64,
+    swap_at_percent: u8,
+) -> Result<ExitCode, String> {
+    if cli.backend != BackendChoice::Host {
+        return Err("demo runs on the host kernel: add --backend host".to_owned());
+    }
+    let lab = host_lab(cli)?;
+    let config = hotswapctl::demo::DemoConfig {
+        stress: StressConfig {
+            threads: threads as usize,
+            requests_per_thread: requests,
+        },
+        swap_at: f64::from(swap_at_percent) / 100.0,
+    };
+    println!(
+        "loaded {} into the host kernel; {threads} threads x {requests} requests, hot swap to v2 at {swap_at_percent}%",
+        lab.image_path(DriverVersion::V1).display()
+    );
+    let bar = ProgressBar::new(config.stress.total());
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} requests, {per_sec}, answered by {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message("v1");
+    let watcher = lab.clone();
+    let report = hotswapctl::demo::run(&lab, config, &|n| {
+        bar.inc(n);
+        if let Some(swap) = watcher.swaps().last() {
+            bar.set_message(format!("v2 (swapped after {:.1?})", swap.entry));
+        }
+    })?;
+    bar.finish();
+    println!("{report}");
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn execute(cli: &Cli) -> Result<ExitCode, ClientError> {
-    let connector = Connector::new(cli);
+    let connector = Connector::new(cli)?;
     match &cli.command {
         Command::Version => {
             let reply = Client::new(connector.connect()?).version()?;
@@ -253,8 +351,10 @@ fn execute(cli: &Cli) -> Result<ExitCode, ClientError> {
                 }
             );
         }
-        // Handled in `main` (its errors are not the client's).
-        Command::Scenarios(_) => unreachable!("scenarios run through execute_scenarios"),
+        // Handled in `main` (their errors are not the client's).
+        Command::Scenarios(_) | Command::Demo { .. } => {
+            unreachable!("scenarios and demo run through their own functions")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -263,6 +363,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Scenarios(args) = &cli.command {
         return execute_scenarios(&cli, args).unwrap_or_else(|error| {
+            eprintln!("hotswapctl: {error}");
+            ExitCode::FAILURE
+        });
+    }
+    if let Command::Demo {
+        threads,
+        requests,
+        swap_at_percent,
+    } = cli.command
+    {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        let result = execute_demo(&cli, threads, requests, swap_at_percent);
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        let result: Result<ExitCode, String> = {
+            let _ = (threads, requests, swap_at_percent);
+            Err(no_host_kernel())
+        };
+        return result.unwrap_or_else(|error| {
             eprintln!("hotswapctl: {error}");
             ExitCode::FAILURE
         });

@@ -46,6 +46,14 @@ pub const WORKER: EndpointId<WorkerRoutine> = EndpointId::new(5);
 /// Number of endpoints.
 pub const COUNT: usize = 5;
 
+/// Number of endpoints swap mode re-registers: all of them, except in the test image of
+/// feature `test-omit-unload-endpoint`, which leaves [`UNLOAD`] out.
+pub const SWAP_COUNT: usize = if cfg!(feature = "test-omit-unload-endpoint") {
+    COUNT - 1
+} else {
+    COUNT
+};
+
 /// This image's V1 table: every endpoint under its id.
 ///
 /// IRQL: any.
@@ -60,6 +68,32 @@ pub fn table() -> Result<EndpointTable<COUNT>, RegisterError> {
         EndpointEntry::new(UNLOAD, driver_unload as DRIVER_UNLOAD),
         EndpointEntry::new(WORKER, worker_routine as WorkerRoutine),
     ])
+}
+
+/// The table swap mode registers ([`crate::swap::take_over`]): [`table`], except in the
+/// **test-only** image of feature `test-omit-unload-endpoint`, where it is the same table
+/// without [`UNLOAD`] (ids 1, 2, 3 and 5). That image re-registers only four of the five
+/// ids, so after its swap `DriverUnload`'s wrapper still leads to the outgoing image: it
+/// exists to test how a loader and the kernel deal with an incomplete swap, never to ship.
+///
+/// IRQL: any.
+///
+/// # Errors
+/// As [`table`].
+pub fn swap_table() -> Result<EndpointTable<SWAP_COUNT>, RegisterError> {
+    #[cfg(not(feature = "test-omit-unload-endpoint"))]
+    {
+        table()
+    }
+    #[cfg(feature = "test-omit-unload-endpoint")]
+    {
+        EndpointTable::new([
+            EndpointEntry::new(CREATE, dispatch_create as DRIVER_DISPATCH),
+            EndpointEntry::new(CLOSE, dispatch_close as DRIVER_DISPATCH),
+            EndpointEntry::new(DEVICE_CONTROL, dispatch_device_control as DRIVER_DISPATCH),
+            EndpointEntry::new(WORKER, worker_routine as WorkerRoutine),
+        ])
+    }
 }
 
 /// The wrappers of the endpoints: what the driver hands out (or, where hot-swap is
@@ -80,8 +114,12 @@ impl Wrappers {
     /// IRQL: any.
     ///
     /// # Errors
-    /// [`LookupError`] when an id has no wrapper.
-    pub fn look_up(hotswap: &HotSwap, table: &EndpointTable<COUNT>) -> Result<Self, LookupError> {
+    /// [`LookupError`] when an id has no wrapper, or is not in `table` (the swap table of
+    /// the test image of feature `test-omit-unload-endpoint` has no [`UNLOAD`]).
+    pub fn look_up<const N: usize>(
+        hotswap: &HotSwap,
+        table: &EndpointTable<N>,
+    ) -> Result<Self, LookupError> {
         Ok(Self {
             create: hotswap.wrapper(table, CREATE)?,
             close: hotswap.wrapper(table, CLOSE)?,

@@ -83,6 +83,25 @@
 //! The cargo feature `v2` (forwarded to the core) builds version 2; without it, version 1.
 //! The versions answer `TRANSFORM` differently and name themselves in every response.
 //!
+//! # Test image: v2 missing an endpoint
+//!
+//! The cargo feature `test-omit-unload-endpoint` (**test only**; it implies `v2`) builds a
+//! v2 image that takes over **incompletely**, for tests of how a loader and the kernel deal
+//! with a swap that leaves an endpoint behind:
+//!
+//! * **First load:** exactly v2's (all five ids registered, every wrapper installed).
+//! * **Swap mode:** exactly v2's (same checks, same phased callback, the hand-over in
+//!   `ProxyStalled`, the same commit), except that the registered table holds only ids 1,
+//!   2, 3 and 5 ([`endpoints::swap_table`]): `DriverUnload`'s id 4 is left out, so after a
+//!   committed swap its wrapper still leads to the outgoing image's routine. The wrapper
+//!   lookup after the commit then fails on that id (`STATUS_NOT_FOUND`, logged as
+//!   "wrapper lookup after the swap") and the driver object's slots keep the wrappers
+//!   they hold; `DriverEntry` still returns `STATUS_SUCCESS`.
+//!
+//! `cargo xtask build-driver` builds it for x64 only, as
+//! `target/drivers/amd64/hotswap_sample_v2_missing_unload.sys` (and `.map`), with no install
+//! package; `cargo xtask test` verifies it like the other images.
+//!
 //! # Build
 //!
 //! This crate is **not a member of the repository's workspace** (the root `Cargo.toml`
@@ -92,7 +111,7 @@
 //! with `--manifest-path`:
 //!
 //! ```text
-//! cargo xtask build-driver          # v1 and v2, x64 and ARM64, into target/drivers/
+//! cargo xtask build-driver          # v1 and v2, x64 and ARM64 (+ the x64 test image), into target/drivers/
 //! cargo xtask verify target/drivers/amd64/hotswap_sample_v1.sys
 //! ```
 //!

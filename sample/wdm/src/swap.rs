@@ -97,7 +97,8 @@ pub unsafe fn take_over(
         return Err(NtStatus::NOT_SUPPORTED);
     }
     let own = exporter();
-    let table = endpoints::table().map_err(RegisterError::status)?;
+    // All five ids, or four in the test image of feature `test-omit-unload-endpoint`.
+    let table = endpoints::swap_table().map_err(RegisterError::status)?;
     let mut on_phase = |phase: Phase| -> Result<(), NtStatus> {
         match phase {
             Phase::PreProcess => match extension.exporter() {
@@ -114,7 +115,9 @@ pub unsafe fn take_over(
     }
     // Committed: every wrapper leads here now, and the outgoing image may be unmapped.
     extension.publish(THIS_BUILD, own);
-    // V1 re-registration keeps the wrappers; store them anyway in case they changed.
+    // V1 re-registration keeps the wrappers; store them anyway in case they changed. (In the
+    // test image of feature `test-omit-unload-endpoint` the table has no UNLOAD: the lookup
+    // fails with STATUS_NOT_FOUND, logged, and every slot keeps the wrapper it holds.)
     match Wrappers::look_up(&hotswap, &table).map_err(LookupError::status) {
         // SAFETY: our driver object (caller contract).
         Ok(wrappers) => unsafe { wrappers.install(driver) },
