@@ -19,7 +19,7 @@
 //! struct Wide { low: u64, high: u64 } // 16 bytes: Win64 passes this by hidden reference
 //! extern "system" fn takes_wide(_: Wide) {}
 //! let f: extern "system" fn(Wide) = takes_wide;
-//! driver_proxy::assert_endpoint(f); // error[E0080]: argument 1 ... wider than 8 bytes
+//! driver_proxy::assert_endpoint(f); // error[E0080]: an argument is wider than 8 bytes
 //! ```
 //! ```compile_fail,E0080
 //! # use driver_proxy::Endpoint;
@@ -52,9 +52,13 @@ pub trait Endpoint: sealed::Sealed + Copy + Send + Sync + 'static {
     const FITS_SLOTS: ();
 
     /// The endpoint as the type-erased `DRIVER_PROXY_ENDPOINT_FUNCTION` pointer.
+    ///
+    /// IRQL: any.
     fn erase(self) -> sys::DRIVER_PROXY_ENDPOINT_FUNCTION;
 
     /// The typed pointer back from a type-erased one.
+    ///
+    /// IRQL: any.
     ///
     /// # Safety
     /// `erased` must be the address of code callable with this exact signature (the endpoint
@@ -62,11 +66,15 @@ pub trait Endpoint: sealed::Sealed + Copy + Send + Sync + 'static {
     unsafe fn unerase(erased: sys::DRIVER_PROXY_ENDPOINT_FUNCTION) -> Self;
 
     /// The code address.
+    ///
+    /// IRQL: any.
     fn address(self) -> usize {
         self.erase() as usize
     }
 
     /// An identifier of the exact function-pointer type, used to check V1 lookups by id.
+    ///
+    /// IRQL: any.
     #[must_use]
     fn type_id() -> TypeId {
         TypeId::of::<Self>()
@@ -83,13 +91,11 @@ pub const fn assert_endpoint<F: Endpoint>(endpoint: F) -> F {
 }
 
 /// Fails the build (in a `const` item) when `T` does not fit one 8-byte slot.
-const fn fits_slot<T>(position: &str) {
-    if size_of::<T>() > 8 {
-        let _ = position;
-        panic!(
-            "a DriverProxy endpoint argument or return value is wider than 8 bytes (the Microsoft x64 convention passes it by hidden reference): pass a pointer instead"
-        );
-    }
+const fn fits_slot<T>() {
+    assert!(
+        size_of::<T>() <= 8,
+        "a DriverProxy endpoint argument or return value is wider than 8 bytes (the Microsoft x64 convention passes it by hidden reference): pass a pointer instead"
+    );
 }
 
 macro_rules! impl_endpoint {
@@ -103,8 +109,8 @@ macro_rules! impl_endpoint {
         impl<R: 'static, $($arg: 'static),*> Endpoint for $fn_ty {
             const ARITY: u32 = $arity;
             const FITS_SLOTS: () = {
-                $( fits_slot::<$arg>(stringify!($arg)); )*
-                fits_slot::<R>("return value");
+                $( fits_slot::<$arg>(); )*
+                fits_slot::<R>();
             };
 
             #[inline]

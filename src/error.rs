@@ -38,7 +38,9 @@ impl fmt::Display for Unavailable {
 pub struct NullDriverObject;
 
 impl NullDriverObject {
-    /// `STATUS_INVALID_PARAMETER`.
+    /// `STATUS_INVALID_PARAMETER`, the status a driver would return for this failure.
+    ///
+    /// IRQL: any.
     #[must_use]
     pub const fn status(self) -> NtStatus {
         NtStatus::INVALID_PARAMETER
@@ -81,6 +83,8 @@ impl CreateError {
     }
 
     /// The status a driver would return for this failure.
+    ///
+    /// IRQL: any.
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {
@@ -93,6 +97,8 @@ impl CreateError {
     }
 
     /// Whether this failure means "hot-swap unavailable" (fall back) rather than an error.
+    ///
+    /// IRQL: any.
     #[must_use]
     pub const fn unavailable(self) -> Option<Unavailable> {
         match self {
@@ -119,6 +125,8 @@ pub enum WrapError {
 
 impl WrapError {
     /// The status a driver would return for this failure.
+    ///
+    /// IRQL: any.
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {
@@ -169,6 +177,8 @@ impl RegisterError {
     }
 
     /// The status a driver would return for this failure.
+    ///
+    /// IRQL: any.
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {
@@ -182,7 +192,8 @@ impl RegisterError {
     }
 }
 
-/// Failures of a V1 lookup by id ([`crate::EndpointTable::wrapper`]).
+/// Failures of a V1 lookup by id ([`crate::HotSwap::wrapper`], [`crate::Extension::wrapper`]),
+/// and of [`crate::EndpointTable::endpoint`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LookupError {
     /// The kernel lacks `IoGetDriverProxyEndpointWrapper`.
@@ -197,6 +208,8 @@ pub enum LookupError {
 
 impl LookupError {
     /// The status a driver would return for this failure.
+    ///
+    /// IRQL: any.
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {
@@ -240,6 +253,8 @@ impl WorkerError {
     }
 
     /// The status a driver would return for this failure.
+    ///
+    /// IRQL: any.
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {
@@ -267,6 +282,8 @@ pub enum EventError {
 
 impl EventError {
     /// The status a driver would return for this failure.
+    ///
+    /// IRQL: any.
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {

@@ -49,13 +49,7 @@ impl Extension {
     /// [`CreateError::InsufficientResources`], [`CreateError::AlreadyExists`] (the driver
     /// object already owns one: use [`Extension::from_driver_object`]).
     pub fn create(driver: DriverObject) -> Result<Self, CreateError> {
-        Self::create_with(exports(), driver)
-    }
-
-    pub(crate) fn create_with(
-        exports: &'static Exports,
-        driver: DriverObject,
-    ) -> Result<Self, CreateError> {
+        let exports = exports();
         let create = exports
             .proxy
             .create_extension
@@ -84,13 +78,7 @@ impl Extension {
     /// # Errors
     /// [`CreateError::ExportMissing`] when the kernel lacks the routine.
     pub fn from_driver_object(driver: DriverObject) -> Result<Option<Self>, CreateError> {
-        Self::from_driver_object_with(exports(), driver)
-    }
-
-    pub(crate) fn from_driver_object_with(
-        exports: &'static Exports,
-        driver: DriverObject,
-    ) -> Result<Option<Self>, CreateError> {
+        let exports = exports();
         let get = exports
             .proxy
             .extension_from_driver_object
@@ -174,40 +162,30 @@ impl Extension {
         let mut info = table.raw_copy();
         let count = u32::try_from(N)
             .map_err(|_| RegisterError::Unexpected(crate::NtStatus::INVALID_PARAMETER))?;
-        let (status, failure) = match callback {
-            None => {
-                // SAFETY: resolved routine; live extension; `info` holds `count` valid entries.
-                let status = unsafe {
-                    register(
-                        self.raw.as_ptr(),
-                        info.as_mut_ptr(),
-                        count,
-                        None,
-                        core::ptr::null_mut(),
-                    )
-                };
-                (status, None)
-            }
-            Some(callback) => {
-                let mut context = CallbackContext {
-                    callback,
-                    failure: None,
-                };
-                // SAFETY: as above; `context` is a live local that the kernel passes back to the
-                // trampoline only during this call, which is what the trampoline requires.
-                let status = unsafe {
-                    register(
-                        self.raw.as_ptr(),
-                        info.as_mut_ptr(),
-                        count,
-                        Some(callback_trampoline),
-                        (&raw mut context).cast::<c_void>(),
-                    )
-                };
-                (status, context.failure)
-            }
+        let mut context = callback.map(|callback| CallbackContext {
+            callback,
+            failure: None,
+        });
+        let (phased, context_ptr) = match context.as_mut() {
+            Some(context) => (
+                Some(callback_trampoline as sys::DRIVER_PROXY_REGISTER_CALLBACK),
+                core::ptr::from_mut(context).cast::<c_void>(),
+            ),
+            None => (None, core::ptr::null_mut()),
         };
-        let status = crate::NtStatus(status);
+        // SAFETY: resolved routine; live extension; `info` holds `count` valid entries; the
+        // context, when there is one, is a live local that the kernel passes back to the
+        // trampoline only during this call, which is what the trampoline requires.
+        let status = crate::NtStatus(unsafe {
+            register(
+                self.raw.as_ptr(),
+                info.as_mut_ptr(),
+                count,
+                phased,
+                context_ptr,
+            )
+        });
+        let failure = context.and_then(|context| context.failure);
         match failure {
             Some((phase, status)) => Err(RegisterError::Callback { phase, status }),
             None if status.is_success() => Ok(()),

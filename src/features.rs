@@ -1,6 +1,6 @@
 //! The feature probe: `IoGetDriverProxyFeatures`.
 
-use crate::resolve::{Exports, exports};
+use crate::resolve::exports;
 use crate::{DriverObject, Unavailable, sys};
 
 /// What `IoGetDriverProxyFeatures` reported.
@@ -36,14 +36,7 @@ impl Features {
 /// # Errors
 /// [`Unavailable::ExportMissing`] when the kernel does not export `IoGetDriverProxyFeatures`.
 pub fn probe(driver: Option<DriverObject>) -> Result<Features, Unavailable> {
-    probe_with(exports(), driver)
-}
-
-pub(crate) fn probe_with(
-    exports: &Exports,
-    driver: Option<DriverObject>,
-) -> Result<Features, Unavailable> {
-    let get_features = exports
+    let get_features = exports()
         .proxy
         .get_features
         .ok_or(Unavailable::ExportMissing(

@@ -1,6 +1,5 @@
 //! [`HotSwap`]: one code path for drivers, whether or not the system can hot-swap them.
 
-use crate::resolve::{Exports, exports};
 use crate::{
     CreateError, DriverObject, Endpoint, EndpointId, EndpointTable, Extension, LookupError,
     RegisterError, SwapCallback, Unavailable, WrapError, Wrapped, features,
@@ -35,24 +34,16 @@ impl HotSwap {
     /// [`CreateError::AlreadyExists`] (use [`HotSwap::from_driver_object`]) and unexpected
     /// statuses.
     pub fn new(driver: DriverObject) -> Result<Self, CreateError> {
-        Self::new_with(exports(), driver)
-    }
-
-    pub(crate) fn new_with(
-        exports: &'static Exports,
-        driver: DriverObject,
-    ) -> Result<Self, CreateError> {
-        if let Some(name) = exports.missing_core_routine() {
-            return Ok(Self::fallback(Unavailable::ExportMissing(name)));
-        }
-        match features::probe_with(exports, Some(driver)) {
+        // A missing export is "unavailable" in both calls: the probe names
+        // `IoGetDriverProxyFeatures`, creation `IoCreateDriverProxyExtension`.
+        match features::probe(Some(driver)) {
             Err(unavailable) => return Ok(Self::fallback(unavailable)),
             Ok(features) if !features.enabled() => {
                 return Ok(Self::fallback(Unavailable::FeatureDisabled));
             }
             Ok(_) => {}
         }
-        match Extension::create_with(exports, driver) {
+        match Extension::create(driver) {
             Ok(extension) => Ok(Self {
                 mode: Mode::Enabled(extension),
             }),

@@ -87,7 +87,7 @@ impl EndpointEntry {
 /// A V1 registration table of `N` endpoints with distinct ids.
 ///
 /// Keep it for as long as the driver hands out wrappers looked up from it (a `static`, or the
-/// driver's global state): [`EndpointTable::wrapper`] checks the requested type against it,
+/// driver's global state): [`crate::HotSwap::wrapper`] checks the requested type against it,
 /// and where hot-swap is unavailable it is where the endpoint itself comes from.
 #[derive(Clone, Debug)]
 pub struct EndpointTable<const N: usize> {

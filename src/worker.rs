@@ -12,7 +12,6 @@
 //! (`KeWaitForMultipleObjects`, then the routine), so drivers keep one code path.
 
 use core::ffi::c_void;
-use core::marker::PhantomData;
 use core::mem::offset_of;
 
 use crate::{Event, HotSwap, NtStatus, WorkerError, Wrapped, sys};
@@ -139,7 +138,6 @@ pub struct WorkerThreadBuilder<'a> {
     timeout: Option<Timeout>,
     events: [Option<&'a Event>; MAX_WORKER_EVENTS],
     event_count: usize,
-    _borrows: PhantomData<&'a ()>,
 }
 
 impl HotSwap {
@@ -162,7 +160,6 @@ impl HotSwap {
             timeout: None,
             events: [None; MAX_WORKER_EVENTS],
             event_count: 0,
-            _borrows: PhantomData,
         }
     }
 }
@@ -414,6 +411,11 @@ mod fallback {
         wait_blocks: [u64; sys::KWAIT_BLOCK_SIZE / 8 * MAX_WORKER_EVENTS],
     }
 
+    /// Starts a plain system thread running [`thread_main`] on a pool copy of `start`.
+    ///
+    /// # Safety
+    /// The events and the context `start` points to must stay valid until the thread has
+    /// ended (the contract of `WorkerThreadBuilder::spawn_unchecked`).
     pub(super) unsafe fn spawn(
         exports: &Exports,
         start: StartContext,

@@ -16,7 +16,7 @@ use crate::Endpoint;
 /// build for `x86_64-pc-windows-msvc`.
 ///
 /// A `Wrapped` is obtained from [`crate::HotSwap::wrap`] (V2, by endpoint),
-/// [`crate::EndpointTable::wrapper`] (V1, by id), or the [`crate::Extension`] methods of the
+/// [`crate::HotSwap::wrapper`] (V1, by id), or the [`crate::Extension`] methods of the
 /// same names. Where hot-swap is unavailable, those return the endpoint itself as a
 /// `Wrapped` (the *fallback*), so the driver has one code path.
 ///

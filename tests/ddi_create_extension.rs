@@ -178,7 +178,8 @@ fn a_new_driver_object_at_a_recycled_address_starts_without_an_extension() {
     let raw = storage.as_raw();
     Extension::create(driver(&mut storage)).unwrap();
     storage.control().delete();
-    // SAFETY: null is a valid input; `raw` is still a live allocation.
+    // SAFETY: `raw` is still a live allocation (the storage), now a driver object without an
+    // extension.
     let found =
         unsafe { driver_proxy_host::kernel::IoGetDriverProxyExtensionFromDriverObject(raw) };
     assert!(found.is_null());
@@ -196,11 +197,10 @@ extern "system" fn times_three(x: u64) -> u64 {
 #[test]
 fn v2_wrappers_of_every_declared_endpoint_exist_as_soon_as_create_succeeds() {
     let mut storage = HostDriverObject::new();
-    storage
-        .control()
-        .declare_image_endpoints(&[times_two as Op as usize, times_three as Op as usize])
-        .unwrap();
-    let hotswap = common::hotswap(&mut storage);
+    let hotswap = common::image_hotswap(
+        &mut storage,
+        &[times_two as Op as usize, times_three as Op as usize],
+    );
     let two = hotswap.wrap(times_two as Op).unwrap();
     let three = hotswap.wrap(times_three as Op).unwrap();
     assert_ne!(two.address(), times_two as Op as usize);

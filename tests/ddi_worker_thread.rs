@@ -16,7 +16,7 @@ use driver_proxy::{
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control;
 
-use common::{event, extension, hotswap, join, leak, raw_event, set, wait_until};
+use common::{event, extension, hotswap, image_hotswap, join, leak, raw_event, set, wait_until};
 
 /// What a worker routine saw: (version, wait status) per call.
 struct Log {
@@ -75,9 +75,6 @@ fn registered(storage: &mut HostDriverObject) -> (HotSwap, Wrapped<WorkerRoutine
     (hotswap, wrapper)
 }
 
-const STATUS_WAIT_1: sys::NTSTATUS = sys::STATUS_WAIT_1;
-const STATUS_WAIT_2: sys::NTSTATUS = sys::STATUS_WAIT_2;
-
 #[test]
 fn the_worker_waits_on_its_events_and_calls_the_routine_with_status_wait_0_plus_the_index() {
     let mut storage = HostDriverObject::new();
@@ -87,7 +84,7 @@ fn the_worker_waits_on_its_events_and_calls_the_routine_with_status_wait_0_plus_
         event(EventKind::Synchronization, false),
         event(EventKind::Synchronization, false),
     ];
-    let log = Log::new(STATUS_WAIT_2, usize::MAX);
+    let log = Log::new(sys::STATUS_WAIT_2, usize::MAX);
     let worker = hotswap
         .worker_thread(routine)
         .context(log)
@@ -107,9 +104,9 @@ fn the_worker_waits_on_its_events_and_calls_the_routine_with_status_wait_0_plus_
     assert_eq!(
         log.calls(),
         [
-            (1, STATUS_WAIT_1),
+            (1, sys::STATUS_WAIT_1),
             (1, sys::STATUS_WAIT_0),
-            (1, STATUS_WAIT_2)
+            (1, sys::STATUS_WAIT_2)
         ]
     );
     assert_eq!(extension(&hotswap).worker_threads(), 0);
@@ -160,7 +157,7 @@ fn a_swap_between_iterations_takes_effect_at_the_next_iteration() {
         event(EventKind::Synchronization, false),
         event(EventKind::Synchronization, false),
     );
-    let log = Log::new(STATUS_WAIT_1, usize::MAX);
+    let log = Log::new(sys::STATUS_WAIT_1, usize::MAX);
     let worker = hotswap
         .worker_thread(routine)
         .context(log)
@@ -182,7 +179,7 @@ fn a_swap_between_iterations_takes_effect_at_the_next_iteration() {
         [
             (1, sys::STATUS_WAIT_0),
             (2, sys::STATUS_WAIT_0),
-            (2, STATUS_WAIT_1)
+            (2, sys::STATUS_WAIT_1)
         ]
     );
 }
@@ -223,11 +220,7 @@ fn wait_all_calls_the_routine_only_when_every_event_is_signalled() {
 #[test]
 fn a_wrapper_of_an_image_endpoint_can_be_the_worker_routine() {
     let mut storage = HostDriverObject::new();
-    storage
-        .control()
-        .declare_image_endpoints(&[worker_v2 as WorkerRoutine as usize])
-        .unwrap();
-    let hotswap = hotswap(&mut storage);
+    let hotswap = image_hotswap(&mut storage, &[worker_v2 as WorkerRoutine as usize]);
     let routine = hotswap.wrap(worker_v2 as WorkerRoutine).unwrap();
     let log = Log::new(sys::STATUS_WAIT_0, usize::MAX);
     let worker = hotswap
@@ -312,6 +305,16 @@ fn raw_start<const N: usize>(
     }
 }
 
+/// A start context valid in every field: `routine`, one signalled notification event, `WaitAny`,
+/// kernel mode. Each test of bad input breaks one thing.
+fn valid_start(routine: WorkerRoutine, context: &'static Log) -> RawStart<1> {
+    raw_start(
+        Some(routine),
+        context,
+        [raw_event(sys::NotificationEvent, true)],
+    )
+}
+
 /// `IoDriverProxyCreateHotSwappableWorkerThread` with raw arguments.
 fn raw_create<const N: usize>(
     extension: sys::PDRIVER_PROXY_EXTENSION,
@@ -348,7 +351,7 @@ fn the_start_context_is_copied_so_the_caller_may_free_it_at_once() {
         raw_event(sys::SynchronizationEvent, false),
         raw_event(sys::SynchronizationEvent, false),
     );
-    let log = Log::new(STATUS_WAIT_1, usize::MAX);
+    let log = Log::new(sys::STATUS_WAIT_1, usize::MAX);
     // Boxed, so that it can be freed right after the call.
     let mut start = Box::new(raw_start(Some(routine.get()), log, [work, stop]));
     let mut handle = std::ptr::null_mut();
@@ -381,7 +384,10 @@ fn the_start_context_is_copied_so_the_caller_may_free_it_at_once() {
     set(stop);
     join(handle);
     close(handle);
-    assert_eq!(log.calls(), [(1, sys::STATUS_WAIT_0), (1, STATUS_WAIT_1)]);
+    assert_eq!(
+        log.calls(),
+        [(1, sys::STATUS_WAIT_0), (1, sys::STATUS_WAIT_1)]
+    );
 }
 
 /// Asserts that creating a worker with `start` returns `STATUS_INVALID_PARAMETER` and starts
@@ -439,11 +445,7 @@ fn a_routine_that_is_not_a_wrapper_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
     let (hotswap, _) = registered(&mut storage);
     let log = Log::new(0, 1);
-    let mut start = raw_start(
-        Some(worker_v1),
-        log,
-        [raw_event(sys::NotificationEvent, true)],
-    );
+    let mut start = valid_start(worker_v1, log);
     assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
     assert_eq!(log.len(), 0, "never called");
 }
@@ -464,11 +466,7 @@ fn the_wrapper_of_an_endpoint_registered_with_another_parameter_count_returns_st
     let address = hotswap.wrapper(&table, id).unwrap().address();
     // SAFETY: only passed to the kernel, which rejects it without calling it.
     let routine = unsafe { core::mem::transmute::<usize, WorkerRoutine>(address) };
-    let mut start = raw_start(
-        Some(routine),
-        Log::new(0, 1),
-        [raw_event(sys::NotificationEvent, true)],
-    );
+    let mut start = valid_start(routine, Log::new(0, 1));
     assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
 }
 
@@ -491,11 +489,7 @@ fn an_event_that_is_not_initialised_returns_status_invalid_parameter() {
 fn an_unknown_wait_type_or_wait_mode_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
     let (hotswap, routine) = registered(&mut storage);
-    let mut start = raw_start(
-        Some(routine.get()),
-        Log::new(0, 1),
-        [raw_event(sys::NotificationEvent, true)],
-    );
+    let mut start = valid_start(routine.get(), Log::new(0, 1));
     start.header.WaitType = 2;
     assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
     start.header.WaitType = sys::WaitAny;
@@ -507,11 +501,7 @@ fn an_unknown_wait_type_or_wait_mode_returns_status_invalid_parameter() {
 fn a_null_extension_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
     let (_, routine) = registered(&mut storage);
-    let mut start = raw_start(
-        Some(routine.get()),
-        Log::new(0, 1),
-        [raw_event(sys::NotificationEvent, true)],
-    );
+    let mut start = valid_start(routine.get(), Log::new(0, 1));
     assert_invalid(std::ptr::null_mut(), Some(&mut start));
 }
 
@@ -520,11 +510,7 @@ fn a_null_thread_handle_pointer_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
     let (hotswap, routine) = registered(&mut storage);
     let log = Log::new(0, 1);
-    let mut start = raw_start(
-        Some(routine.get()),
-        log,
-        [raw_event(sys::NotificationEvent, true)],
-    );
+    let mut start = valid_start(routine.get(), log);
     let status = raw_create(
         hotswap.extension().unwrap().as_raw(),
         std::ptr::null_mut(),

@@ -1,17 +1,17 @@
 //! Lookups of wrappers: by id (`IoGetDriverProxyEndpointWrapper`, V1, DDI reference §4.16)
 //! and by endpoint (`IofGetDriverProxyWrapperFromEndpoint`, V2, §4.17/§4.18), for endpoints
 //! registered by V1 and for endpoints of the image's `.shsept` list; and the control swap to a
-//! new image that the later image loader uses.
+//! new image that the image loader uses to hot-swap a `.sys` image.
 
 mod common;
 
 use driver_proxy::{
-    EndpointEntry, EndpointId, EndpointTable, LookupError, NtStatus, WrapError, sys,
+    Endpoint, EndpointEntry, EndpointId, EndpointTable, LookupError, WrapError, sys,
 };
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control::{self, EndpointKey};
 
-use common::{extension, hotswap};
+use common::{extension, hotswap, image_hotswap};
 
 type Op = extern "system" fn(u64) -> u64;
 extern "system" fn v1(x: u64) -> u64 {
@@ -37,12 +37,11 @@ const A: EndpointId<Op> = EndpointId::new(1);
 const B: EndpointId<Op> = EndpointId::new(2);
 
 fn code(f: Op) -> usize {
-    f as usize
+    f.address()
 }
 
 fn erased(f: Op) -> sys::DRIVER_PROXY_ENDPOINT_FUNCTION {
-    // SAFETY: a function pointer of pointer size, erased as the C macro does.
-    unsafe { core::mem::transmute::<Op, sys::DRIVER_PROXY_ENDPOINT_FUNCTION>(f) }
+    f.erase()
 }
 
 /// `IofGetDriverProxyWrapperFromEndpoint` with raw arguments; `*Wrapper` starts non-null.
@@ -147,7 +146,6 @@ fn an_endpoint_never_registered_returns_status_not_found_and_a_null_wrapper() {
         hotswap.wrap(never_registered as Op),
         Err(WrapError::NotAnEndpoint)
     );
-    assert_eq!(WrapError::NotAnEndpoint.status(), NtStatus::NOT_FOUND);
     let (status, out) = raw_lookup(
         hotswap.extension().unwrap().as_raw(),
         Some(erased(never_registered)),
@@ -212,11 +210,7 @@ fn a_null_wrapper_pointer_returns_status_invalid_parameter() {
 #[test]
 fn image_endpoints_are_found_by_endpoint_but_not_by_id() {
     let mut storage = HostDriverObject::new();
-    storage
-        .control()
-        .declare_image_endpoints(&[code(image_a), code(image_b)])
-        .unwrap();
-    let hotswap = hotswap(&mut storage);
+    let hotswap = image_hotswap(&mut storage, &[code(image_a), code(image_b)]);
     let a = hotswap.wrap(image_a as Op).unwrap();
     assert_eq!(a.get()(2), 20);
     let control = extension(&hotswap);
@@ -253,11 +247,7 @@ fn endpoints_declared_on_a_live_extension_are_wrapped_at_once() {
 #[test]
 fn a_control_swap_to_a_new_image_repoints_by_ordinal_and_id_with_the_phased_protocol() {
     let mut storage = HostDriverObject::new();
-    storage
-        .control()
-        .declare_image_endpoints(&[code(image_a), code(image_b)])
-        .unwrap();
-    let hotswap = hotswap(&mut storage);
+    let hotswap = image_hotswap(&mut storage, &[code(image_a), code(image_b)]);
     let t = EndpointTable::new([EndpointEntry::new(A, v1 as Op)]).unwrap();
     hotswap.register(&t, None).unwrap();
     let (a, by_id) = (
@@ -309,11 +299,7 @@ fn a_control_swap_to_a_new_image_repoints_by_ordinal_and_id_with_the_phased_prot
 #[test]
 fn a_control_swap_with_a_bad_change_returns_status_invalid_parameter_without_any_phase() {
     let mut storage = HostDriverObject::new();
-    storage
-        .control()
-        .declare_image_endpoints(&[code(image_a)])
-        .unwrap();
-    let hotswap = hotswap(&mut storage);
+    let hotswap = image_hotswap(&mut storage, &[code(image_a)]);
     let control = extension(&hotswap);
     let mut delivered = 0;
     let mut callback = |_: control::Phase| {
@@ -346,11 +332,7 @@ fn a_control_swap_with_a_bad_change_returns_status_invalid_parameter_without_any
 #[test]
 fn a_control_swap_whose_callback_fails_is_rolled_back_with_the_callbacks_status() {
     let mut storage = HostDriverObject::new();
-    storage
-        .control()
-        .declare_image_endpoints(&[code(image_a)])
-        .unwrap();
-    let hotswap = hotswap(&mut storage);
+    let hotswap = image_hotswap(&mut storage, &[code(image_a)]);
     let control = extension(&hotswap);
     let mut callback = |phase: control::Phase| {
         if phase == control::Phase::ProxyStalled {

@@ -18,7 +18,7 @@ use driver_proxy::{
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control::{self, pool_usage};
 
-use common::{event, join, leak, wait_until};
+use common::{driver, event, join, leak, wait_until};
 
 type Handler = extern "system" fn(u64, u64) -> u64;
 extern "system" fn add(a: u64, b: u64) -> u64 {
@@ -42,11 +42,6 @@ fn kernel_without_driver_proxy() {
             driver_proxy_host::hide_export(name.ascii);
         }
     });
-}
-
-fn driver(storage: &mut HostDriverObject) -> DriverObject {
-    // SAFETY: the host driver object outlives every use in the test.
-    unsafe { DriverObject::from_raw(storage.as_raw()) }.unwrap()
 }
 
 #[test]
@@ -126,6 +121,22 @@ struct Calls {
     statuses: Mutex<Vec<i32>>,
 }
 
+impl Calls {
+    /// An empty record, leaked: the worker's context must outlive the thread.
+    fn new() -> &'static Self {
+        leak(Self {
+            statuses: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn statuses(&self) -> Vec<i32> {
+        self.statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// The index of the stop event: the routine returns `FALSE` when it wakes the thread.
 const STOP_INDEX: i32 = 1;
 
@@ -154,9 +165,7 @@ fn without_driver_proxy_a_worker_thread_is_a_plain_system_thread_running_the_sam
     let before = pool_usage(WORKER_POOL_TAG);
     let mut storage = HostDriverObject::new();
     let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
-    let calls = leak(Calls {
-        statuses: Mutex::new(Vec::new()),
-    });
+    let calls = Calls::new();
     let kick = event(EventKind::Synchronization, true);
     let stop = event(EventKind::Notification, false);
     let routine = hotswap.wrap(recording_routine as WorkerRoutine).unwrap();
@@ -174,19 +183,12 @@ fn without_driver_proxy_a_worker_thread_is_a_plain_system_thread_running_the_sam
         before.outstanding + 1
     );
 
-    let count = || {
-        calls
-            .statuses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    };
     wait_until("a call on the kick, then one on the timeout", || {
-        count() >= 2
+        calls.statuses().len() >= 2
     });
     stop.set().unwrap();
     join(thread.handle());
-    let statuses = calls.statuses.lock().unwrap().clone();
+    let statuses = calls.statuses();
     assert_eq!(
         statuses[0],
         sys::STATUS_WAIT_0,
@@ -218,9 +220,7 @@ fn without_driver_proxy_a_failed_thread_creation_is_an_error_and_frees_its_block
     let before = pool_usage(WORKER_POOL_TAG);
     let mut storage = HostDriverObject::new();
     let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
-    let calls = leak(Calls {
-        statuses: Mutex::new(Vec::new()),
-    });
+    let calls = Calls::new();
     let kick = event(EventKind::Synchronization, true);
     let routine = hotswap.wrap(recording_routine as WorkerRoutine).unwrap();
 
@@ -253,8 +253,5 @@ fn without_driver_proxy_a_failed_thread_creation_is_an_error_and_frees_its_block
         after.allocated,
         "no block"
     );
-    assert!(
-        calls.statuses.lock().unwrap().is_empty(),
-        "the routine never ran"
-    );
+    assert!(calls.statuses().is_empty(), "the routine never ran");
 }

@@ -3,10 +3,11 @@
 //!
 //! `driver-proxy` imports `MmGetSystemRoutineAddress` statically; on a host build the linker
 //! resolves it to the function below. The routine table says which routines this model of
-//! the kernel exports: the seven documented DriverProxy routines and the kernel routines the
-//! library resolves (events, the multi-object wait, system threads, `ZwClose`, pool), all
-//! implemented in [`crate::kernel`], plus `MmGetSystemRoutineAddress` itself. So by default
-//! the host is a kernel *with* Driver Hot-Swap.
+//! the kernel exports: the seven documented DriverProxy routines, the kernel routines the
+//! library resolves (events, the multi-object wait, system threads, `ZwClose`, pool) and
+//! `ZwWaitForSingleObject`, all implemented in [`crate::kernel`], plus
+//! `MmGetSystemRoutineAddress` itself. So by default the host is a kernel *with* Driver
+//! Hot-Swap.
 //!
 //! These are the `extern "system"` (on this host: `SysV`) entry points, for drivers compiled
 //! for the host. Code of a `.sys` image uses the Microsoft x64 entry points of
@@ -62,15 +63,11 @@ static ROUTINES: &[ExportedRoutine] = exported![
     events::KeWaitForMultipleObjects,
     threads::PsCreateSystemThread,
     threads::ZwClose,
+    threads::ZwWaitForSingleObject,
     pool::ExAllocatePool2,
     pool::ExFreePoolWithTag,
-    this::MmGetSystemRoutineAddress,
+    self::MmGetSystemRoutineAddress,
 ];
-
-/// This module, for the table.
-mod this {
-    pub(super) use super::MmGetSystemRoutineAddress;
-}
 
 static HIDDEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
@@ -105,23 +102,33 @@ fn lookup(name: &str) -> *mut c_void {
         .map_or(std::ptr::null_mut(), |routine| routine.address.cast_mut())
 }
 
+/// The routine name `MmGetSystemRoutineAddress` was asked for, in either convention: `None`
+/// for a null string, a null buffer, an odd `Length`, a `Length` above `MaximumLength`, or
+/// invalid UTF-16.
+///
+/// # Safety
+/// `name` must be null or point to a `UNICODE_STRING` whose buffer holds `Length` bytes.
+pub(crate) unsafe fn routine_name(name: sys::PUNICODE_STRING) -> Option<String> {
+    // SAFETY: caller contract: null or a valid UNICODE_STRING.
+    let name = unsafe { name.as_ref() }?;
+    if name.Buffer.is_null() || name.Length % 2 != 0 || name.Length > name.MaximumLength {
+        return None;
+    }
+    // SAFETY: caller contract: `Buffer` holds `Length` bytes of UTF-16.
+    let units = unsafe { std::slice::from_raw_parts(name.Buffer, usize::from(name.Length) / 2) };
+    String::from_utf16(units).ok()
+}
+
 /// `PVOID MmGetSystemRoutineAddress(PUNICODE_STRING SystemRoutineName)`: the address of a
-/// routine this host exports, or null (unknown name, hidden export, malformed string).
+/// routine this host exports, or null (unknown name, hidden export, malformed string: see
+/// [`routine_name`]).
 ///
 /// # Safety
 /// `name` must be null or point to a `UNICODE_STRING` whose buffer holds `Length` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn MmGetSystemRoutineAddress(name: sys::PUNICODE_STRING) -> *mut c_void {
-    // SAFETY: caller contract: null or a valid UNICODE_STRING.
-    let Some(name) = (unsafe { name.as_ref() }) else {
-        return std::ptr::null_mut();
-    };
-    if name.Buffer.is_null() || name.Length % 2 != 0 {
-        return std::ptr::null_mut();
-    }
-    // SAFETY: caller contract: `Buffer` holds `Length` bytes of UTF-16.
-    let units = unsafe { std::slice::from_raw_parts(name.Buffer, usize::from(name.Length) / 2) };
-    String::from_utf16(units).map_or(std::ptr::null_mut(), |name| lookup(&name))
+    // SAFETY: forwarded caller contract.
+    unsafe { routine_name(name) }.map_or(std::ptr::null_mut(), |name| lookup(&name))
 }
 
 #[cfg(test)]
@@ -152,6 +159,17 @@ mod tests {
         };
         // SAFETY: the buffer holds 4 bytes; the odd length is rejected before reading.
         assert!(unsafe { MmGetSystemRoutineAddress(&raw mut odd) }.is_null());
+        let mut units: Vec<u16> = "ZwClose".encode_utf16().collect();
+        let mut overlong = sys::UNICODE_STRING {
+            Length: 14,
+            MaximumLength: 12,
+            Buffer: units.as_mut_ptr(),
+        };
+        // SAFETY: the buffer holds 14 bytes; `Length` > `MaximumLength` is rejected.
+        assert!(unsafe { MmGetSystemRoutineAddress(&raw mut overlong) }.is_null());
+        overlong.MaximumLength = 14;
+        // SAFETY: as above, now well-formed.
+        assert!(!unsafe { MmGetSystemRoutineAddress(&raw mut overlong) }.is_null());
     }
 
     #[test]

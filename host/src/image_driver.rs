@@ -26,7 +26,10 @@
 //! * **Failure** (the entry returned an error: a phased callback failed, the drain timed out,
 //!   the image is not of this driver): the kernel rolled the swap back, the outgoing image
 //!   keeps serving, and the incoming image is unmapped without running its `DriverUnload` (it
-//!   registered nothing that survives the rollback).
+//!   registered nothing that survives the rollback). A failing entry must leave the driver
+//!   object as it found it: a routine of its own it stored there (`DriverUnload`, a
+//!   `MajorFunction` slot) points into the unmapped image, and the first call through it
+//!   aborts the process naming that image.
 //!
 //! Swaps are serialised; requests may run on other threads meanwhile.
 //!
@@ -166,9 +169,13 @@ pub struct ImageSwap {
 }
 
 /// A driver running from a mapped `.sys` image, swappable to another image of itself.
+///
+/// No `Drop` of its own: dropped without [`unload`](Self::unload), the [`Driver`] stays loaded
+/// (its own drop leaves it so) and the serving image stays mapped (`ManuallyDrop`).
 pub struct ImageDriver {
-    driver: ManuallyDrop<Driver>,
-    /// The image serving now; the lock also serialises swaps.
+    driver: Driver,
+    /// The image serving now; the lock also serialises swaps. Unmapped only by a swap away
+    /// from it or a clean unload.
     serving: Mutex<ManuallyDrop<LoadedImage>>,
     /// The images this driver was swapped away from, in order (all retired).
     retired: Mutex<Vec<String>>,
@@ -236,7 +243,7 @@ impl ImageDriver {
         };
         match started {
             Ok(driver) => Ok(Self {
-                driver: ManuallyDrop::new(driver),
+                driver,
                 serving: Mutex::new(ManuallyDrop::new(image)),
                 retired: Mutex::new(Vec::new()),
             }),
@@ -368,11 +375,13 @@ impl ImageDriver {
     pub fn connect(self: &Arc<Self>, path: &str) -> Result<Connection, NtStatus> {
         let handle = self.driver.open(path)?;
         // SAFETY: the handle borrows `self.driver`, which lives inside the `Arc` the
-        // connection keeps (field `driver`, dropped after the handle) and is never moved while
-        // an `Arc` exists: `unload` needs the only one.
+        // connection keeps (field `driver`, dropped after the handle: declaration order) and
+        // is never moved or dropped while an `Arc` exists: `unload` takes the `ImageDriver` by
+        // value, which needs the only one. The handle is never handed out of the connection,
+        // so the `'static` cannot escape.
         let handle = unsafe { std::mem::transmute::<FileHandle<'_>, FileHandle<'static>>(handle) };
         Ok(Connection {
-            handle: ManuallyDrop::new(handle),
+            handle,
             driver: Arc::clone(self),
         })
     }
@@ -384,17 +393,11 @@ impl ImageDriver {
     /// [`ImageDriverError::NoUnloadRoutine`] (still loaded: dropped, it stays loaded) or
     /// [`ImageDriverError::Unload`] (the image stays mapped).
     pub fn unload(self) -> Result<(), ImageDriverError> {
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: the driver is taken once, and `this` is never dropped (ManuallyDrop).
-        let driver = unsafe { ManuallyDrop::take(&mut this.driver) };
-        // SAFETY: as above, for the serving image (the mutex keeps an emptied ManuallyDrop).
-        let image = unsafe { ManuallyDrop::take(&mut *lock(&this.serving)) };
-        // SAFETY: the remaining fields are read out once each and dropped here; `this` itself
-        // is never dropped. Dropping the mutex does not drop the (taken) image.
-        unsafe {
-            std::ptr::drop_in_place(&raw mut this.serving);
-            std::ptr::drop_in_place(&raw mut this.retired);
-        }
+        let Self {
+            driver, serving, ..
+        } = self;
+        let image =
+            ManuallyDrop::into_inner(serving.into_inner().unwrap_or_else(PoisonError::into_inner));
         let name = image.name().to_owned();
         match driver.unload() {
             Ok(()) => {
@@ -406,7 +409,8 @@ impl ImageDriver {
                 Err(ImageDriverError::Unload { image: name, leaks })
             }
             Err(UnloadError::NoUnloadRoutine(driver)) => {
-                std::mem::forget(driver);
+                // Still loaded: a dropped `Driver` stays loaded, and its image stays mapped.
+                drop(driver);
                 std::mem::forget(image);
                 Err(ImageDriverError::NoUnloadRoutine { image: name })
             }
@@ -414,27 +418,20 @@ impl ImageDriver {
     }
 }
 
-impl Drop for ImageDriver {
-    fn drop(&mut self) {
-        // Not unloaded: the driver stays loaded for the rest of the process, and so does its
-        // image (ManuallyDrop: never unmapped).
-        // SAFETY: taken once, in drop.
-        let driver = unsafe { ManuallyDrop::take(&mut self.driver) };
-        drop(driver);
-    }
-}
-
 /// An open handle on a device of an [`ImageDriver`] that keeps the driver alive: `Send`,
 /// no borrow. Dropping it closes the handle.
 pub struct Connection {
-    handle: ManuallyDrop<FileHandle<'static>>,
+    /// Borrows `driver.driver` (lifetime extended in [`ImageDriver::connect`]). Declared
+    /// first: fields drop in declaration order, so the handle is closed while the driver it
+    /// borrows is still alive.
+    handle: FileHandle<'static>,
     driver: Arc<ImageDriver>,
 }
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
-            .field("handle", &*self.handle)
+            .field("handle", &self.handle)
             .finish_non_exhaustive()
     }
 }
@@ -453,13 +450,5 @@ impl Connection {
     #[must_use]
     pub fn driver(&self) -> &Arc<ImageDriver> {
         &self.driver
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        // SAFETY: taken once, in drop, before `driver` (which the handle borrows) is dropped.
-        let handle = unsafe { ManuallyDrop::take(&mut self.handle) };
-        drop(handle);
     }
 }

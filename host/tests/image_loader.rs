@@ -784,13 +784,19 @@ fn the_arm64_sample_driver_images_are_refused_by_machine() {
 
 // --- retired images fail loudly ----------------------------------------------------------------
 
-fn child_output_text(output: &std::process::Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+/// Runs `scenario` of the test `name` in a child process and asserts that `signal` killed
+/// it; returns its stderr and, for messages, its whole output.
+#[track_caller]
+fn child_killed_by(name: &str, scenario: &str, signal: libc::c_int) -> (String, String) {
+    let output = run_child(name, scenario);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let text = format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{stderr}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    );
+    assert_eq!(output.status.signal(), Some(signal), "{text}");
+    (stderr, text)
 }
 
 #[test]
@@ -807,12 +813,9 @@ fn a_call_into_an_unmapped_image_aborts_naming_the_image_and_rva() {
         println!("the call into the unmapped image returned");
         return;
     }
-    let output = run_child(NAME, "call");
-    let text = child_output_text(&output);
-    assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{text}");
+    let (stderr, text) = child_killed_by(NAME, "call", libc::SIGABRT);
     assert!(
-        String::from_utf8_lossy(&output.stderr)
-            .contains("host kernel: call into unmapped image synthetic.sys at RVA 0x1030\n"),
+        stderr.contains("host kernel: call into unmapped image synthetic.sys at RVA 0x1030\n"),
         "{text}"
     );
 }
@@ -829,12 +832,9 @@ fn a_read_of_an_unmapped_image_aborts_naming_the_access() {
         println!("the read of the unmapped image returned {value}");
         return;
     }
-    let output = run_child(NAME, "read");
-    let text = child_output_text(&output);
-    assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{text}");
+    let (stderr, text) = child_killed_by(NAME, "read", libc::SIGABRT);
     assert!(
-        String::from_utf8_lossy(&output.stderr)
-            .contains("host kernel: access to unmapped image synthetic.sys at RVA 0x3010 by"),
+        stderr.contains("host kernel: access to unmapped image synthetic.sys at RVA 0x3010 by"),
         "{text}"
     );
 }
@@ -850,13 +850,8 @@ fn other_faults_keep_their_usual_outcome() {
         println!("the read of address 16 returned {value}");
         return;
     }
-    let output = run_child(NAME, "other");
-    let text = child_output_text(&output);
-    assert_eq!(output.status.signal(), Some(libc::SIGSEGV), "{text}");
-    assert!(
-        !String::from_utf8_lossy(&output.stderr).contains("host kernel"),
-        "{text}"
-    );
+    let (stderr, text) = child_killed_by(NAME, "other", libc::SIGSEGV);
+    assert!(!stderr.contains("host kernel"), "{text}");
 }
 
 #[test]
@@ -872,7 +867,8 @@ fn a_retired_range_is_not_reused_by_later_loads() {
     }
 }
 
-/// Keeps `Sample` used in this binary (its fields serve other checks).
+/// `Sample::text_raw` is where the writer put `.text`: the file holds `ADD`'s first
+/// instruction (`lea rax, [rcx+rdx]`) there.
 #[test]
 fn the_sample_offsets_match_the_writer() {
     let Sample {

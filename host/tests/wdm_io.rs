@@ -10,10 +10,12 @@
 mod wdm_common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use driver_proxy::NtStatus;
 use driver_proxy::sys;
 use driver_proxy_host::kernel::control::pool_usage;
+use driver_proxy_host::wdm::io::hold::hold_next_completion;
 use driver_proxy_host::wdm::io::read_unicode;
 use driver_proxy_host::wdm::status;
 use driver_proxy_host::wdm::types::{
@@ -67,6 +69,10 @@ fn link_of(name: &str) -> Box<UString> {
     UString::new(&format!("\\DosDevices\\{name}"))
 }
 
+/// The test driver's `DriverEntry` (behaviour from its name: module docs).
+///
+/// # Safety
+/// Called by the I/O manager with a new driver object and a valid registry path.
 unsafe extern "win64" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
     registry_path: *mut sys::UNICODE_STRING,
@@ -115,9 +121,12 @@ unsafe extern "win64" fn driver_entry(
     }
     // SAFETY: our driver object; no device can receive requests yet.
     unsafe {
-        (*driver).MajorFunction[IRP_MJ_CREATE] = dispatch_create as *const () as usize;
-        (*driver).MajorFunction[IRP_MJ_CLOSE] = dispatch_close as *const () as usize;
-        (*driver).MajorFunction[IRP_MJ_CLEANUP] = dispatch_cleanup as *const () as usize;
+        (*driver).MajorFunction[IRP_MJ_CREATE] =
+            dispatch_counted::<IRP_MJ_CREATE> as *const () as usize;
+        (*driver).MajorFunction[IRP_MJ_CLOSE] =
+            dispatch_counted::<IRP_MJ_CLOSE> as *const () as usize;
+        (*driver).MajorFunction[IRP_MJ_CLEANUP] =
+            dispatch_counted::<IRP_MJ_CLEANUP> as *const () as usize;
         (*driver).MajorFunction[IRP_MJ_DEVICE_CONTROL] =
             dispatch_device_control as *const () as usize;
         if !name.contains("NoUnload") {
@@ -127,6 +136,10 @@ unsafe extern "win64" fn driver_entry(
     sys::STATUS_SUCCESS
 }
 
+/// The test driver's `DriverUnload`: deletes its link (unless `LeakLink`) and its devices.
+///
+/// # Safety
+/// Called by the I/O manager with this driver's object, no request in flight.
 unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
     // SAFETY: our driver object: its name is `\Driver\<name>`.
     let name = unsafe { read_unicode(&raw mut (*driver).DriverName) }.unwrap();
@@ -158,33 +171,32 @@ unsafe fn complete(irp: *mut IRP, status: sys::NTSTATUS, information: usize) -> 
     status
 }
 
-unsafe extern "win64" fn dispatch_create(
+/// `IRP_MJ_CREATE`, `IRP_MJ_CLEANUP` or `IRP_MJ_CLOSE` (`MAJOR`): counts the request in the
+/// device extension and completes it with success. One instance per major function, so each
+/// slot holds a routine of its own and a request sent to the wrong slot is counted wrong.
+///
+/// # Safety
+/// Called by the I/O manager with a device of this driver and a live IRP.
+unsafe extern "win64" fn dispatch_counted<const MAJOR: usize>(
     device: *mut DEVICE_OBJECT,
     irp: *mut IRP,
 ) -> sys::NTSTATUS {
-    extension(device).creates.fetch_add(1, Ordering::SeqCst);
+    let extension = extension(device);
+    let counter = match MAJOR {
+        IRP_MJ_CREATE => &extension.creates,
+        IRP_MJ_CLEANUP => &extension.cleanups,
+        IRP_MJ_CLOSE => &extension.closes,
+        _ => unreachable!("registered for create, cleanup and close only"),
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
     // SAFETY: the I/O manager's IRP.
     unsafe { complete(irp, sys::STATUS_SUCCESS, 0) }
 }
 
-unsafe extern "win64" fn dispatch_close(
-    device: *mut DEVICE_OBJECT,
-    irp: *mut IRP,
-) -> sys::NTSTATUS {
-    extension(device).closes.fetch_add(1, Ordering::SeqCst);
-    // SAFETY: the I/O manager's IRP.
-    unsafe { complete(irp, sys::STATUS_SUCCESS, 0) }
-}
-
-unsafe extern "win64" fn dispatch_cleanup(
-    device: *mut DEVICE_OBJECT,
-    irp: *mut IRP,
-) -> sys::NTSTATUS {
-    extension(device).cleanups.fetch_add(1, Ordering::SeqCst);
-    // SAFETY: the I/O manager's IRP.
-    unsafe { complete(irp, sys::STATUS_SUCCESS, 0) }
-}
-
+/// `IRP_MJ_DEVICE_CONTROL`: the behaviour the control code asks for.
+///
+/// # Safety
+/// Called by the I/O manager with a device of this driver and a live `METHOD_BUFFERED` IRP.
 unsafe extern "win64" fn dispatch_device_control(
     device: *mut DEVICE_OBJECT,
     irp: *mut IRP,
@@ -593,6 +605,10 @@ fn unload_reports_leaks_and_refuses_without_an_unload_routine() {
 
 #[test]
 fn a_failing_driver_entry_is_reported_and_leaves_nothing() {
+    /// A `DriverEntry` that fails without touching anything.
+    ///
+    /// # Safety
+    /// None: it reads no argument.
     unsafe extern "win64" fn failing_entry(
         _driver: *mut DRIVER_OBJECT,
         _path: *mut sys::UNICODE_STRING,
@@ -611,7 +627,7 @@ fn a_failing_driver_entry_is_reported_and_leaves_nothing() {
         result.unwrap_err(),
         NtStatus(sys::STATUS_INSUFFICIENT_RESOURCES)
     );
-    // The name is free again.
+    // The name is free again: the entry runs and fails the same way (no name collision).
     // SAFETY: as above.
     let result = unsafe {
         Driver::start(
@@ -620,7 +636,62 @@ fn a_failing_driver_entry_is_reported_and_leaves_nothing() {
             failing_entry as *const () as usize,
         )
     };
-    assert!(result.is_err());
+    assert_eq!(
+        result.unwrap_err(),
+        NtStatus(sys::STATUS_INSUFFICIENT_RESOURCES)
+    );
+}
+
+/// The test fault of `wdm::io::hold`, in a child process: the gate is process-wide, and no
+/// other test may send requests meanwhile.
+#[test]
+fn a_held_completion_keeps_its_request_in_flight_until_released() {
+    const NAME: &str = "a_held_completion_keeps_its_request_in_flight_until_released";
+    const PASSED: &str = "hold scenario passed";
+    if child_scenario().as_deref() == Some("hold") {
+        let driver = start("WdmIoHold");
+        let handle = driver.open("\\\\.\\WdmIoHold").unwrap();
+        // A gate dropped before any completion took it is disarmed: this request passes.
+        drop(hold_next_completion());
+        let mut output = [0u8; 1];
+        assert_eq!(
+            driver.device_control(&handle, ECHO_REVERSE, b"a", &mut output),
+            (NtStatus::SUCCESS, 1)
+        );
+        let held = hold_next_completion();
+        std::thread::scope(|scope| {
+            let request = scope.spawn(|| {
+                let mut output = [0u8; 2];
+                let result = driver.device_control(&handle, ECHO_REVERSE, b"xy", &mut output);
+                (result, output)
+            });
+            assert!(
+                held.wait_until_held(Duration::from_secs(5)),
+                "the request reached the gate"
+            );
+            // One completion is held, not the ones after it.
+            let mut output = [0u8; 1];
+            assert_eq!(
+                driver.device_control(&handle, ECHO_REVERSE, b"b", &mut output),
+                (NtStatus::SUCCESS, 1)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!request.is_finished(), "held until released");
+            held.release();
+            assert_eq!(request.join().unwrap(), ((NtStatus::SUCCESS, 2), *b"yx"));
+        });
+        drop(handle);
+        driver.unload().unwrap();
+        println!("{PASSED}");
+        return;
+    }
+    let output = run_child(NAME, "hold");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains(PASSED),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Child-process bugchecks: each scenario runs in a fresh process.

@@ -129,16 +129,26 @@ fn record_worker(version: u8, context: sys::PVOID, status: sys::NTSTATUS) -> sys
     sys::BOOLEAN::from(status != sys::STATUS_WAIT_0)
 }
 
+/// The worker endpoint of v1 (called through its wrapper by the worker thread).
+///
+/// # Safety
+/// None: `context` is compared, never dereferenced.
 unsafe extern "win64" fn worker_v1(context: sys::PVOID, status: sys::NTSTATUS) -> sys::BOOLEAN {
     record_worker(1, context, status)
 }
 
+/// The worker endpoint of v2.
+///
+/// # Safety
+/// As [`worker_v1`].
 unsafe extern "win64" fn worker_v2(context: sys::PVOID, status: sys::NTSTATUS) -> sys::BOOLEAN {
     record_worker(2, context, status)
 }
 
+/// Completes a device control with its one-byte answer `version`.
+///
 /// # Safety
-/// The I/O manager's IRP.
+/// The I/O manager's IRP, `METHOD_BUFFERED` with at least one byte of output.
 unsafe fn answer(irp: *mut IRP, version: u8) -> sys::NTSTATUS {
     // SAFETY: caller contract; METHOD_BUFFERED with at least one output byte.
     unsafe {
@@ -150,16 +160,28 @@ unsafe fn answer(irp: *mut IRP, version: u8) -> sys::NTSTATUS {
     sys::STATUS_SUCCESS
 }
 
+/// The device control endpoint of v1: answers 1.
+///
+/// # Safety
+/// Called by the I/O manager (through the wrapper) with a live IRP as [`answer`] needs.
 unsafe extern "win64" fn dispatch_v1(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> sys::NTSTATUS {
     // SAFETY: the I/O manager's IRP.
     unsafe { answer(irp, 1) }
 }
 
+/// The device control endpoint of v2: answers 2.
+///
+/// # Safety
+/// As [`dispatch_v1`].
 unsafe extern "win64" fn dispatch_v2(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> sys::NTSTATUS {
     // SAFETY: the I/O manager's IRP.
     unsafe { answer(irp, 2) }
 }
 
+/// `IRP_MJ_CREATE` and `IRP_MJ_CLOSE`: complete with success.
+///
+/// # Safety
+/// Called by the I/O manager with a live IRP.
 unsafe extern "win64" fn create_close(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> sys::NTSTATUS {
     // SAFETY: the I/O manager's IRP.
     unsafe {
@@ -170,12 +192,21 @@ unsafe extern "win64" fn create_close(_device: *mut DEVICE_OBJECT, irp: *mut IRP
     sys::STATUS_SUCCESS
 }
 
+/// The phased callback of v2's registration: records each phase (or -1 for a wrong context).
+///
+/// # Safety
+/// None: `context` is compared, never dereferenced.
 unsafe extern "win64" fn phased(phase: i32, context: sys::PVOID) -> sys::NTSTATUS {
     let ok = core::ptr::eq(context.cast_const(), (&raw const CALLBACK_CONTEXT).cast());
     PHASES.lock().unwrap().push(if ok { phase } else { -1 });
     sys::STATUS_SUCCESS
 }
 
+/// `DriverEntry` of v1: extension, endpoints, wrappers as `MajorFunction` and `DriverUnload`,
+/// a device and link, the hot-swappable worker thread.
+///
+/// # Safety
+/// Called by the I/O manager with a new driver object.
 #[allow(clippy::items_after_statements)] // the start context type, next to its use
 unsafe extern "win64" fn entry_v1(
     driver: *mut DRIVER_OBJECT,
@@ -264,6 +295,10 @@ unsafe extern "win64" fn entry_v1(
     sys::STATUS_SUCCESS
 }
 
+/// `DriverEntry` of v2 in swap mode: re-registers the endpoints with the phased callback.
+///
+/// # Safety
+/// Called with the driver object v1 started.
 unsafe extern "win64" fn entry_v2(
     driver: *mut DRIVER_OBJECT,
     _registry_path: *mut sys::UNICODE_STRING,
@@ -294,6 +329,10 @@ unsafe extern "win64" fn entry_v2(
     sys::STATUS_SUCCESS
 }
 
+/// The unload endpoint: stops and waits for the worker, deletes the link and the device.
+///
+/// # Safety
+/// Called by the I/O manager (through the wrapper) with this driver's object.
 unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
     // SAFETY: as in entry_v1; the thread handle is ours.
     unsafe {
@@ -398,6 +437,10 @@ fn a_win64_driver_is_hot_swapped_through_the_win64_driverproxy_routines() {
 
 static THREAD_SAW: AtomicUsize = AtomicUsize::new(0);
 
+/// A system thread's start routine: waits on the event its context points to.
+///
+/// # Safety
+/// `context` points to a `PKEVENT` of an initialised event that outlives the thread.
 unsafe extern "win64" fn thread_start(context: sys::PVOID) {
     THREAD_SAW.store(context as usize, Ordering::SeqCst);
     // SAFETY: the context is the test's event pointer holder; the wait routine's type.

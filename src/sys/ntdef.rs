@@ -86,6 +86,8 @@ pub type PKEVENT = *mut KEVENT;
 
 impl KEVENT {
     /// Zeroed storage, to be initialised by `KeInitializeEvent` before use.
+    ///
+    /// IRQL: any.
     #[must_use]
     pub const fn zeroed() -> Self {
         Self {

@@ -41,6 +41,8 @@ impl DRIVER_PROXY_FEATURE_FLAGS {
     pub const ENABLED: ULONG = 1;
 
     /// The `Enabled` bit field.
+    ///
+    /// IRQL: any.
     #[must_use]
     pub const fn Enabled(self) -> bool {
         self.AsUlong & Self::ENABLED != 0
@@ -172,6 +174,8 @@ pub const WORKER_START_CONTEXT_EVENTS_OFFSET: usize =
 
 /// Size in bytes of a start context holding `event_count` events:
 /// `FIELD_OFFSET(..., Events) + event_count * sizeof(PKEVENT)`.
+///
+/// IRQL: any.
 #[must_use]
 pub const fn worker_start_context_size(event_count: usize) -> usize {
     WORKER_START_CONTEXT_EVENTS_OFFSET + event_count * size_of::<PKEVENT>()

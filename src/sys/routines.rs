@@ -140,6 +140,8 @@ pub struct RoutineName {
 
 /// Converts an ASCII routine name to UTF-16 at compile time.
 ///
+/// IRQL: any.
+///
 /// # Panics
 /// At compile time, if `N` is not the name's length or the name is not ASCII.
 #[must_use]

@@ -80,8 +80,11 @@ status_codes! {
 /// `STATUS_WAIT_0`: a `WaitAny` wait was satisfied by object 0 (same value as success).
 pub const STATUS_WAIT_0: NTSTATUS = STATUS_SUCCESS;
 
-/// The symbolic name of `status`, if it is one of [`KNOWN_STATUS_CODES`]; `STATUS_WAIT_4`
-/// to `STATUS_WAIT_62` are recognised but have no static name, so `None` is returned.
+/// The symbolic name of `status`, if it is one of [`KNOWN_STATUS_CODES`]; `None` otherwise,
+/// including for `STATUS_WAIT_4` to `STATUS_WAIT_62`, which are not in the table
+/// (`NtStatus`'s `Display` names them from their index).
+///
+/// IRQL: any.
 #[must_use]
 pub fn status_name(status: NTSTATUS) -> Option<&'static str> {
     KNOWN_STATUS_CODES

@@ -3,7 +3,6 @@
 #![allow(dead_code, unreachable_pub, clippy::missing_panics_doc)]
 
 use std::pin::Pin;
-use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,16 @@ pub fn hotswap(storage: &mut HostDriverObject) -> HotSwap {
         "hot-swap is available on the host"
     );
     hotswap
+}
+
+/// A `HotSwap` with an extension for `storage`, whose image declares `endpoints` (its
+/// `.shsept` list, found by the V2 lookup) before the extension is created.
+pub fn image_hotswap(storage: &mut HostDriverObject, endpoints: &[usize]) -> HotSwap {
+    storage
+        .control()
+        .declare_image_endpoints(endpoints)
+        .expect("declare the image's endpoints");
+    hotswap(storage)
 }
 
 /// The control of `hotswap`'s extension.
@@ -55,8 +64,8 @@ pub fn event(kind: EventKind, signalled: bool) -> &'static Event {
     event
 }
 
-/// Raw `KEVENT` storage initialised by the kernel, for tests of the wait itself (the safe
-/// API has no wait: only the kernel's worker loops wait).
+/// Raw `KEVENT` storage initialised by the kernel, for start contexts built by hand for the
+/// raw worker-thread routine.
 pub fn raw_event(kind: sys::EVENT_TYPE, signalled: bool) -> sys::PKEVENT {
     let storage: &'static mut sys::KEVENT = Box::leak(Box::new(sys::KEVENT::zeroed()));
     let raw: sys::PKEVENT = storage;
@@ -65,38 +74,10 @@ pub fn raw_event(kind: sys::EVENT_TYPE, signalled: bool) -> sys::PKEVENT {
     raw
 }
 
-/// `KeWaitForMultipleObjects` on raw events.
-pub fn wait(events: &[sys::PKEVENT], wait_all: bool, timeout: Option<i64>) -> sys::NTSTATUS {
-    let mut objects: Vec<sys::PVOID> = events.iter().map(|&e| e.cast()).collect();
-    let mut blocks = vec![0u64; sys::KWAIT_BLOCK_SIZE / 8 * objects.len()];
-    let mut timeout = timeout.map(|t| sys::LARGE_INTEGER { QuadPart: t });
-    // SAFETY: initialised events, alive for the test; a wait-block array large enough.
-    unsafe {
-        driver_proxy_host::kernel::KeWaitForMultipleObjects(
-            u32::try_from(objects.len()).unwrap(),
-            objects.as_mut_ptr(),
-            if wait_all { sys::WaitAll } else { sys::WaitAny },
-            sys::Executive,
-            sys::KernelMode,
-            sys::FALSE,
-            timeout
-                .as_mut()
-                .map_or(std::ptr::null_mut(), std::ptr::from_mut),
-            blocks.as_mut_ptr().cast(),
-        )
-    }
-}
-
 /// `KeSetEvent` on a raw event; the previous state.
 pub fn set(event: sys::PKEVENT) -> i32 {
     // SAFETY: an initialised event.
     unsafe { driver_proxy_host::kernel::KeSetEvent(event, sys::IO_NO_INCREMENT, sys::FALSE) }
-}
-
-/// `KeReadStateEvent` on a raw event.
-pub fn is_set(event: sys::PKEVENT) -> bool {
-    // SAFETY: an initialised event.
-    unsafe { driver_proxy_host::kernel::KeReadStateEvent(event) != 0 }
 }
 
 /// Waits (at most 5 s) for the thread behind `handle` to end.
@@ -111,32 +92,4 @@ pub fn join(handle: sys::HANDLE) {
 /// A value leaked for the rest of the process (worker contexts must outlive their threads).
 pub fn leak<T>(value: T) -> &'static T {
     Box::leak(Box::new(value))
-}
-
-/// Runs the test `entry` of this binary in a child process with `CHILD_SCENARIO` set.
-pub fn run_child(entry: &str) -> Output {
-    Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", entry, "--nocapture", "--test-threads=1"])
-        .env("CHILD_SCENARIO", entry)
-        .output()
-        .expect("child process")
-}
-
-/// Whether this process is the child running `entry`.
-pub fn is_child(entry: &str) -> bool {
-    std::env::var("CHILD_SCENARIO").is_ok_and(|s| s == entry)
-}
-
-/// Asserts that the child running `entry` was stopped by the bugcheck `expected`.
-pub fn assert_bugcheck(entry: &str, expected: &str) {
-    let output = run_child(entry);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success(),
-        "the child survived; stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains(expected),
-        "expected {expected:?} in the child's stderr:\n{stderr}"
-    );
 }

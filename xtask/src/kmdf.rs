@@ -247,7 +247,6 @@ lto = true
 
     #[test]
     fn the_repository_sample_passes() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        check(root).unwrap();
+        check(&crate::workspace_root()).unwrap();
     }
 }

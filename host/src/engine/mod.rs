@@ -2,7 +2,7 @@
 //! implementation of an endpoint, count the calls in flight, and swap implementations with
 //! the DriverProxy protocol (drain, stall, repoint, release) and complete rollback.
 //!
-//! One [`Engine`] serves one DriverProxy extension. The kernel model (`kernel/`, `exports/`)
+//! One [`Engine`] serves one DriverProxy extension. The kernel model (`kernel/`, `exports.rs`)
 //! builds the DDI on top of it; nothing here knows about driver objects or `NTSTATUS`.
 //!
 //! # Semantics (the strictest reading of the DDI documentation)
@@ -112,9 +112,9 @@
 //! plain indirect call measured side by side in one run. One run on the project machine:
 //! wrapper 3.0× single-threaded (the bare call-through floor 2.4× in the same run), 2.7×
 //! with 2 callers, 3.3× with 2 callers and a swapper every millisecond; swap stall median
-//! 16 µs, p99 33 µs (3,000 swaps, a swap every 170 µs, 2 callers calling). The issue's
-//! targets (≤ 2× and ≤ 2.5×) are below the floor of a counting wrapper on this machine,
-//! whose second call/return pair alone costs as much as the plain indirect call.
+//! 16 µs, p99 33 µs (3,000 swaps, a swap every 170 µs, 2 callers calling). The project's
+//! original targets (≤ 2× and ≤ 2.5×) are below the floor of a counting wrapper on this
+//! machine, whose second call/return pair alone costs as much as the plain indirect call.
 //!
 //! Limits of the design: the crate must be linked into an executable (local-exec TLS), and
 //! unwinders stop at a wrapper frame (the caller's return address is in the shadow stack).

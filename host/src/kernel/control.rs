@@ -1,5 +1,5 @@
-//! The control API: what a test (or the demo, or a later image loader) uses to configure the
-//! model kernel, inject faults, trigger swaps and look inside.
+//! The control API: what a test, the demo or the image driver model (`image_driver`, x86-64)
+//! uses to configure the model kernel, inject faults, trigger swaps and look inside.
 //!
 //! Everything that can be is scoped so that tests running in parallel threads of one process
 //! stay independent:
@@ -26,7 +26,7 @@ use super::extension::{self, DriverRecord, Extension, KERNEL};
 pub use super::extension::{DriverFeatures, EndpointKey};
 pub use super::pool::{PoolLeak, PoolUsage};
 use super::threads::ThreadObject;
-use super::{faults, lock, proxy};
+use super::{faults, lock};
 pub use crate::engine::{Phase, SwapReport};
 
 /// Switches DriverProxy on or off system-wide ("configured and not globally disabled"); on
@@ -34,7 +34,7 @@ pub use crate::engine::{Phase, SwapReport};
 /// creation and worker threads give `STATUS_NOT_SUPPORTED`. Existing extensions keep working.
 /// Process-wide: use it only in a test binary of its own.
 pub fn set_system_enabled(on: bool) {
-    proxy::set_system_enabled(on);
+    extension::set_system_enabled(on);
 }
 
 /// Whether DriverProxy is available system-wide: the switch is on and this host can make
@@ -200,7 +200,7 @@ impl ExtensionControl {
     /// The extension behind `handle`, if it is a live extension.
     #[must_use]
     pub fn from_raw(handle: sys::PDRIVER_PROXY_EXTENSION) -> Option<Self> {
-        proxy::lookup(handle).map(|extension| Self { extension })
+        extension::lookup(handle).map(|extension| Self { extension })
     }
 
     /// The `PDRIVER_PROXY_EXTENSION` handle.

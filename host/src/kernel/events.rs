@@ -375,6 +375,9 @@ pub unsafe extern "system" fn KeResetEvent(Event: sys::PKEVENT) -> sys::LONG {
     unsafe { reset(Event, "KeResetEvent") }
 }
 
+/// Sets `event` to not signalled and returns its previous signal state: `KeClearEvent` and
+/// `KeResetEvent` (`routine` names the caller in a bugcheck).
+///
 /// # Safety
 /// As [`KeSetEvent`].
 unsafe fn reset(event: sys::PKEVENT, routine: &str) -> sys::LONG {

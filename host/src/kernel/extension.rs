@@ -12,11 +12,6 @@ use driver_proxy::sys;
 use super::{BugCheck, bugcheck, lock};
 use crate::engine::{Engine, EngineConfig, EngineError, Phase, SwapError, SwapReport, WrapperId};
 
-/// Drain timeout of a new extension unless configured: the DDI does not give the kernel's.
-pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most endpoints of a new extension unless configured.
-pub(crate) const DEFAULT_MAX_ENDPOINTS: usize = 256;
-
 /// What `IoGetDriverProxyFeatures` and `IoCreateDriverProxyExtension` answer for a driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DriverFeatures {
@@ -55,14 +50,17 @@ pub(crate) struct DriverRecord {
 }
 
 impl Default for DriverRecord {
+    /// Enabled, no faults, poisoning on, and the engine's defaults (256 endpoints, a 5 s drain
+    /// timeout: the DDI does not give the kernel's).
     fn default() -> Self {
+        let engine = EngineConfig::default();
         Self {
             features: DriverFeatures::Enabled,
             create_failure: None,
             allocation_fault: None,
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            drain_timeout: engine.drain_timeout,
             poison: true,
-            max_endpoints: DEFAULT_MAX_ENDPOINTS,
+            max_endpoints: engine.max_endpoints,
             image: Vec::new(),
             extension: None,
         }
@@ -98,7 +96,7 @@ pub(crate) struct Kernel {
 
 pub(crate) static KERNEL: LazyLock<Mutex<Kernel>> = LazyLock::new(Mutex::default);
 /// The system-wide switch ("DriverProxy configured and not globally disabled").
-pub(crate) static SYSTEM_ENABLED: AtomicBool = AtomicBool::new(true);
+static SYSTEM_ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Whether this host can make wrappers at all (x86-64 Linux with XSAVE): the model's
 /// "Secure Kernel running".
@@ -110,6 +108,11 @@ pub(crate) fn wrappers_supported() -> bool {
 /// Whether DriverProxy is available system-wide.
 pub(crate) fn system_available() -> bool {
     SYSTEM_ENABLED.load(Ordering::SeqCst) && wrappers_supported()
+}
+
+/// Sets the system-wide switch.
+pub(crate) fn set_system_enabled(on: bool) {
+    SYSTEM_ENABLED.store(on, Ordering::SeqCst);
 }
 
 /// One endpoint of an extension.
@@ -297,8 +300,8 @@ impl Extension {
         }
     }
 
-    /// `IoRegisterDriverProxyEndpoints` on validated pointers: `entries` are
-    /// `(Id, EndpointFunction address or 0, ParameterCount)`.
+    /// `IoRegisterDriverProxyEndpoints` on validated pointers: `entries` (at least one; the
+    /// caller checked `Count`) are `(Id, EndpointFunction address or 0, ParameterCount)`.
     pub(crate) fn register(
         &self,
         entries: &[(u32, usize, u32)],
@@ -306,9 +309,6 @@ impl Extension {
     ) -> Result<(), Failure> {
         let _reentry = ReentryGuard::enter(self, "IoRegisterDriverProxyEndpoints");
         let _serial = lock(&self.swap_lock);
-        if entries.is_empty() {
-            return Err(sys::STATUS_INVALID_PARAMETER);
-        }
         for (i, &(id, function, _)) in entries.iter().enumerate() {
             if function == 0 || entries[..i].iter().any(|&(earlier, _, _)| earlier == id) {
                 return Err(sys::STATUS_INVALID_PARAMETER);
@@ -536,8 +536,13 @@ pub(crate) fn charge(driver: usize, count: usize) -> bool {
         .is_none_or(|record| record.charge(count))
 }
 
-/// The live extension behind `handle`: `None` for null; bugcheck for anything else that is
-/// not a live extension (a stale or stray handle).
+/// The live extension behind `handle`, or `None` (no bugcheck: for the control API).
+pub(crate) fn lookup(handle: sys::PDRIVER_PROXY_EXTENSION) -> Option<Arc<Extension>> {
+    lock(&KERNEL).extensions.get(&(handle as usize)).cloned()
+}
+
+/// The live extension behind `handle` for a DDI routine: `None` for null; bugcheck for
+/// anything else that is not a live extension (a stale or stray handle).
 pub(crate) fn resolve(
     handle: sys::PDRIVER_PROXY_EXTENSION,
     routine: &str,
@@ -545,8 +550,7 @@ pub(crate) fn resolve(
     if handle.is_null() {
         return None;
     }
-    let found = lock(&KERNEL).extensions.get(&(handle as usize)).cloned();
-    match found {
+    match lookup(handle) {
         Some(extension) => Some(extension),
         None => bugcheck(
             BugCheck::DriverProxyViolation,

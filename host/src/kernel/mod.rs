@@ -43,8 +43,9 @@
 //! | | switched off system-wide | `STATUS_NOT_SUPPORTED` |
 //! | | null `ThreadHandle`, null start context, null routine, `EventCount` 0 or > 64, unknown `WaitType`/`WaitMode`, an event null or not initialised | `STATUS_INVALID_PARAMETER` |
 //! | | a routine that is not a wrapper of *this* extension (a raw function, another extension's wrapper), or the wrapper of a V1 endpoint whose `ParameterCount` is not 2 | `STATUS_INVALID_PARAMETER` (*policy: rejected, not merely un-swappable*) |
-//! | | allocation fault, thread-creation fault, thread cannot start | `STATUS_INSUFFICIENT_RESOURCES` |
-//! | | `ProcessHandle` not NULL / `NtCurrentProcess()`; `ObjectAttributes.Length` ≠ 0x30 | `STATUS_INVALID_HANDLE` / `STATUS_INVALID_PARAMETER` |
+//! | | allocation fault | `STATUS_INSUFFICIENT_RESOURCES` |
+//! | | `ObjectAttributes.Length` ≠ 0x30; `ProcessHandle` not NULL / `NtCurrentProcess()` | `STATUS_INVALID_PARAMETER` / `STATUS_INVALID_HANDLE` |
+//! | | thread-creation fault, thread cannot start | `STATUS_INSUFFICIENT_RESOURCES` |
 //! | | otherwise | `STATUS_SUCCESS`, a handle, the client id if asked; the start context was copied |
 //! | any routine | a non-null extension handle that is not a live extension (stale, stray) | bugcheck |
 //!
@@ -93,8 +94,9 @@
 //! [`events`]: `KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`, `KeResetEvent`,
 //! `KeReadStateEvent`, `KeWaitForMultipleObjects` (notification and synchronization events,
 //! `WaitAny`/`WaitAll`, relative/absolute/zero timeouts). [`threads`]: `PsCreateSystemThread`
-//! (real threads), `ZwWaitForSingleObject` (on thread handles), `ZwClose`. [`pool`]: `ExAllocatePool2` (zeroed, 16-byte aligned, per-tag
-//! accounting), `ExFreePoolWithTag`. Their docs list every status and bugcheck.
+//! (real threads), `ZwWaitForSingleObject` (on thread handles), `ZwClose`. [`pool`]:
+//! `ExAllocatePool2` (zeroed, 16-byte aligned, per-tag accounting), `ExFreePoolWithTag`.
+//! Their docs list every status and bugcheck.
 //!
 //! # Bugchecks
 //!

@@ -2,9 +2,6 @@
 //! that validates pointers and hands over to `super::extension`; the policies are in the
 //! module docs of [`super`].
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
 use driver_proxy::sys;
 
 use super::extension::{self, DriverFeatures, Extension, KERNEL};
@@ -347,16 +344,6 @@ pub(crate) unsafe fn create_worker_thread(
             conv,
         )
     }
-}
-
-/// The extension of a handle, for the control API (no bugcheck: `None` if not live).
-pub(crate) fn lookup(handle: sys::PDRIVER_PROXY_EXTENSION) -> Option<Arc<Extension>> {
-    lock(&KERNEL).extensions.get(&(handle as usize)).cloned()
-}
-
-/// Sets the system-wide switch.
-pub(crate) fn set_system_enabled(on: bool) {
-    extension::SYSTEM_ENABLED.store(on, Ordering::SeqCst);
 }
 
 // Every export has exactly the type the library resolves it as.

@@ -200,7 +200,8 @@ pub(crate) unsafe fn create(
 /// ObjectAttributes, HANDLE ProcessHandle, PCLIENT_ID ClientId, PKSTART_ROUTINE StartRoutine,
 /// PVOID StartContext)`: a real thread running `StartRoutine(StartContext)`.
 ///
-/// Returns `STATUS_SUCCESS`; `STATUS_INVALID_PARAMETER` for a null `ThreadHandle` or an
+/// Returns `STATUS_SUCCESS`; `STATUS_INVALID_PARAMETER` for a null `StartRoutine` (which only a
+/// caller of the Microsoft x64 entry point can pass), a null `ThreadHandle` or an
 /// `OBJECT_ATTRIBUTES` whose `Length` is not `0x30`; `STATUS_INVALID_HANDLE` for a
 /// `ProcessHandle` other than NULL or `NtCurrentProcess()` (this host has one process);
 /// `STATUS_INSUFFICIENT_RESOURCES` when the thread cannot be started or a fault of the
@@ -235,10 +236,11 @@ pub unsafe extern "system" fn PsCreateSystemThread(
 }
 
 /// `PsCreateSystemThread` for either convention: the thread calls `start_routine` (a
-/// `KSTART_ROUTINE`) with `conv`.
+/// `KSTART_ROUTINE`) with `conv`. A null `start_routine` gives `STATUS_INVALID_PARAMETER`.
 ///
 /// # Safety
-/// As [`PsCreateSystemThread`]; `start_routine` is a `KSTART_ROUTINE` in convention `conv`.
+/// As [`PsCreateSystemThread`]; `start_routine` is 0 or a `KSTART_ROUTINE` in convention
+/// `conv`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn create_system_thread(
     ThreadHandle: sys::PHANDLE,
@@ -251,6 +253,9 @@ pub(crate) unsafe fn create_system_thread(
     conv: CallConv,
 ) -> sys::NTSTATUS {
     let _ = DesiredAccess;
+    if start_routine == 0 {
+        return sys::STATUS_INVALID_PARAMETER;
+    }
     let context = super::SendPtr(StartContext);
     let body = Box::new(move || {
         let context = context;
@@ -331,11 +336,8 @@ pub unsafe extern "system" fn ZwWaitForSingleObject(
     };
     // SAFETY: caller contract: null or readable.
     let deadline = unsafe { Timeout.as_ref() }.map(|t| super::events::deadline(t.QuadPart, start));
-    let ended = match deadline {
-        None | Some(None) => thread.wait_until(None),
-        Some(Some(deadline)) => thread.wait_until(Some(deadline)),
-    };
-    if ended {
+    // No timeout, or one too far to represent: wait forever.
+    if thread.wait_until(deadline.flatten()) {
         sys::STATUS_WAIT_0
     } else {
         sys::STATUS_TIMEOUT

@@ -147,8 +147,9 @@ unsafe fn call_worker(
 /// `STATUS_INVALID_PARAMETER` for a null `ThreadHandle` or start context, a null routine, an
 /// `EventCount` of 0 or above 64, an unknown `WaitType`/`WaitMode`, an event that is null or
 /// not initialised, or a routine that is not a published wrapper of this extension taking two
-/// parameters; then `STATUS_INSUFFICIENT_RESOURCES` (the driver object's allocation fault, or
-/// the thread cannot start); then the thread-handle checks of `PsCreateSystemThread`.
+/// parameters; then `STATUS_INSUFFICIENT_RESOURCES` for the driver object's allocation fault;
+/// then the checks of `PsCreateSystemThread` (`ObjectAttributes`, `ProcessHandle`, the
+/// calling thread's thread-creation fault, a thread that cannot start).
 ///
 /// # Safety
 /// See the export.

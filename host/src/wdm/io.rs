@@ -450,14 +450,22 @@ pub unsafe extern "win64" fn IofCompleteRequest(Irp: *mut IRP, PriorityBoost: sy
 /// A fault for tests: [`hold::hold_next_completion`] makes the next `IofCompleteRequest` (of any
 /// driver, on any thread) wait until released, so that the dispatch routine that called it,
 /// and the DriverProxy call it runs in, stay in flight for as long as a test needs.
+///
+/// The gate is process-wide: it stops whichever completion comes first after it is armed. A
+/// test that uses it must keep every other request of the process away meanwhile (run alone,
+/// or serialised with the tests that send requests), or it may hold someone else's.
+///
+/// Races: the gate is armed while it is in the process-wide slot. A completion takes it out
+/// of the slot under the slot's lock, so exactly one completion is held; releasing (or
+/// dropping the [`Held`](hold::Held)) removes it from the slot first, so a later completion
+/// passes, and then sets `released`, which a completion that already took the gate sees
+/// whether it checks before or after.
 pub mod hold {
     use std::sync::{Arc, Condvar, Mutex, PoisonError};
     use std::time::Duration;
 
     #[derive(Default)]
     struct Gate {
-        /// Armed: the next completion stops here.
-        armed: bool,
         /// A completion is waiting at the gate.
         waiting: bool,
         /// The waiting completion may go on.
@@ -467,37 +475,24 @@ pub mod hold {
     /// The gate's state and the condition variable its changes are signalled on.
     type Shared = Arc<(Mutex<Gate>, Condvar)>;
 
+    /// The armed gate, if any: the next completion takes it out and waits at it.
     static GATE: Mutex<Option<Shared>> = Mutex::new(None);
 
     /// The next `IofCompleteRequest` waits until [`Held::release`] (or the `Held` is dropped).
+    /// Arming a new gate disarms one not yet taken.
     #[must_use = "dropping the Held releases the completion"]
     pub fn hold_next_completion() -> Held {
-        let gate = Arc::new((
-            Mutex::new(Gate {
-                armed: true,
-                ..Gate::default()
-            }),
-            Condvar::new(),
-        ));
+        let gate: Shared = Arc::default();
         *GATE.lock().unwrap_or_else(PoisonError::into_inner) = Some(gate.clone());
         Held { gate }
     }
 
-    /// Called by `IofCompleteRequest`: waits at the gate if it is armed.
+    /// Called by `IofCompleteRequest`: waits at the gate if one is armed.
     pub(super) fn pass() {
-        let gate = {
-            let mut slot = GATE.lock().unwrap_or_else(PoisonError::into_inner);
-            match slot.as_ref() {
-                Some(gate) if gate.0.lock().unwrap_or_else(PoisonError::into_inner).armed => {
-                    slot.take()
-                }
-                _ => None,
-            }
-        };
+        let gate = GATE.lock().unwrap_or_else(PoisonError::into_inner).take();
         let Some(gate) = gate else { return };
         let (state, changed) = &*gate;
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.armed = false;
         state.waiting = true;
         changed.notify_all();
         while !state.released {
@@ -530,16 +525,18 @@ pub mod hold {
 
     impl Drop for Held {
         fn drop(&mut self) {
-            let (state, changed) = &*self.gate;
-            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.armed = false;
-            state.released = true;
-            changed.notify_all();
-            drop(state);
+            // Disarm first (if no completion took the gate yet), then release.
             let mut slot = GATE.lock().unwrap_or_else(PoisonError::into_inner);
             if slot.as_ref().is_some_and(|g| Arc::ptr_eq(g, &self.gate)) {
                 *slot = None;
             }
+            drop(slot);
+            let (state, changed) = &*self.gate;
+            state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .released = true;
+            changed.notify_all();
         }
     }
 }

@@ -159,7 +159,8 @@ pub unsafe extern "win64" fn IoDriverProxyCreateHotSwappableWorkerThread(
 /// Microsoft x64 convention.
 ///
 /// # Safety
-/// As [`crate::kernel::threads::PsCreateSystemThread`]; `StartRoutine` is Microsoft x64 code.
+/// As [`crate::kernel::threads::PsCreateSystemThread`]; `StartRoutine` is 0 (refused with
+/// `STATUS_INVALID_PARAMETER`) or Microsoft x64 code.
 pub unsafe extern "win64" fn PsCreateSystemThread(
     ThreadHandle: sys::PHANDLE,
     DesiredAccess: sys::ACCESS_MASK,
@@ -169,9 +170,6 @@ pub unsafe extern "win64" fn PsCreateSystemThread(
     StartRoutine: usize,
     StartContext: sys::PVOID,
 ) -> sys::NTSTATUS {
-    if StartRoutine == 0 {
-        return sys::STATUS_INVALID_PARAMETER;
-    }
     // SAFETY: forwarded caller contract.
     unsafe {
         threads::create_system_thread(
@@ -208,7 +206,8 @@ pub unsafe extern "win64" fn KeBugCheckEx(
 
 /// `MmGetSystemRoutineAddress` for Microsoft x64 callers: the Microsoft x64 entry point of a
 /// routine of this table ([`win64_routine`] for `ntoskrnl.exe`), or null for an unknown or
-/// hidden ([`crate::hide_export`]) name or a malformed string.
+/// hidden ([`crate::hide_export`]) name or a malformed string (decoded as by
+/// [`crate::exports::MmGetSystemRoutineAddress`]).
 ///
 /// # Safety
 /// `SystemRoutineName` null or a valid `UNICODE_STRING`.
@@ -216,7 +215,7 @@ pub unsafe extern "win64" fn MmGetSystemRoutineAddress(
     SystemRoutineName: sys::PUNICODE_STRING,
 ) -> *mut c_void {
     // SAFETY: caller contract.
-    unsafe { io::read_unicode(SystemRoutineName) }
+    unsafe { crate::exports::routine_name(SystemRoutineName) }
         .and_then(|name| win64_routine("ntoskrnl.exe", &name))
         .map_or(std::ptr::null_mut(), |address| address as *mut c_void)
 }

@@ -2,6 +2,13 @@
 //! `wdm.h`: `DRIVER_OBJECT`, `DRIVER_EXTENSION`, `DEVICE_OBJECT`, `IRP`, `IO_STACK_LOCATION`,
 //! `FILE_OBJECT`. Every offset a driver uses is asserted at compile time; what the I/O manager
 //! keeps private is reserved bytes, so each structure has its documented size.
+//!
+//! The WDM sample declares the same layouts for itself in `sample/wdm/src/wdm_sys.rs`, on
+//! purpose: the model kernel (this module, the side that allocates and fills the structures)
+//! and the driver's minimal bindings (the side that reads them) are two independent readings
+//! of `wdm.h`, each with its own offset assertions, so a mistake in one shows up as a
+//! disagreement with the other when the real image runs here. The sample is a separate
+//! `no_std` workspace and cannot share this module anyway.
 
 #![allow(
     non_snake_case,

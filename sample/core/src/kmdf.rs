@@ -9,7 +9,7 @@
 //! * [`DeviceControlRequest`] and [`serve_device_control`]: how the parameters
 //!   `EvtIoDeviceControl` receives, and the buffers `WdfRequestRetrieveInputBuffer` /
 //!   `WdfRequestRetrieveOutputBuffer` hand out, map onto the core's
-//!   [`dispatch_buffered`](crate::dispatch_buffered).
+//!   [`dispatch_buffered`].
 //!
 //! The state both images reach is [`crate::shared`]; the swap callback is
 //! [`crate::takeover`].

@@ -501,67 +501,48 @@ impl Request<'_> {
     }
 }
 
-impl RequestHeader {
-    /// Reads the header fields from the first 16 bytes (`None` if `bytes` is shorter).
-    #[must_use]
-    pub fn read(bytes: &[u8]) -> Option<Self> {
-        Some(Self {
-            magic: read_u32(bytes, offset_of!(Self, magic))?,
-            protocol_version: read_u16(bytes, offset_of!(Self, protocol_version))?,
-            header_size: read_u16(bytes, offset_of!(Self, header_size))?,
-            request: read_u16(bytes, offset_of!(Self, request))?,
-            flags: read_u16(bytes, offset_of!(Self, flags))?,
-            payload_length: read_u32(bytes, offset_of!(Self, payload_length))?,
-        })
-    }
+/// `read` and `write` of a 16-byte header. The request and response headers share one
+/// layout (asserted above); only the name of the fifth field differs (`flags` of a request,
+/// `driver_version` of a response).
+macro_rules! header_codec {
+    ($header:ty, $size:expr, $fifth:ident) => {
+        impl $header {
+            /// Reads the header fields from the first 16 bytes (`None` if `bytes` is shorter).
+            #[must_use]
+            pub fn read(bytes: &[u8]) -> Option<Self> {
+                Some(Self {
+                    magic: read_u32(bytes, offset_of!(Self, magic))?,
+                    protocol_version: read_u16(bytes, offset_of!(Self, protocol_version))?,
+                    header_size: read_u16(bytes, offset_of!(Self, header_size))?,
+                    request: read_u16(bytes, offset_of!(Self, request))?,
+                    $fifth: read_u16(bytes, offset_of!(Self, $fifth))?,
+                    payload_length: read_u32(bytes, offset_of!(Self, payload_length))?,
+                })
+            }
 
-    /// Writes the header fields to the first 16 bytes (`None`, writing nothing, if `out` is
-    /// shorter).
-    pub fn write(&self, out: &mut [u8]) -> Option<()> {
-        let out = out.get_mut(..REQUEST_HEADER_SIZE)?;
-        write_u32(out, offset_of!(Self, magic), self.magic)?;
-        write_u16(
-            out,
-            offset_of!(Self, protocol_version),
-            self.protocol_version,
-        )?;
-        write_u16(out, offset_of!(Self, header_size), self.header_size)?;
-        write_u16(out, offset_of!(Self, request), self.request)?;
-        write_u16(out, offset_of!(Self, flags), self.flags)?;
-        write_u32(out, offset_of!(Self, payload_length), self.payload_length)
-    }
+            /// Writes the header fields to the first 16 bytes (`None`, writing nothing, if
+            /// `out` is shorter).
+            pub fn write(&self, out: &mut [u8]) -> Option<()> {
+                let out = out.get_mut(..$size)?;
+                write_u32(out, offset_of!(Self, magic), self.magic)?;
+                write_u16(
+                    out,
+                    offset_of!(Self, protocol_version),
+                    self.protocol_version,
+                )?;
+                write_u16(out, offset_of!(Self, header_size), self.header_size)?;
+                write_u16(out, offset_of!(Self, request), self.request)?;
+                write_u16(out, offset_of!(Self, $fifth), self.$fifth)?;
+                write_u32(out, offset_of!(Self, payload_length), self.payload_length)
+            }
+        }
+    };
 }
 
+header_codec!(RequestHeader, REQUEST_HEADER_SIZE, flags);
+header_codec!(ResponseHeader, RESPONSE_HEADER_SIZE, driver_version);
+
 impl ResponseHeader {
-    /// Reads the header fields from the first 16 bytes (`None` if `bytes` is shorter).
-    #[must_use]
-    pub fn read(bytes: &[u8]) -> Option<Self> {
-        Some(Self {
-            magic: read_u32(bytes, offset_of!(Self, magic))?,
-            protocol_version: read_u16(bytes, offset_of!(Self, protocol_version))?,
-            header_size: read_u16(bytes, offset_of!(Self, header_size))?,
-            request: read_u16(bytes, offset_of!(Self, request))?,
-            driver_version: read_u16(bytes, offset_of!(Self, driver_version))?,
-            payload_length: read_u32(bytes, offset_of!(Self, payload_length))?,
-        })
-    }
-
-    /// Writes the header fields to the first 16 bytes (`None`, writing nothing, if `out` is
-    /// shorter).
-    pub fn write(&self, out: &mut [u8]) -> Option<()> {
-        let out = out.get_mut(..RESPONSE_HEADER_SIZE)?;
-        write_u32(out, offset_of!(Self, magic), self.magic)?;
-        write_u16(
-            out,
-            offset_of!(Self, protocol_version),
-            self.protocol_version,
-        )?;
-        write_u16(out, offset_of!(Self, header_size), self.header_size)?;
-        write_u16(out, offset_of!(Self, request), self.request)?;
-        write_u16(out, offset_of!(Self, driver_version), self.driver_version)?;
-        write_u32(out, offset_of!(Self, payload_length), self.payload_length)
-    }
-
     /// The header of `version`'s response to `kind` carrying `payload_length` bytes.
     #[must_use]
     pub const fn new(kind: RequestKind, version: DriverVersion, payload_length: u32) -> Self {

@@ -14,18 +14,22 @@
 //!   which the incoming image calls in `ProxyStalled` ([`crate::takeover`]);
 //! * the **version** of the image currently serving.
 //!
-//! The WDM front end keeps these in its control device's extension (`sample/wdm/src/device.rs`,
-//! the same fields in the same order). A KMDF driver cannot: the framework owns the WDM
-//! device extension of its devices, and a WDF object context is found through a type-info
-//! `static` *in the image* that declared it, which a second image does not share. The KMDF
-//! front end therefore keeps this block in a **driver object extension**
+//! The WDM front end's control device extension **is** this block (`sample/wdm/src/device.rs`
+//! creates the device with an extension of `size_of::<SharedBlock>()` bytes and writes a
+//! block there). A KMDF driver cannot do that: the framework owns the WDM device extension
+//! of its devices, and a WDF object context is found through a type-info `static` *in the
+//! image* that declared it, which a second image does not share. The KMDF front end
+//! therefore keeps this block in a **driver object extension**
 //! (`IoAllocateDriverObjectExtension` with the key [`DRIVER_EXTENSION_KEY`], found again
 //! with `IoGetDriverObjectExtension`): non-paged memory owned by the driver object, which
 //! outlives every image and is freed by the I/O manager with the driver object.
 //!
 //! Everything here is plain memory and atomics, so it builds and is tested on any host; the
-//! front end does the two unsafe steps (placing the block in kernel memory, turning the
-//! exporter's address back into a function pointer).
+//! front end does the unsafe steps: placing the block in kernel memory and initialising its
+//! events pinned there ([`SharedBlock::events`]), making the exporter's buffer from raw
+//! arguments ([`export_state`] is the rest of its [`ExportState`] routine), turning the
+//! exporter's address back into an [`ExportState`] to call it, and waiting on and closing
+//! the worker thread's handle ([`SharedBlock::stop_worker_thread`]).
 //!
 //! # Layout contract between images
 //!
@@ -40,9 +44,11 @@ use core::mem::{offset_of, size_of};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
-use driver_proxy::{Event, NtStatus};
+use driver_proxy::{Event, EventKind, NtStatus};
 
-use crate::version::DriverVersion;
+use crate::state::State;
+use crate::version::{DriverVersion, THIS_BUILD};
+use crate::worker::WORKER_EVENT_COUNT;
 
 /// `magic` of the block: the bytes `"HSwK"`.
 pub const SHARED_MAGIC: u32 = u32::from_le_bytes(*b"HSwK");
@@ -56,6 +62,31 @@ pub const SHARED_FORMAT: u32 = 1;
     reason = "the size is asserted below to fit 16 bits"
 )]
 pub const SHARED_LAYOUT: u32 = (SHARED_FORMAT << 16) | size_of::<SharedBlock>() as u32;
+
+/// The routine an image publishes in the block (as a code address, [`SharedBlock::publish`]):
+/// writes its state's hand-over snapshot (`HANDOVER_SIZE` bytes) to `buffer` and returns
+/// `STATUS_SUCCESS`, or the failure's status (`STATUS_BUFFER_TOO_SMALL`,
+/// `STATUS_INVALID_PARAMETER` for a null buffer). Its body is [`export_state`].
+///
+/// Called only by the incoming image, only in `ProxyStalled`, directly (never through a
+/// wrapper), while the exporting image is still mapped. IRQL: `PASSIVE_LEVEL`.
+pub type ExportState = unsafe extern "system" fn(buffer: *mut u8, length: usize) -> i32;
+
+/// The body of an image's [`ExportState`] routine: writes the hand-over snapshot of `state`
+/// (the image's own counters) as [`THIS_BUILD`] to `buffer`, which the routine made from its
+/// raw arguments (`None` for a null pointer). Returns the status the routine returns.
+///
+/// IRQL: any.
+#[must_use]
+pub fn export_state(state: &State, buffer: Option<&mut [u8]>) -> NtStatus {
+    let Some(out) = buffer else {
+        return NtStatus::INVALID_PARAMETER;
+    };
+    match state.export_to(THIS_BUILD, out) {
+        Ok(_) => NtStatus::SUCCESS,
+        Err(error) => error.status(),
+    }
+}
 
 /// The `ClientIdentificationAddress` under which the KMDF front end allocates the block as a
 /// driver object extension (`IoAllocateDriverObjectExtension`) and finds it again
@@ -169,6 +200,22 @@ impl SharedBlock {
         &self.kick_event
     }
 
+    /// The two events with the kind each is initialised as, in the order of the worker's
+    /// wait ([`WORKER_STOP_EVENT`](crate::worker::WORKER_STOP_EVENT),
+    /// [`WORKER_KICK_EVENT`](crate::worker::WORKER_KICK_EVENT)): the stop event a notification
+    /// event, the kick event a synchronization event. The image that created the block
+    /// initialises each in place, not signalled, before the worker thread starts (pinning
+    /// them there is its unsafe step: the block never moves).
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub const fn events(&self) -> [(&Event, EventKind); WORKER_EVENT_COUNT] {
+        [
+            (&self.stop_event, EventKind::Notification),
+            (&self.kick_event, EventKind::Synchronization),
+        ]
+    }
+
     /// The version of the image currently serving.
     ///
     /// IRQL: any.
@@ -209,26 +256,34 @@ impl SharedBlock {
     }
 
     /// Records the worker thread's handle, which the block then owns (taken back, once, by
-    /// [`Self::take_worker_thread`]).
+    /// [`Self::stop_worker_thread`]).
     ///
     /// IRQL: any.
     pub fn adopt_worker_thread(&self, handle: *mut c_void) {
         self.worker_thread.store(handle, Ordering::Release);
     }
 
-    /// Takes the worker thread's handle out of the block: `Some` once, for the caller to
-    /// wait on and close; `None` afterwards or when no thread was adopted.
+    /// Starts ending the worker thread: takes its handle out of the block and, if there was
+    /// one, sets the stop event. Returns the handle (`Some` once; `None` afterwards or when
+    /// no thread was adopted), which the caller waits on (`ZwWaitForSingleObject`: the
+    /// routine has returned for the last time) and closes (`ZwClose`).
     ///
-    /// IRQL: any.
+    /// IRQL: `<= DISPATCH_LEVEL` (`PASSIVE_LEVEL` for the wait that follows).
     #[must_use]
-    pub fn take_worker_thread(&self) -> Option<NonNull<c_void>> {
-        NonNull::new(self.worker_thread.swap(ptr::null_mut(), Ordering::AcqRel))
+    pub fn stop_worker_thread(&self) -> Option<NonNull<c_void>> {
+        let handle = NonNull::new(self.worker_thread.swap(ptr::null_mut(), Ordering::AcqRel))?;
+        // The thread was started waiting on this initialised event, whose routines were
+        // resolved then: setting it cannot fail.
+        let _ = self.stop_event.set();
+        Some(handle)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::HANDOVER_SIZE;
+    use crate::worker::{WORKER_KICK_EVENT, WORKER_STOP_EVENT};
 
     fn address(value: usize) -> *mut c_void {
         ptr::without_provenance_mut(value)
@@ -285,16 +340,71 @@ mod tests {
         assert!(block.outgoing_exporter(address(0x1000)).is_some());
     }
 
+    /// A block at a fixed address with its events initialised as a front end does (on the
+    /// host kernel, which serves the event routines).
+    #[cfg(target_os = "linux")]
+    fn pinned_block() -> &'static SharedBlock {
+        extern crate std;
+        use driver_proxy_host as _;
+        use std::boxed::Box;
+        let block: &'static SharedBlock = Box::leak(Box::new(SharedBlock::new(
+            DriverVersion::V1,
+            ptr::null_mut(),
+        )));
+        for (event, kind) in block.events() {
+            core::pin::Pin::static_ref(event)
+                .initialize(kind, false)
+                .unwrap();
+        }
+        block
+    }
+
+    #[cfg(target_os = "linux")]
     #[test]
-    fn the_worker_handle_is_taken_back_once() {
-        let block = SharedBlock::new(DriverVersion::V1, ptr::null_mut());
-        assert_eq!(block.take_worker_thread(), None);
+    fn stopping_the_worker_sets_the_stop_event_and_hands_the_handle_back_once() {
+        let block = pinned_block();
+        assert_eq!(block.stop_worker_thread(), None, "no thread adopted");
+        assert_eq!(block.stop_event().is_set(), Ok(false), "nothing to stop");
         block.adopt_worker_thread(address(0x44));
         assert_eq!(
-            block.take_worker_thread().map(|h| h.as_ptr().addr()),
+            block.stop_worker_thread().map(|h| h.as_ptr().addr()),
             Some(0x44)
         );
-        assert_eq!(block.take_worker_thread(), None);
+        assert_eq!(block.stop_event().is_set(), Ok(true));
+        assert_eq!(block.kick_event().is_set(), Ok(false));
+        assert_eq!(block.stop_worker_thread(), None, "taken once");
+    }
+
+    #[test]
+    fn the_events_are_listed_in_the_worker_wait_order_with_their_kinds() {
+        let block = SharedBlock::new(DriverVersion::V1, ptr::null_mut());
+        let [(stop, stop_kind), (kick, kick_kind)] = block.events();
+        assert!(ptr::eq(stop, block.stop_event()) && WORKER_STOP_EVENT == 0);
+        assert!(ptr::eq(kick, block.kick_event()) && WORKER_KICK_EVENT == 1);
+        assert_eq!(
+            (stop_kind, kick_kind),
+            (EventKind::Notification, EventKind::Synchronization)
+        );
+    }
+
+    #[test]
+    fn export_state_writes_this_build_s_snapshot_or_the_failure_status() {
+        let outgoing = State::new();
+        outgoing.record_served(THIS_BUILD);
+        let mut snapshot = [0u8; HANDOVER_SIZE];
+        assert_eq!(
+            export_state(&outgoing, Some(&mut snapshot)),
+            NtStatus::SUCCESS
+        );
+        let incoming = State::new();
+        assert_eq!(incoming.import_from(&snapshot), Ok(()));
+        assert_eq!(incoming.stats().served_by(THIS_BUILD), 1);
+        assert_eq!(export_state(&outgoing, None), NtStatus::INVALID_PARAMETER);
+        let mut short = [0u8; HANDOVER_SIZE - 1];
+        assert_eq!(
+            export_state(&outgoing, Some(&mut short)),
+            NtStatus::BUFFER_TOO_SMALL
+        );
     }
 
     #[test]

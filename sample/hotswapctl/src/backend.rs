@@ -3,7 +3,7 @@
 //! | backend | where | what it talks to |
 //! |---|---|---|
 //! | `windows::DeviceBackend` | Windows only (`cfg(windows)`) | the installed sample driver, through `\\.\HotSwapSample` and `NtDeviceIoControlFile` |
-//! | `crate::host::HostBackend` | Linux (`cfg(target_os = "linux")`) | the WDM sample's real `.sys` images running in the in-process host kernel |
+//! | `crate::host::HostBackend` | x86-64 Linux (`cfg(all(target_os = "linux", target_arch = "x86_64"))`) | the WDM sample's real `.sys` images running in the in-process host kernel |
 //! | [`crate::fake::FakeBackend`] | everywhere | an in-memory simulation for testing the client's own logic; not a driver |
 
 use std::{fmt, io};

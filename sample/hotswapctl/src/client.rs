@@ -96,8 +96,8 @@ impl<B: Backend> Client<B> {
     ///
     /// # Errors
     /// [`ClientError::Request`] if it cannot be encoded; [`ClientError::Backend`] if it could
-    /// not be sent; [`ClientError::Status`] if the driver failed it; [`ClientError::Protocol`] if the response does not decode as the
-    /// answer to `request`.
+    /// not be sent; [`ClientError::Status`] if the driver failed it;
+    /// [`ClientError::Protocol`] if the response does not decode as the answer to `request`.
     pub fn call<T>(
         &mut self,
         request: &Request<'_>,
@@ -142,8 +142,8 @@ impl<B: Backend> Client<B> {
     ///
     /// # Errors
     /// As [`Self::call`]; a payload above the protocol maximum is refused before sending
-    /// ([`ClientError::Request`] with [`ProtocolError::PayloadTooLarge`]), and an answer of another length than the
-    /// payload is [`ProtocolError::LengthMismatch`].
+    /// ([`ClientError::Request`] with [`ProtocolError::PayloadTooLarge`]), and an answer of
+    /// another length than the payload is [`ProtocolError::LengthMismatch`].
     pub fn transform(&mut self, payload: &[u8]) -> Result<Reply<Vec<u8>>, ClientError> {
         let reply = self.call(&Request::Transform(payload), |body| match body {
             ResponseBody::Transform(bytes) => Some(bytes.to_vec()),

@@ -7,8 +7,8 @@
 //! `ProxyStalled`, hands the state over with the core's export/import, and switches
 //! version). It exists so that the stress accounting, the watch's change detection and the
 //! scenarios' pass/fail criteria can be tested on any machine with a swap happening under
-//! them. The driver itself is exercised by the Windows backend and, once written, the
-//! in-process host backend.
+//! them. The driver itself is exercised by the Windows backend and by the in-process host
+//! backend (`crate::host`), which runs the WDM sample's real `.sys` images.
 //!
 //! For the scenarios ([`crate::scenarios`]) the fake also models the device going away and
 //! coming back ([`FakeLab`], an implementation of [`Lab`]):

@@ -19,7 +19,8 @@
 //! | `enable`, `reload` | a first load of the build that served last, fresh state |
 //! | `unload` | as `disable` |
 //!
-//! The host runs x86-64 images only, on x86-64 Linux: elsewhere [`HostLab::new`] says so.
+//! The host runs x86-64 images only, on x86-64 Linux: this module exists there only, and
+//! elsewhere `hotswapctl --backend host` says so.
 
 use std::{
     fmt, io,

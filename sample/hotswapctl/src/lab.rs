@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | [`crate::fake::FakeLab`] | everywhere | change an in-memory fake of the driver; **not a driver**, it only tests the scenarios' own logic |
 //! | [`CommandLab`] | built everywhere, meant for Windows | run the commands given on the command line (`pnputil`, `sc`, `tests/vm/*.ps1`); requests go to the installed driver through [`crate::backend::windows::DeviceBackend`] |
-//! | `crate::host::HostLab` | Linux | the WDM sample's real `.sys` images in the in-process host kernel: swap, unload and reload them there (module docs of `host`) |
+//! | `crate::host::HostLab` | x86-64 Linux | the WDM sample's real `.sys` images in the in-process host kernel: swap, unload and reload them there (module docs of `host`) |
 //!
 //! # The documented error of an absent device
 //!
@@ -21,7 +21,7 @@
 //!
 //! Anything else (another status, a malformed answer, a request that does not complete) is
 //! a defect. Which of these a Windows build really produces depends on the front end (the
-//! WDM build has no `PnP` device to disable; the KMDF build is not written yet): check the
+//! WDM build has no `PnP` device to disable; the KMDF build has not run yet): check the
 //! list on the VM (`tests/vm/README.md`) and narrow it once observed.
 
 use std::{
@@ -212,7 +212,8 @@ pub fn worker_period_of_the_driver() -> Duration {
 ///
 /// A command is one line, split into words at whitespace; a word in double quotes may
 /// contain spaces (`"C:\Program Files\…"`); nothing else is interpreted (backslashes are
-/// kept, no shell runs). `{version}` in any word is replaced by `v1` or `v2`.
+/// kept, no shell runs). `{version}` in any word is replaced by `v1` or `v2` (the
+/// version's `Display`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabCommands {
     /// Swap to `{version}`.
@@ -282,15 +283,6 @@ pub fn split_command(line: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-/// The name of `version` in commands: `v1` or `v2`.
-#[must_use]
-pub fn version_word(version: DriverVersion) -> &'static str {
-    match version {
-        DriverVersion::V1 => "v1",
-        DriverVersion::V2 => "v2",
-    }
-}
-
 /// Opens connections for a [`CommandLab`].
 pub type Connector = Box<dyn Fn() -> Result<Box<dyn Backend>, BackendError> + Send + Sync>;
 
@@ -357,7 +349,7 @@ impl CommandLab {
             return Err(LabError::Unsupported(format!("no {what} command given")));
         };
         let line = match version {
-            Some(version) => line.replace("{version}", version_word(version)),
+            Some(version) => line.replace("{version}", &version.to_string()),
             None => line.clone(),
         };
         let started = Instant::now();

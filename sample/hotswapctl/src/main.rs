@@ -131,6 +131,14 @@ enum Connector {
     Host(Arc<hotswapctl::host::HostLab>),
 }
 
+/// `--backend device` where there is no device backend.
+#[cfg(not(windows))]
+fn no_device_backend(path: &str) -> String {
+    format!(
+        "cannot open {path}: the device backend needs Windows (try --backend fake, an in-memory simulation)"
+    )
+}
+
 /// `--backend host` where there is no host kernel.
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 fn no_host_kernel() -> String {
@@ -176,9 +184,7 @@ impl Connector {
                 path,
             )?)),
             #[cfg(not(windows))]
-            Self::Device(path) => Err(BackendError::Unavailable(format!(
-                "cannot open {path}: the device backend needs Windows (try --backend fake, an in-memory simulation)"
-            ))),
+            Self::Device(path) => Err(BackendError::Unavailable(no_device_backend(path))),
             Self::Fake { device, .. } => Ok(Box::new(device.connect())),
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             Self::Host(lab) => Ok(Box::new(lab.open()?)),
@@ -221,12 +227,7 @@ fn execute_scenarios(cli: &Cli, args: &ScenariosArgs) -> Result<ExitCode, String
         #[cfg(windows)]
         BackendChoice::Device => args.device_lab(&cli.device),
         #[cfg(not(windows))]
-        BackendChoice::Device => {
-            return Err(format!(
-                "cannot open {}: the device backend needs Windows (try --backend fake, an in-memory simulation)",
-                cli.device
-            ));
-        }
+        BackendChoice::Device => return Err(no_device_backend(&cli.device)),
     };
     hotswapctl::scenarios::command::execute(args, &lab)
 }

@@ -59,7 +59,7 @@ pub struct StressReport {
     pub wrong_answers: u64,
     /// Responses that did not decode.
     pub malformed: u64,
-    /// Requests that could not be delivered, and the first such error.
+    /// Requests that could not be delivered.
     pub undelivered: u64,
     /// The first undelivered request's error.
     pub first_undelivered: Option<String>,

@@ -58,7 +58,8 @@
 //! # How a swap would reach it
 //!
 //! Exactly as the WDM front end's swap mode (`sample/wdm/src/main.rs`, *Swap mode*), with
-//! the shared block in place of the WDM device extension. How Windows starts a hot swap is
+//! the same shared block in a driver object extension instead of the control device's
+//! extension. How Windows starts a hot swap is
 //! **not documented**; the V1 mechanism is: the incoming code re-registers the same ids with
 //! `IoRegisterDriverProxyEndpoints` and a phased callback, and the kernel drains, stalls,
 //! repoints and resumes inside that call. Here:

@@ -7,7 +7,7 @@ use core::ffi::c_void;
 use core::mem::size_of;
 use core::pin::Pin;
 
-use driver_proxy::{EventError, EventKind, NtStatus};
+use driver_proxy::{EventError, NtStatus};
 use hotswap_sample_core::THIS_BUILD;
 use hotswap_sample_core::shared::{DRIVER_EXTENSION_KEY, SharedBlock, check_header};
 use wdk_sys::ntddk::{
@@ -81,10 +81,7 @@ pub unsafe fn allocate(
         block.write(SharedBlock::new(THIS_BUILD, exporter));
         &*block
     };
-    for (event, kind) in [
-        (block.stop_event(), EventKind::Notification),
-        (block.kick_event(), EventKind::Synchronization),
-    ] {
+    for (event, kind) in block.events() {
         // SAFETY: the block never moves (driver object extension memory).
         unsafe { Pin::new_unchecked(event) }
             .initialize(kind, false)
@@ -93,16 +90,15 @@ pub unsafe fn allocate(
     Ok(block)
 }
 
-/// Ends the worker thread, if there is one: sets the stop event, waits for the thread to
-/// exit (its routine returned `FALSE` for the last time) and closes its handle.
+/// Ends the worker thread, if there is one: sets the stop event
+/// ([`SharedBlock::stop_worker_thread`]), waits for the thread to exit (its routine returned
+/// `FALSE` for the last time) and closes its handle.
 ///
 /// IRQL: `PASSIVE_LEVEL`.
 pub fn stop_worker(block: &SharedBlock) {
-    let Some(handle) = block.take_worker_thread() else {
+    let Some(handle) = block.stop_worker_thread() else {
         return;
     };
-    // The thread was started waiting on this initialised event: setting it cannot fail.
-    let _ = block.stop_event().set();
     // SAFETY: the worker thread's kernel handle, owned by the block and taken out of it
     // above, so waited on and closed once.
     unsafe {

@@ -6,16 +6,11 @@
 use core::ffi::c_void;
 
 use driver_proxy::{CreateError, DriverObject, HotSwap, NtStatus, RegisterError};
-use hotswap_sample_core::shared::SharedBlock;
+use hotswap_sample_core::shared::{self, ExportState, SharedBlock};
 use hotswap_sample_core::state::HANDOVER_SIZE;
 use hotswap_sample_core::{THIS_BUILD, TakeOver};
 
 use crate::{STATE, endpoints, log, log_status};
-
-/// The routine an image publishes in the shared block: writes its state's hand-over
-/// snapshot (`HANDOVER_SIZE` bytes) and returns `STATUS_SUCCESS`, or the failure's status.
-/// The same signature as the WDM front end's (`sample/wdm/src/device.rs`).
-pub type ExportState = unsafe extern "system" fn(buffer: *mut u8, length: usize) -> i32;
 
 /// This image's exporter, as the code address published in the shared block.
 #[must_use]
@@ -23,22 +18,16 @@ pub fn exporter_address() -> *mut c_void {
     export_state as ExportState as *mut c_void
 }
 
-/// The [`ExportState`] of this image: the snapshot of [`STATE`] as [`THIS_BUILD`].
+/// The [`ExportState`] of this image: the core's [`shared::export_state`] of [`STATE`].
 ///
 /// IRQL: `PASSIVE_LEVEL` (the incoming image's `ProxyStalled` callback).
 ///
 /// # Safety
 /// `buffer` must be null or valid for writes of `length` bytes.
 unsafe extern "system" fn export_state(buffer: *mut u8, length: usize) -> i32 {
-    if buffer.is_null() {
-        return NtStatus::INVALID_PARAMETER.raw();
-    }
-    // SAFETY: non-null and valid for `length` bytes (caller contract).
-    let out = unsafe { core::slice::from_raw_parts_mut(buffer, length) };
-    match STATE.export_to(THIS_BUILD, out) {
-        Ok(_) => NtStatus::SUCCESS.raw(),
-        Err(error) => error.status().raw(),
-    }
+    // SAFETY: null (giving `None`) or valid for writes of `length` bytes (caller contract).
+    let out = unsafe { core::ptr::slice_from_raw_parts_mut(buffer, length).as_mut() };
+    shared::export_state(&STATE, out).raw()
 }
 
 /// Takes the driver over from the image serving it: re-registers the same endpoint ids with

@@ -246,7 +246,7 @@ pub unsafe extern "system" fn driver_unload(driver: PDRIVER_OBJECT) {
     // SAFETY: our driver object; at unload nothing else deletes the device.
     match unsafe { Device::existing(driver) } {
         Ok(Some(device)) => {
-            device.extension().stop_worker();
+            crate::device::stop_worker(device.extension());
             device.delete();
         }
         Ok(None) => {}

@@ -19,8 +19,9 @@
 //! 3. Looks up the five wrappers and stores them, never the routines, in
 //!    `MajorFunction[…]` and `DriverUnload`.
 //! 4. Creates `\Device\HotSwapSample` (device type `0x8D57`, the protocol's; secure open)
-//!    with a device extension ([`device::DeviceExtension`]) and the symbolic link
-//!    `\DosDevices\HotSwapSample` (names from `hotswap_sample_core::names`).
+//!    whose device extension is the core's shared block (`hotswap_sample_core::SharedBlock`,
+//!    see [`device`]), and the symbolic link `\DosDevices\HotSwapSample` (names from
+//!    `hotswap_sample_core::names`).
 //! 5. Starts the hot-swappable worker thread with the library's builder: its routine's
 //!    wrapper, `WaitAny` on the stop and kick events (indices 0 and 1, as the core's worker
 //!    table says), a relative timeout of 500 ms. The kernel calls the routine through its
@@ -44,20 +45,22 @@
 //!   its `DriverEntry` (the PE entry point) **with the driver object of the loaded driver**.
 //!   Nothing else: no second entry point, no export table, no registry convention.
 //! * **Detection.** `DriverEntry` looks at `DriverObject->DeviceObject`. Null: first load.
-//!   Non-null: swap mode, provided the device's extension starts with the magic `"HSwD"`
-//!   and this build's layout tag (else `STATUS_INVALID_DEVICE_STATE` /
+//!   Non-null: swap mode, provided the device's extension starts with the shared block's
+//!   magic `"HSwK"` and this build's layout tag (else `STATUS_INVALID_DEVICE_STATE` /
 //!   `STATUS_REVISION_MISMATCH`, and nothing changes).
 //! * **Finding the outgoing image's state.** The device extension holds the *exporter* of
 //!   the image currently serving: the code address of its
-//!   `extern "system" fn(buffer, length) -> NTSTATUS` ([`device::ExportState`]), which
-//!   writes that image's 64-byte hand-over snapshot (`hotswap_sample_core::HandOverSnapshot`).
+//!   `extern "system" fn(buffer, length) -> NTSTATUS`
+//!   (`hotswap_sample_core::shared::ExportState`), which writes that image's 64-byte
+//!   hand-over snapshot (`hotswap_sample_core::HandOverSnapshot`).
 //!   The device object and its extension are the only memory both images reach, and they
 //!   outlive every image; the worker's events and thread handle live there too, because
 //!   the worker thread outlives the image that started it.
 //! * **The swap.** The incoming image gets the existing extension
 //!   (`HotSwap::from_driver_object`; fallback means no swap: `STATUS_NOT_SUPPORTED`) and
-//!   registers the same five ids with its own routines and a phased callback:
-//!   `PreProcess` checks that an exporter is published and is not its own;
+//!   registers the same five ids with its own routines and the core's phased callback
+//!   (`hotswap_sample_core::TakeOver`): `PreProcess` checks that an exporter is published
+//!   and is not its own;
 //!   **`ProxyStalled`** (no endpoint call running or starting) calls the outgoing exporter
 //!   directly and imports the snapshot into its own state (`State::import_from`: counts
 //!   added, one more swap recorded); `PostProcess` does nothing. A failure in any phase
@@ -262,7 +265,7 @@ unsafe fn first_load(driver: PDRIVER_OBJECT, proxy_driver: DriverObject) -> Resu
         }
     };
     extension.adopt_worker_thread(thread.handle());
-    // The extension owns the handle now (closed by `DeviceExtension::stop_worker`).
+    // The extension owns the handle now (closed by `device::stop_worker` at unload).
     core::mem::forget(thread);
     device.start();
     Ok(())

@@ -2,15 +2,15 @@
 //! driver (the *outgoing* image) has already set up. The protocol is described in the crate
 //! docs (*Swap mode*); this module is its code.
 
+use core::ffi::c_void;
 use core::ptr;
 
-use driver_proxy::{
-    CreateError, DriverObject, HotSwap, LookupError, NtStatus, Phase, RegisterError,
-};
+use driver_proxy::{CreateError, DriverObject, HotSwap, LookupError, NtStatus, RegisterError};
+use hotswap_sample_core::shared::{self, ExportState};
 use hotswap_sample_core::state::HANDOVER_SIZE;
-use hotswap_sample_core::{HandOverError, THIS_BUILD};
+use hotswap_sample_core::{THIS_BUILD, TakeOver};
 
-use crate::device::{Device, DeviceExtension, ExportState};
+use crate::device::Device;
 use crate::endpoints::{self, Wrappers};
 use crate::wdm_sys::{NTSTATUS, PDRIVER_OBJECT};
 use crate::{STATE, log_version};
@@ -30,46 +30,23 @@ pub fn exporter() -> ExportState {
     unsafe { ptr::read_volatile(&raw const EXPORTER) }
 }
 
-/// The [`ExportState`] of this image: writes the hand-over snapshot of [`STATE`] as
-/// [`THIS_BUILD`] (the outgoing build's side of the hand-over).
+/// The [`ExportState`] of this image: the core's [`shared::export_state`] of [`STATE`].
 ///
 /// IRQL: `PASSIVE_LEVEL` (the incoming image's `ProxyStalled` callback).
 ///
 /// # Safety
 /// `buffer` must be null or valid for writes of `length` bytes.
 unsafe extern "system" fn export_state(buffer: *mut u8, length: usize) -> NTSTATUS {
-    if buffer.is_null() {
-        return NtStatus::INVALID_PARAMETER.raw();
-    }
-    // SAFETY: non-null and valid for `length` bytes (caller contract).
-    let out = unsafe { core::slice::from_raw_parts_mut(buffer, length) };
-    match STATE.export_to(THIS_BUILD, out) {
-        Ok(_) => NtStatus::SUCCESS.raw(),
-        Err(error) => error.status().raw(),
-    }
-}
-
-/// The incoming build's side of the hand-over, in `ProxyStalled`: calls the outgoing image's
-/// exporter and imports the snapshot into this image's [`STATE`].
-fn hand_over(extension: &DeviceExtension) -> Result<(), NtStatus> {
-    let export = extension.exporter().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-    let mut snapshot = [0u8; HANDOVER_SIZE];
-    // SAFETY: `export` is the exporter of the image serving until this swap commits; that
-    // image stays mapped until its swap has completed, so during ProxyStalled its code is
-    // there. It is called directly, not through a wrapper (a wrapper would wait for this
-    // phase to end), with a buffer of HANDOVER_SIZE bytes of our own.
-    let status = NtStatus(unsafe { export(snapshot.as_mut_ptr(), snapshot.len()) });
-    if !status.is_success() {
-        return Err(status);
-    }
-    STATE.import_from(&snapshot).map_err(HandOverError::status)
+    // SAFETY: null (giving `None`) or valid for writes of `length` bytes (caller contract).
+    let out = unsafe { ptr::slice_from_raw_parts_mut(buffer, length).as_mut() };
+    shared::export_state(&STATE, out).raw()
 }
 
 /// Takes the driver over from the image serving it: re-registers the same endpoint ids
-/// with this image's routines and a phased callback that moves the state in
-/// `ProxyStalled`; once the registration has returned success (the swap is committed), makes
-/// this image the serving one in the device extension and kicks the worker so that it
-/// ticks in the new code at once.
+/// with this image's routines and the core's [`TakeOver`] as the phased callback (the
+/// hand-over in `ProxyStalled`); once the registration has returned success (the swap is
+/// committed), makes this image the serving one in the device extension and kicks the
+/// worker so that it ticks in the new code at once.
 ///
 /// IRQL: `PASSIVE_LEVEL` (`DriverEntry`).
 ///
@@ -96,19 +73,22 @@ pub unsafe fn take_over(
         log_version(c"swap refused: hot-swap is unavailable");
         return Err(NtStatus::NOT_SUPPORTED);
     }
-    let own = exporter();
+    let own = exporter() as *mut c_void;
+    let outgoing = extension.outgoing_exporter(own).map(|address| {
+        // SAFETY: only `exporter()` of an image of this driver is ever published in the
+        // extension (`Device::create`, and below), so a non-null address is an ExportState.
+        let export = unsafe { core::mem::transmute::<*mut c_void, ExportState>(address.as_ptr()) };
+        move |snapshot: &mut [u8; HANDOVER_SIZE]| {
+            // SAFETY: called by TakeOver in ProxyStalled only, while the outgoing image is
+            // still mapped (it stays mapped until its swap has completed); directly, not
+            // through a wrapper (which would wait for this phase to end); a buffer of
+            // HANDOVER_SIZE bytes of our own.
+            NtStatus(unsafe { export(snapshot.as_mut_ptr(), snapshot.len()) })
+        }
+    });
     // All five ids, or four in the test image of feature `test-omit-unload-endpoint`.
     let table = endpoints::swap_table().map_err(RegisterError::status)?;
-    let mut on_phase = |phase: Phase| -> Result<(), NtStatus> {
-        match phase {
-            Phase::PreProcess => match extension.exporter() {
-                Some(export) if export as usize != own as usize => Ok(()),
-                _ => Err(NtStatus::INVALID_DEVICE_STATE),
-            },
-            Phase::ProxyStalled => hand_over(extension),
-            Phase::PostProcess => Ok(()),
-        }
-    };
+    let mut on_phase = TakeOver::new(&STATE, outgoing);
     if let Err(error) = hotswap.register(&table, Some(&mut on_phase)) {
         crate::log_status(c"swap failed, rolled back", error.status());
         return Err(error.status());

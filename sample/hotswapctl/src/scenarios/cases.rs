@@ -1,6 +1,7 @@
 //! The five scenarios (criteria in the module docs of [`super`]).
 
 use std::{
+    cmp::Ordering,
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
     thread,
@@ -14,12 +15,9 @@ use hotswap_sample_core::{
 
 use super::{
     Recorder, ScenarioConfig, Stop,
-    workload::{self, Connections, ControlError, IoResult, IoThreads, Record, bounded, wait_for},
+    workload::{self, Connections, IoResult, IoThreads, Record, wait_for},
 };
-use crate::{
-    client::{Client, ClientError, Reply},
-    lab::Lab,
-};
+use crate::{client::Reply, lab::Lab};
 
 /// A criterion checked once per cycle, recorded once with the first failure.
 struct PerCycle {
@@ -57,18 +55,30 @@ impl PerCycle {
     }
 }
 
-fn ticks(stats: &StatsInfo, version: DriverVersion) -> u64 {
-    match version {
-        DriverVersion::V1 => stats.worker_ticks_v1,
-        DriverVersion::V2 => stats.worker_ticks_v2,
-    }
+/// `STATS` on a new connection; a failure stops the scenario (`control-request`).
+fn stats_or_stop(
+    lab: &Arc<dyn Lab>,
+    limit: Duration,
+    recorder: &mut Recorder,
+) -> Result<(DriverVersion, StatsInfo), Stop> {
+    workload::stats(lab, limit).map_err(|e| recorder.control_failed("STATS", e))
 }
 
-fn served(stats: &StatsInfo, version: DriverVersion) -> u64 {
-    match version {
-        DriverVersion::V1 => stats.served_v1,
-        DriverVersion::V2 => stats.served_v2,
-    }
+/// `VERSION` on a new connection; a failure stops the scenario (`control-request`).
+fn version_or_stop(
+    lab: &Arc<dyn Lab>,
+    limit: Duration,
+    recorder: &mut Recorder,
+) -> Result<DriverVersion, Stop> {
+    workload::version(lab, limit).map_err(|e| recorder.control_failed("VERSION", e))
+}
+
+/// ` (first: <outcome>)` for the first of `records`, or nothing.
+fn first_outcome(records: &[&Record]) -> String {
+    records
+        .first()
+        .map(|r| format!(" (first: {:?})", r.outcome))
+        .unwrap_or_default()
 }
 
 fn millis(duration: Duration) -> String {
@@ -89,8 +99,7 @@ pub(super) fn smoke(
     recorder: &mut Recorder,
 ) -> Result<(), Stop> {
     let limit = config.request_timeout;
-    let (_, before) =
-        workload::stats(lab, limit).map_err(|e| recorder.control_failed("STATS", e))?;
+    let (_, before) = stats_or_stop(lab, limit, recorder)?;
     let max = usize::try_from(MAX_TRANSFORM_PAYLOAD).unwrap_or(4096);
     let payloads: Vec<Vec<u8>> = vec![
         Vec::new(),
@@ -99,9 +108,7 @@ pub(super) fn smoke(
         (0..max).map(|i| b"hot-swap "[i % 9]).collect(),
     ];
     let sent = payloads.len() as u64 + 2;
-    let connection = Arc::clone(lab);
-    let answers = bounded(limit * 6, move || -> Result<SmokeAnswers, ClientError> {
-        let mut client = Client::new(connection.connect()?);
+    let answers = workload::control(lab, limit * 6, move |client| {
         let version = client.version()?;
         let mut transforms = Vec::new();
         for payload in payloads {
@@ -115,8 +122,6 @@ pub(super) fn smoke(
             stats,
         })
     })
-    .ok_or(ControlError::TimedOut(limit * 6))
-    .and_then(|answers| answers.map_err(ControlError::Client))
     .map_err(|e| recorder.control_failed("VERSION, TRANSFORM, STATS", e))?;
 
     let build = answers.version.driver_version;
@@ -292,10 +297,8 @@ pub(super) fn swap_stress(
     recorder: &mut Recorder,
 ) -> Result<(), Stop> {
     let limit = config.request_timeout;
-    let initial =
-        workload::version(lab, limit).map_err(|e| recorder.control_failed("VERSION", e))?;
-    let (_, before) =
-        workload::stats(lab, limit).map_err(|e| recorder.control_failed("STATS", e))?;
+    let initial = version_or_stop(lab, limit, recorder)?;
+    let (_, before) = stats_or_stop(lab, limit, recorder)?;
     // Answers to the scenario's own requests after `before`, by build.
     let mut control: BTreeMap<DriverVersion, u64> = BTreeMap::new();
     let io = IoThreads::start(lab, config.threads.max(1), Connections::Persistent)
@@ -334,8 +337,7 @@ pub(super) fn swap_stress(
         thread::sleep(config.pause);
     }
     let io = io.finish(limit);
-    let (last, after) =
-        workload::stats(lab, limit).map_err(|e| recorder.control_failed("STATS", e))?;
+    let (last, after) = stats_or_stop(lab, limit, recorder)?;
     *control.entry(last).or_default() += 1;
 
     let failures: Vec<&Record> = io.all().filter(|r| r.answered().is_none()).collect();
@@ -346,10 +348,7 @@ pub(super) fn swap_stress(
             "{} failed of {} requests{}",
             failures.len(),
             io.sent(),
-            failures
-                .first()
-                .map(|r| format!(" (first: {:?})", r.outcome))
-                .unwrap_or_default()
+            first_outcome(&failures)
         ),
     );
     let wrong = io
@@ -398,18 +397,18 @@ pub(super) fn swap_stress(
     let workers: u64 = answered_by.values().sum();
     let own: u64 = control.values().sum();
     let expected = workers + own;
-    let detail = match after.served.checked_sub(before.served) {
-        Some(delta) if delta == expected => format!(
-            "served +{delta}, client got {expected} answers ({workers} I/O + {own} own): none lost"
-        ),
-        Some(delta) if delta < expected => format!(
-            "served +{delta}, client got {expected} answers ({workers} I/O + {own} own): {} LOST",
-            expected - delta
-        ),
-        Some(delta) => format!(
-            "served +{delta}, client got {expected} answers ({workers} I/O + {own} own): {} counted that nobody sent",
-            delta - expected
-        ),
+    let delta = after.served.checked_sub(before.served);
+    let detail = match delta {
+        Some(delta) => {
+            let verdict = match delta.cmp(&expected) {
+                Ordering::Equal => "none lost".to_owned(),
+                Ordering::Less => format!("{} LOST", expected - delta),
+                Ordering::Greater => format!("{} counted that nobody sent", delta - expected),
+            };
+            format!(
+                "served +{delta}, client got {expected} answers ({workers} I/O + {own} own): {verdict}"
+            )
+        }
         None => format!(
             "served counter went back from {} to {}: counts lost",
             before.served, after.served
@@ -417,13 +416,15 @@ pub(super) fn swap_stress(
     };
     recorder.check(
         "served-counter-carried-over",
-        after.served.checked_sub(before.served) == Some(expected),
+        delta == Some(expected),
         detail,
     );
     let mut per_version = Vec::new();
     let mut per_version_ok = true;
     for version in DriverVersion::ALL {
-        let driver = served(&after, version).checked_sub(served(&before, version));
+        let driver = after
+            .served_by(version)
+            .checked_sub(before.served_by(version));
         let client = answered_by.get(&version).copied().unwrap_or(0)
             + control.get(&version).copied().unwrap_or(0);
         per_version_ok &= driver == Some(client);
@@ -505,8 +506,7 @@ pub(super) fn worker_swap(
     let want = config.worker_ticks.max(1);
     let limit_for_ticks =
         config.settle_timeout + period * u32::try_from(want + 2).unwrap_or(u32::MAX);
-    let (initial, start) =
-        workload::stats(lab, limit).map_err(|e| recorder.control_failed("STATS", e))?;
+    let (initial, start) = stats_or_stop(lab, limit, recorder)?;
     let started = Instant::now();
     let ticking = wait_for_stats(lab, config, limit_for_ticks, |s| {
         s.worker_ticks >= start.worker_ticks + want
@@ -530,8 +530,7 @@ pub(super) fn worker_swap(
     if !ok {
         return Err(Stop::Failed);
     }
-    let (_, before) =
-        workload::stats(lab, limit).map_err(|e| recorder.control_failed("STATS", e))?;
+    let (_, before) = stats_or_stop(lab, limit, recorder)?;
     let new = initial.other();
     recorder.lab(&format!("swap to {new}"), lab.swap_to(new))?;
     let swapped_at = Instant::now();
@@ -541,8 +540,7 @@ pub(super) fn worker_swap(
         matches!(answer, Ok(v) if v == new),
         format!("VERSION after the swap to {new}: {answer:?}"),
     );
-    let (_, right_after) =
-        workload::stats(lab, limit).map_err(|e| recorder.control_failed("STATS", e))?;
+    let (_, right_after) = stats_or_stop(lab, limit, recorder)?;
     recorder.check(
         "worker-count-carried-over",
         right_after.worker_ticks >= before.worker_ticks,
@@ -552,14 +550,12 @@ pub(super) fn worker_swap(
         ),
     );
     let later = wait_for_stats(lab, config, limit_for_ticks, |s| {
-        ticks(s, new) >= ticks(&right_after, new) + want
+        s.worker_ticks_by(new) >= right_after.worker_ticks_by(new) + want
             && s.worker_ticks >= right_after.worker_ticks + want
     });
     let last = match later {
         Ok(s) => s,
-        Err(_) => workload::stats(lab, limit)
-            .map(|(_, s)| s)
-            .map_err(|e| recorder.control_failed("STATS", e))?,
+        Err(_) => stats_or_stop(lab, limit, recorder)?.1,
     };
     recorder.check(
         "worker-advances-after-swap",
@@ -571,10 +567,12 @@ pub(super) fn worker_swap(
             millis(swapped_at.elapsed())
         ),
     );
-    let new_ticks = ticks(&last, new) - ticks(&right_after, new).min(ticks(&last, new));
+    let new_ticks = last
+        .worker_ticks_by(new)
+        .saturating_sub(right_after.worker_ticks_by(new));
     recorder.check(
         "worker-runs-new-version",
-        new_ticks >= want && last.last_worker_version == u32::from(new.raw()),
+        new_ticks >= want && last.last_worker_version() == Some(new),
         format!(
             "{new_ticks} new ticks by {new} (want {want}); last tick by build {}",
             last.last_worker_version
@@ -582,11 +580,11 @@ pub(super) fn worker_swap(
     );
     recorder.check(
         "old-version-stopped",
-        ticks(&last, initial) == ticks(&right_after, initial),
+        last.worker_ticks_by(initial) == right_after.worker_ticks_by(initial),
         format!(
             "{initial} ticks {} right after the swap, {} later",
-            ticks(&right_after, initial),
-            ticks(&last, initial)
+            right_after.worker_ticks_by(initial),
+            last.worker_ticks_by(initial)
         ),
     );
     recorder.lab(&format!("swap back to {initial}"), lab.swap_to(initial))?;
@@ -645,8 +643,7 @@ pub(super) fn disable_enable(
     recorder: &mut Recorder,
 ) -> Result<(), Stop> {
     let limit = config.request_timeout;
-    let initial =
-        workload::version(lab, limit).map_err(|e| recorder.control_failed("VERSION", e))?;
+    let initial = version_or_stop(lab, limit, recorder)?;
     let io = IoThreads::start(lab, config.threads.max(1), Connections::PerRequest)
         .map_err(|e| recorder.control_failed("starting the I/O threads", e))?;
     let since = |at: Instant| at.saturating_duration_since(io.epoch);
@@ -761,10 +758,7 @@ pub(super) fn disable_enable(
         format!(
             "{} of {failed} failures were not the documented error{}",
             undocumented.len(),
-            undocumented
-                .first()
-                .map(|r| format!(" (first: {:?})", r.outcome))
-                .unwrap_or_default()
+            first_outcome(&undocumented)
         ),
     );
     let outside: Vec<&Record> = io
@@ -783,10 +777,7 @@ pub(super) fn disable_enable(
         format!(
             "{} requests failed while the device was enabled{}",
             outside.len(),
-            outside
-                .first()
-                .map(|r| format!(" (first: {:?})", r.outcome))
-                .unwrap_or_default()
+            first_outcome(&outside)
         ),
     );
     resumes.record(recorder, "answered again by the same build");
@@ -807,8 +798,7 @@ pub(super) fn unload_reload(
     recorder: &mut Recorder,
 ) -> Result<(), Stop> {
     let limit = config.request_timeout;
-    let initial =
-        workload::version(lab, limit).map_err(|e| recorder.control_failed("VERSION", e))?;
+    let initial = version_or_stop(lab, limit, recorder)?;
     let worker_wait = config.settle_timeout + lab.worker_period() * 3;
     let mut absent = PerCycle::new("absent-after-unload");
     let mut answers = PerCycle::new("answers-after-reload");
@@ -841,8 +831,7 @@ pub(super) fn unload_reload(
             break;
         }
         // One VERSION answered since the reload (wait_present's last probe), then this STATS.
-        let (_, stats) =
-            workload::stats(lab, limit).map_err(|e| recorder.control_failed("STATS", e))?;
+        let (_, stats) = stats_or_stop(lab, limit, recorder)?;
         fresh.cycle(stats.served <= 2 && stats.swaps == 0, || {
             format!(
                 "cycle {cycle}: served {} and swaps {} after the reload (before the unload: served {}, swaps {})",

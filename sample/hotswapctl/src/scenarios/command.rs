@@ -8,7 +8,7 @@ use hotswap_sample_core::DriverVersion;
 use super::{Scenario, ScenarioConfig, ScenarioReport, junit_suite, run};
 use crate::{
     fake::{FakeDevice, FakeFault, FakeLab},
-    lab::{Lab, LabCommands},
+    lab::{CommandLab, Connector, Lab, LabCommands},
 };
 
 /// Options of `hotswapctl scenarios`.
@@ -120,22 +120,29 @@ impl ScenariosArgs {
         ))
     }
 
-    /// The installed driver at `device_path` as a lab whose operations run the given
-    /// commands (Windows).
-    #[cfg(windows)]
+    /// A lab connecting with `connector` whose operations run the given commands, each
+    /// with `--command-timeout`.
     #[must_use]
-    pub fn device_lab(&self, device_path: &str) -> Arc<dyn Lab> {
-        use crate::{backend::Backend, backend::windows::DeviceBackend, lab::CommandLab};
-
-        let path = device_path.to_owned();
-        let connector: crate::lab::Connector =
-            Box::new(move || Ok(Box::new(DeviceBackend::open(&path)?) as Box<dyn Backend>));
+    pub fn command_lab(&self, connector: Connector, description: String) -> Arc<dyn Lab> {
         Arc::new(CommandLab::new(
             connector,
             self.commands(),
             Duration::from_secs(self.command_timeout),
-            format!("installed driver at {device_path}"),
+            description,
         ))
+    }
+
+    /// The installed driver at `device_path` as a [`Self::command_lab`] (Windows).
+    #[cfg(windows)]
+    #[must_use]
+    pub fn device_lab(&self, device_path: &str) -> Arc<dyn Lab> {
+        use crate::backend::{Backend, windows::DeviceBackend};
+
+        let path = device_path.to_owned();
+        self.command_lab(
+            Box::new(move || Ok(Box::new(DeviceBackend::open(&path)?) as Box<dyn Backend>)),
+            format!("installed driver at {device_path}"),
+        )
     }
 
     /// The scenarios to run.
@@ -202,4 +209,50 @@ pub fn execute(args: &ScenariosArgs, lab: &Arc<dyn Lab>) -> Result<ExitCode, Str
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::backend::Backend;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ScenariosArgs,
+    }
+
+    #[test]
+    fn the_command_lab_gets_the_options_commands_and_connector() {
+        let cli = Cli::try_parse_from([
+            "scenarios",
+            "--unload-command",
+            "sc stop HotSwapSampleWdm",
+            "--instance-id",
+            r"ROOT\SAMPLE\0000",
+            "--command-timeout",
+            "7",
+        ])
+        .unwrap();
+        let commands = cli.args.commands();
+        assert_eq!(commands.unload.as_deref(), Some("sc stop HotSwapSampleWdm"));
+        assert_eq!(
+            commands.disable.as_deref(),
+            Some(r#"pnputil /disable-device "ROOT\SAMPLE\0000""#)
+        );
+        assert_eq!(commands.swap, None);
+        let device = FakeDevice::new(DriverVersion::V2);
+        let lab = cli.args.command_lab(
+            Box::new(move || Ok(Box::new(device.connect()) as Box<dyn Backend>)),
+            "fake behind commands".to_owned(),
+        );
+        assert_eq!(lab.describe(), "fake behind commands");
+        assert_eq!(lab.stats().unwrap().0, DriverVersion::V2);
+        assert!(matches!(
+            lab.swap_to(DriverVersion::V1),
+            Err(crate::lab::LabError::Unsupported(_))
+        ));
+    }
 }

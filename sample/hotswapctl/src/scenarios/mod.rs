@@ -1,6 +1,6 @@
 //! HLK-style scenarios: each a bounded run with named pass/fail criteria, generic over the
-//! [`Lab`] it runs against (the in-memory fake, the installed driver on a Windows VM, later
-//! the host kernel), reported as `JUnit` XML ([`crate::junit`]).
+//! [`Lab`] it runs against (the in-memory fake, the WDM sample's real images in the host
+//! kernel, the installed driver on a Windows VM), reported as `JUnit` XML ([`crate::junit`]).
 //!
 //! | scenario | what it does | criteria (all must hold) |
 //! |---|---|---|

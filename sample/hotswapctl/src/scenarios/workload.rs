@@ -16,7 +16,7 @@ use hotswap_sample_core::{DriverVersion, StatsInfo};
 
 use crate::{
     backend::Backend,
-    client::{Client, ClientError, Reply},
+    client::{Client, ClientError},
     lab::{Lab, is_absent_error},
     stress,
 };
@@ -59,18 +59,16 @@ impl fmt::Display for ControlError {
     }
 }
 
-type Request<T> = fn(&mut Client<Box<dyn Backend>>) -> Result<Reply<T>, ClientError>;
-
-/// One request on a new connection, bounded by `timeout`.
+/// `requests` on a new connection, bounded by `timeout` in all.
 pub(super) fn control<T: Send + 'static>(
     lab: &Arc<dyn Lab>,
     timeout: Duration,
-    request: Request<T>,
-) -> Result<Reply<T>, ControlError> {
+    requests: impl FnOnce(&mut Client<Box<dyn Backend>>) -> Result<T, ClientError> + Send + 'static,
+) -> Result<T, ControlError> {
     let lab = Arc::clone(lab);
     bounded(timeout, move || {
         let mut client = Client::new(lab.connect()?);
-        request(&mut client)
+        requests(&mut client)
     })
     .ok_or(ControlError::TimedOut(timeout))?
     .map_err(ControlError::Client)
