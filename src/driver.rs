@@ -8,9 +8,11 @@ use crate::sys;
 /// The `DRIVER_OBJECT` of the driver, as passed to `DriverEntry`.
 ///
 /// # Invariants
-/// The pointer is non-null and designates a driver object that stays valid until the driver
-/// unloads. No Rust code of the driver runs after its image is unloaded, so every value
-/// holding a `DriverObject` is gone by then.
+/// The pointer is non-null and designates a driver object that stays valid, with every
+/// driver-object extension allocated for it (the storage this crate owns: the endpoint record,
+/// worker threads' contexts and events), for as long as any value derived from it is used. On
+/// Windows this holds because no code of the driver runs after it unloads; a host that deletes
+/// driver objects (tests) must not use handles of a deleted one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DriverObject {
     raw: NonNull<sys::DRIVER_OBJECT>,
@@ -32,7 +34,10 @@ impl DriverObject {
     /// [`NullDriverObject`] when `raw` is null.
     ///
     /// # Safety
-    /// `raw`, if non-null, must be the driver's own `DRIVER_OBJECT`, valid until it unloads.
+    /// `raw`, if non-null, must be the driver's own `DRIVER_OBJECT`, and it must stay valid
+    /// (with its driver-object extensions) for as long as the `DriverObject` or anything made
+    /// from it (a [`crate::HotSwap`], wrappers, worker threads and their contexts) is used: on
+    /// Windows, until the driver unloads.
     pub unsafe fn from_raw(raw: sys::PDRIVER_OBJECT) -> Result<Self, NullDriverObject> {
         NonNull::new(raw)
             .map(|raw| Self { raw })

@@ -43,6 +43,28 @@ mod sealed {
 /// 8 bytes.
 ///
 /// This trait is sealed: it cannot be implemented outside this crate.
+///
+/// A function item has a type of its own, not a function-pointer type: where the endpoint
+/// type is not known from elsewhere (an [`crate::EndpointId`]), cast the item to its pointer
+/// type (`device_control as Dispatch`). The compiler's error says so:
+///
+/// ```compile_fail,E0277
+/// extern "system" fn double(x: u64) -> u64 { x * 2 }
+/// // error[E0277]: `{fn item}` is not a DriverProxy endpoint type
+/// //   note: a function item has its own type: cast it to its fn-pointer type, …
+/// let _ = driver_proxy::assert_endpoint(double);
+/// ```
+/// ```
+/// extern "system" fn double(x: u64) -> u64 { x * 2 }
+/// type Double = extern "system" fn(u64) -> u64;
+/// let _ = driver_proxy::assert_endpoint(double as Double);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a DriverProxy endpoint type",
+    label = "expected an `extern \"system\" fn` pointer type here",
+    note = "a function item has its own type: cast it to its fn-pointer type, e.g. `my_routine as MyRoutineType`",
+    note = "endpoints are `extern \"system\" fn` or `unsafe extern \"system\" fn` pointers of 0 to 12 arguments"
+)]
 pub trait Endpoint: sealed::Sealed + Copy + Send + Sync + 'static {
     /// The number of parameters: V1's `ParameterCount`.
     const ARITY: u32;
@@ -79,6 +101,31 @@ pub trait Endpoint: sealed::Sealed + Copy + Send + Sync + 'static {
     fn type_id() -> TypeId {
         TypeId::of::<Self>()
     }
+
+    /// A fingerprint of the type's name (64-bit FNV-1a of [`core::any::type_name`]), which
+    /// another compilation of the same source computes alike. The endpoint record compares
+    /// it when a new image re-registers an id registered by an earlier one, to catch a
+    /// signature changed between versions by mistake. It is a check, not a proof: names are
+    /// not guaranteed unique or stable across compiler versions (build every version of a
+    /// driver with the same toolchain).
+    ///
+    /// IRQL: any.
+    #[must_use]
+    fn signature() -> u64 {
+        fnv1a(core::any::type_name::<Self>().as_bytes())
+    }
+}
+
+/// 64-bit FNV-1a.
+pub(crate) const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01B3);
+        i += 1;
+    }
+    hash
 }
 
 /// Checks at compile time that `F` is an endpoint type whose arguments and return value fit
@@ -231,5 +278,21 @@ mod tests {
             <unsafe extern "system" fn(u64)>::type_id()
         );
         assert_eq!(S1::type_id(), <extern "system" fn(u64) -> u64>::type_id());
+    }
+
+    #[test]
+    fn signatures_fingerprint_the_type_name() {
+        assert_eq!(S1::signature(), <extern "system" fn(u64) -> u64>::signature());
+        assert_ne!(
+            S1::signature(),
+            <extern "system" fn(u32) -> u64>::signature()
+        );
+        assert_ne!(
+            <extern "system" fn(u64)>::signature(),
+            <unsafe extern "system" fn(u64)>::signature()
+        );
+        // FNV-1a test vectors.
+        assert_eq!(fnv1a(b""), 0xCBF2_9CE4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xAF63_DC4C_8601_EC8C);
     }
 }

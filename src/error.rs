@@ -1,6 +1,7 @@
 //! Error types: one per call, whose variants are the documented failures of that call.
 //!
-//! Every error converts to the [`NtStatus`] a driver would return (`status()`), and a
+//! Every error converts to the [`NtStatus`] a driver would return (`status()`, and `From`, so
+//! that a `DriverEntry` body returning `Result<(), NtStatus>` is written with `?`), and a
 //! status the documentation does not list is kept, not lost, in an `Unexpected` variant.
 
 use core::fmt;
@@ -20,6 +21,20 @@ pub enum Unavailable {
     NotSupported,
     /// `IoCreateDriverProxyExtension` returned `STATUS_DRIVER_BLOCKED` (registry policy).
     DriverBlocked,
+}
+
+impl Unavailable {
+    /// `STATUS_NOT_SUPPORTED`, for a driver that cannot do without the feature (e.g. the entry
+    /// of a new image taking over from a loaded one).
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub const fn status(self) -> NtStatus {
+        match self {
+            Self::DriverBlocked => NtStatus::DRIVER_BLOCKED,
+            _ => NtStatus::NOT_SUPPORTED,
+        }
+    }
 }
 
 impl fmt::Display for Unavailable {
@@ -66,6 +81,13 @@ pub enum CreateError {
     InsufficientResources,
     /// `STATUS_RESOURCE_IN_USE`: this driver object already owns an extension.
     AlreadyExists,
+    /// The driver object owns an extension but not this crate's endpoint record: the image
+    /// that created it did not use this crate (or used version 0.1), so nothing it registered
+    /// can be checked. [`crate::HotSwap::from_driver_object`] refuses to take over.
+    RecordMissing,
+    /// The driver object's endpoint record has another layout (it was written by an image
+    /// built with an incompatible version of this crate).
+    IncompatibleRecord,
     /// A status the documentation does not list.
     Unexpected(NtStatus),
 }
@@ -92,6 +114,7 @@ impl CreateError {
             Self::DriverBlocked => NtStatus::DRIVER_BLOCKED,
             Self::InsufficientResources => NtStatus::INSUFFICIENT_RESOURCES,
             Self::AlreadyExists => NtStatus::RESOURCE_IN_USE,
+            Self::RecordMissing | Self::IncompatibleRecord => NtStatus::REVISION_MISMATCH,
             Self::Unexpected(status) => status,
         }
     }
@@ -119,6 +142,16 @@ pub enum WrapError {
     /// extension. Handing out the raw function instead would pin the old image and break
     /// swapping, so the crate never does that silently.
     NotAnEndpoint,
+    /// The address is an endpoint registered with another signature than the one asked for,
+    /// or by another image of the driver: handing it out as this type could call code of
+    /// another signature after a re-registration.
+    SignatureMismatch,
+    /// Another registration (or first V2 lookup) of this driver is in progress: try again
+    /// once it returned. The record is written by one caller at a time and a lookup never
+    /// waits.
+    Busy,
+    /// The endpoint record is full ([`crate::MAX_ENDPOINTS`]).
+    TooManyEndpoints,
     /// A status the documentation does not list.
     Unexpected(NtStatus),
 }
@@ -132,6 +165,9 @@ impl WrapError {
         match self {
             Self::ExportMissing(_) => NtStatus::NOT_SUPPORTED,
             Self::NotAnEndpoint => NtStatus::NOT_FOUND,
+            Self::SignatureMismatch => NtStatus::OBJECT_TYPE_MISMATCH,
+            Self::Busy => NtStatus::DEVICE_BUSY,
+            Self::TooManyEndpoints => NtStatus::INSUFFICIENT_RESOURCES,
             Self::Unexpected(status) => status,
         }
     }
@@ -147,6 +183,18 @@ pub enum RegisterError {
     DuplicateId(u32),
     /// The table is empty; checked before the kernel is called.
     Empty,
+    /// An id is already registered with another signature: by this image with another
+    /// endpoint type, or by another image with a type of another name (or the entry's address
+    /// is an endpoint of another type or image). Checked before the kernel is called; nothing
+    /// changed. Wrappers of the id may be held as `Wrapped<F>` of the first signature, so it
+    /// can never change.
+    SignatureMismatch(u32),
+    /// The endpoint record is full ([`crate::MAX_ENDPOINTS`]); nothing changed.
+    TooManyEndpoints,
+    /// Another registration (or first V2 lookup) of this driver is in progress; nothing
+    /// changed. Registrations are serialised by the endpoint record, which never waits (a
+    /// registration from inside a phased callback would otherwise deadlock).
+    Busy,
     /// `STATUS_INVALID_PARAMETER_3`: an entry replaces an existing id with a different
     /// `ParameterCount`. Nothing was changed.
     ParameterCountMismatch,
@@ -184,9 +232,11 @@ impl RegisterError {
         match self {
             Self::ExportMissing(_) => NtStatus::NOT_SUPPORTED,
             Self::DuplicateId(_) | Self::Empty => NtStatus::INVALID_PARAMETER,
+            Self::SignatureMismatch(_) => NtStatus::OBJECT_TYPE_MISMATCH,
+            Self::Busy => NtStatus::DEVICE_BUSY,
             Self::ParameterCountMismatch => NtStatus::INVALID_PARAMETER_3,
             Self::DrainTimeout => NtStatus::UNSUCCESSFUL,
-            Self::InsufficientResources => NtStatus::INSUFFICIENT_RESOURCES,
+            Self::InsufficientResources | Self::TooManyEndpoints => NtStatus::INSUFFICIENT_RESOURCES,
             Self::Callback { status, .. } | Self::Unexpected(status) => status,
         }
     }
@@ -202,8 +252,12 @@ pub enum LookupError {
     UnknownId(u32),
     /// The id is in the table with another function type than the one asked for.
     TypeMismatch(u32),
-    /// The kernel returned no wrapper: the id was never registered with this extension.
+    /// The id was never registered with this extension (or its registration failed).
     NotRegistered(u32),
+    /// The registration of the id in force was made by another image of the driver (an
+    /// earlier version that the running one has not taken the id over from): its signature
+    /// cannot be compared with this image's types.
+    RegisteredByAnotherImage(u32),
 }
 
 impl LookupError {
@@ -216,27 +270,29 @@ impl LookupError {
             Self::ExportMissing(_) => NtStatus::NOT_SUPPORTED,
             Self::UnknownId(_) | Self::NotRegistered(_) => NtStatus::NOT_FOUND,
             Self::TypeMismatch(_) => NtStatus::INVALID_PARAMETER,
+            Self::RegisteredByAnotherImage(_) => NtStatus::OBJECT_TYPE_MISMATCH,
         }
     }
 }
 
-/// Failures of [`crate::WorkerThreadBuilder::spawn`].
+/// Failures of worker threads ([`crate::WorkerThreadBuilder::spawn`],
+/// [`crate::WorkerThread::from_raw`], [`crate::WorkerThread::stop_and_join`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkerError {
-    /// No event was given; the thread needs at least one object to wait on.
-    NoEvents,
-    /// More events than [`crate::MAX_WORKER_EVENTS`].
-    TooManyEvents(usize),
-    /// An event was not initialised.
-    EventNotInitialized,
-    /// A kernel routine the thread needs is missing (named).
-    ExportMissing(&'static str),
+    /// This kernel cannot run worker threads for the driver: a routine they need is missing
+    /// (named). Known from [`crate::HotSwap::new`] on ([`crate::HotSwap::worker_threads`]).
+    Unavailable(Unavailable),
     /// `STATUS_NOT_SUPPORTED`: DriverProxy is unavailable.
     NotSupported,
     /// `STATUS_INVALID_PARAMETER`: e.g. the routine is not a wrapper of this extension.
     InvalidParameter,
-    /// `STATUS_INSUFFICIENT_RESOURCES`.
+    /// `STATUS_INSUFFICIENT_RESOURCES` (the thread, or its storage).
     InsufficientResources,
+    /// [`crate::WorkerThread::from_raw`] was given storage that is not a worker thread of
+    /// this type (wrong magic, or another context type or event count).
+    NotAWorkerThread,
+    /// Waiting for the thread to end failed with this status (the thread handle was kept).
+    Join(NtStatus),
     /// A status the documentation does not list.
     Unexpected(NtStatus),
 }
@@ -258,25 +314,21 @@ impl WorkerError {
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {
-            Self::NoEvents
-            | Self::TooManyEvents(_)
-            | Self::EventNotInitialized
-            | Self::InvalidParameter => NtStatus::INVALID_PARAMETER,
-            Self::ExportMissing(_) | Self::NotSupported => NtStatus::NOT_SUPPORTED,
+            Self::Unavailable(unavailable) => unavailable.status(),
+            Self::NotSupported => NtStatus::NOT_SUPPORTED,
+            Self::InvalidParameter | Self::NotAWorkerThread => NtStatus::INVALID_PARAMETER,
             Self::InsufficientResources => NtStatus::INSUFFICIENT_RESOURCES,
-            Self::Unexpected(status) => status,
+            Self::Join(status) | Self::Unexpected(status) => status,
         }
     }
 }
 
-/// Failures of [`crate::Event`] operations.
+/// Failures of [`crate::Event::initialize`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventError {
-    /// The event was used before [`crate::Event::initialize`].
-    NotInitialized,
     /// [`crate::Event::initialize`] was called twice.
     AlreadyInitialized,
-    /// The kernel routine is missing (named).
+    /// A kernel event routine is missing (named): the event could not be operated.
     ExportMissing(&'static str),
 }
 
@@ -287,7 +339,6 @@ impl EventError {
     #[must_use]
     pub const fn status(self) -> NtStatus {
         match self {
-            Self::NotInitialized => NtStatus::INVALID_DEVICE_STATE,
             Self::AlreadyInitialized => NtStatus::INVALID_PARAMETER,
             Self::ExportMissing(_) => NtStatus::NOT_SUPPORTED,
         }
@@ -313,6 +364,30 @@ display_via_debug_and_status!(
     EventError
 );
 impl core::error::Error for NullDriverObject {}
+impl core::error::Error for Unavailable {}
+
+/// `From<E> for NtStatus` through `E::status()`, so that `?` turns any error of this crate into
+/// the status a `DriverEntry` returns.
+macro_rules! into_status {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for NtStatus {
+            #[inline]
+            fn from(error: $ty) -> Self {
+                error.status()
+            }
+        }
+    )*};
+}
+into_status!(
+    CreateError,
+    WrapError,
+    RegisterError,
+    LookupError,
+    WorkerError,
+    EventError,
+    NullDriverObject,
+    Unavailable
+);
 
 #[cfg(test)]
 mod tests {
@@ -416,10 +491,17 @@ mod tests {
             WorkerError::from_status(UNDOCUMENTED),
             WorkerError::Unexpected(UNDOCUMENTED)
         );
-        assert_eq!(WorkerError::NoEvents.status(), NtStatus::INVALID_PARAMETER);
         assert_eq!(
-            WorkerError::TooManyEvents(65).status(),
+            WorkerError::Unavailable(Unavailable::ExportMissing("PsCreateSystemThread")).status(),
+            NtStatus::NOT_SUPPORTED
+        );
+        assert_eq!(
+            WorkerError::NotAWorkerThread.status(),
             NtStatus::INVALID_PARAMETER
+        );
+        assert_eq!(
+            WorkerError::Join(NtStatus::INVALID_PARAMETER_1).status(),
+            NtStatus::INVALID_PARAMETER_1
         );
     }
 
@@ -432,5 +514,48 @@ mod tests {
             NtStatus::INVALID_PARAMETER
         );
         assert_eq!(NullDriverObject.status(), NtStatus::INVALID_PARAMETER);
+        assert_eq!(
+            LookupError::RegisteredByAnotherImage(1).status(),
+            NtStatus::OBJECT_TYPE_MISMATCH
+        );
+        assert_eq!(WrapError::SignatureMismatch.status(), NtStatus::OBJECT_TYPE_MISMATCH);
+        assert_eq!(WrapError::Busy.status(), NtStatus::DEVICE_BUSY);
+        assert_eq!(
+            RegisterError::SignatureMismatch(4).status(),
+            NtStatus::OBJECT_TYPE_MISMATCH
+        );
+        assert_eq!(RegisterError::Busy.status(), NtStatus::DEVICE_BUSY);
+    }
+
+    /// `?` in a `DriverEntry` body: every error type converts to the status it names.
+    #[test]
+    fn every_error_converts_into_its_status_with_question_mark() {
+        fn entry(step: u8) -> Result<(), NtStatus> {
+            match step {
+                0 => Err(CreateError::AlreadyExists)?,
+                1 => Err(WrapError::NotAnEndpoint)?,
+                2 => Err(RegisterError::DrainTimeout)?,
+                3 => Err(LookupError::NotRegistered(7))?,
+                4 => Err(WorkerError::InsufficientResources)?,
+                5 => Err(EventError::AlreadyInitialized)?,
+                6 => Err(NullDriverObject)?,
+                7 => Err(Unavailable::DriverBlocked)?,
+                _ => Ok(()),
+            }
+        }
+        let expected = [
+            NtStatus::RESOURCE_IN_USE,
+            NtStatus::NOT_FOUND,
+            NtStatus::UNSUCCESSFUL,
+            NtStatus::NOT_FOUND,
+            NtStatus::INSUFFICIENT_RESOURCES,
+            NtStatus::INVALID_PARAMETER,
+            NtStatus::INVALID_PARAMETER,
+            NtStatus::DRIVER_BLOCKED,
+        ];
+        for (step, status) in (0u8..).zip(expected) {
+            assert_eq!(entry(step), Err(status), "step {step}");
+        }
+        assert_eq!(entry(8), Ok(()));
     }
 }

@@ -25,28 +25,88 @@
 //!
 //! # V1 and V2
 //!
-//! * **V2** (current): the compiler and linker list the endpoints in a PE section named
-//!   `.shsept`, and a wrapper is looked up by the endpoint's address
-//!   (`IofGetDriverProxyWrapperFromEndpoint`, the `IoGetDriverProxyWrapperFromEndpoint`
-//!   macro in C): [`HotSwap::wrap`]. Rust toolchains cannot emit `.shsept` today (its format
-//!   is undocumented).
 //! * **V1** (deprecated by Microsoft, but what a Rust driver can use): the driver registers a
 //!   table of `{id, endpoint, parameter count}` with `IoRegisterDriverProxyEndpoints` and
 //!   looks wrappers up by id. Registering the same ids again *is* the swap, with the phased
-//!   callback above: [`EndpointTable`], [`HotSwap::register`], [`HotSwap::wrapper`].
+//!   callback above: [`EndpointTable`], [`HotSwap::register`], [`HotSwap::wrapper`]. A new
+//!   image of the driver takes over by registering the same ids from its `DriverEntry`
+//!   ([`HotSwap::from_driver_object`]).
+//! * **V2** (current): the compiler and linker list the endpoints in a PE section named
+//!   `.shsept`, the kernel wraps them when the extension is created, and a wrapper is looked up
+//!   by the endpoint's address (`IofGetDriverProxyWrapperFromEndpoint`, the
+//!   `IoGetDriverProxyWrapperFromEndpoint` macro in C): [`HotSwap::wrap`]. Rust toolchains
+//!   cannot emit `.shsept` today (its format is undocumented), so for a Rust driver `wrap`
+//!   finds the endpoints it registered with V1 by address. The host kernel of this project
+//!   models `.shsept` (`DriverControl::declare_image_endpoints` in `driver-proxy-host`), which
+//!   is how its tests exercise the V2 lookup.
 //!
 //! The parameter count is derived from the endpoint's type ([`Endpoint::ARITY`]); an id is
 //! typed with its endpoint's signature ([`EndpointId`]), so a lookup returns a [`Wrapped`] of
 //! the right type, and calling a `Wrapped<F>` is exactly one indirect call.
 //!
+//! # Which calls are allowed in which phase
+//!
+//! | phase | calls into the driver's endpoints (through wrappers) | the callback may |
+//! |---|---|---|
+//! | [`Phase::PreProcess`] | flow to the old implementation | call wrappers, allocate, take locks |
+//! | [`Phase::ProxyStalled`] | none runs, new ones are held | touch endpoint state; **not** call a wrapper of the driver (it would wait for this phase to end) |
+//! | [`Phase::PostProcess`] | flow to the new implementation | call wrappers, release locks, log |
+//!
+//! No phase may register again ([`RegisterError::Busy`]). A panic in the callback never
+//! unwinds into the kernel: the trampoline is an `extern "system"` function, so the panic
+//! aborts (a driver is built with `panic = "abort"`; its panic handler normally stops the
+//! system), with the swap half done. Return `Err(status)` to refuse a phase: the kernel rolls
+//! the swap back and [`HotSwap::register`] returns [`RegisterError::Callback`].
+//!
 //! # Fallback
 //!
 //! Drivers must keep loading on kernels without Driver Hot-Swap, so this crate imports only
-//! `MmGetSystemRoutineAddress` and resolves everything else at run time, once. Where hot-swap
-//! is unavailable (an export missing, the feature disabled for the driver, creation answering
-//! `STATUS_NOT_SUPPORTED` or `STATUS_DRIVER_BLOCKED`), [`HotSwap`] falls back: wrappers are the
-//! endpoints themselves, registration does nothing, worker threads are plain system threads,
-//! and [`HotSwap::unavailable`] says why. The driver has one code path.
+//! `MmGetSystemRoutineAddress` and resolves everything else at run time, once.
+//! [`HotSwap::new`] checks every routine it will call later; where hot-swap is unavailable (a
+//! routine missing, named in [`Unavailable::ExportMissing`]; the feature disabled for the
+//! driver; creation answering `STATUS_NOT_SUPPORTED` or `STATUS_DRIVER_BLOCKED`), it falls
+//! back: wrappers are the endpoints themselves, registration does nothing, worker threads are
+//! plain system threads, and [`HotSwap::unavailable`] says why. Worker threads have their own
+//! check ([`HotSwap::worker_threads`]), so a driver knows before it starts one. The driver has
+//! one code path.
+//!
+//! The crate needs nothing newer than Windows 10 1709 outside DriverProxy itself: it allocates
+//! no pool (`ExAllocatePool2` exists only from Windows 10 2004); its storage is
+//! driver-object extensions (`IoAllocateDriverObjectExtension`, Windows 2000).
+//!
+//! # Soundness
+//!
+//! Safe code using this crate cannot reach undefined behaviour. The `unsafe` entry points are
+//! [`DriverObject::from_raw`] (the pointer `DriverEntry` received) and
+//! [`WorkerThread::from_raw`] (taking back a thread handed on). These invariants hold:
+//!
+//! 1. **A `Wrapped<F>` only ever forwards to code of signature `F`.** The crate keeps an
+//!    *endpoint record* in storage the driver object owns: for every V1 id, the image whose
+//!    registration is in force and that image's `TypeId` of the endpoint type; for every
+//!    address handed out by [`HotSwap::wrap`], its type. A lookup succeeds only for an id
+//!    this image registered with exactly `F`; a registration that would give an id (or a
+//!    handed-out address) another type is refused before the kernel sees it
+//!    ([`RegisterError::SignatureMismatch`]). The table passed to a lookup is checked too, but
+//!    it is not what makes the lookup sound: the record is.
+//! 2. **Across images**, `TypeId`s of two compilations cannot be compared. A new image can
+//!    only look up the ids *it* registered ([`LookupError::RegisteredByAnotherImage`]); when
+//!    it re-registers an id of the old image, the record compares what is comparable (the
+//!    parameter count and a fingerprint of the type's name, [`Endpoint::signature`]). That an
+//!    id keeps its signature from one version of the driver to the next is the contract of
+//!    hot swap; the old image's own wrappers die with it, because no code of the old image
+//!    runs after the swap (every way into it was a wrapper, drained before the repoint).
+//! 3. **A worker routine gets the context it reads.** [`WorkerRoutine<T, EVENTS>`] carries
+//!    the context's type and the event count; [`HotSwap::worker_thread`] takes a `T`.
+//! 4. **Nothing the kernel holds lives in an image.** A worker thread's context, events and
+//!    stop request live in a [`WorkerContext`], a driver-object extension: it outlives every
+//!    image of the driver (the old image is unmapped after a swap while the kernel keeps
+//!    waiting on those events). No `static` of the image is ever handed to the kernel by safe
+//!    code. The endpoint record lives there too.
+//! 5. **A thread is stopped before its owner forgets it.** Dropping a [`WorkerThread`] stops
+//!    and joins it; [`WorkerThread::into_raw`] hands it on explicitly.
+//!
+//! Each of these has a test that fails without it (`tests/soundness.rs`, and the
+//! compile-fail examples on [`HotSwap::worker_thread`] and [`Endpoint`]).
 //!
 //! # IRQL
 //!
@@ -62,66 +122,81 @@
 //!
 //! # Example: a driver skeleton
 //!
-//! A WDM driver whose device-control dispatch routine is hot-swappable (V1). The same code
-//! runs here, in a test process, on the host kernel of this project (`driver-proxy-host`),
-//! and on Windows 11 24H2+ with the Secure Kernel: in both, the dispatch routine handed to the
-//! I/O manager is a real wrapper (on older kernels, the routine itself).
+//! A WDM driver whose device-control dispatch routine and worker thread are hot-swappable
+//! (V1). The same code runs here, in a test process, on the host kernel of this project
+//! (`driver-proxy-host`), and on Windows: the dispatch routine handed to the I/O manager is a
+//! real wrapper where the kernel has Driver Hot-Swap, and the routine itself elsewhere.
 //!
 //! ```
 //! # extern crate driver_proxy_host;
+//! use core::ffi::c_void;
+//! use core::sync::atomic::{AtomicU32, Ordering};
 //! use driver_proxy::{
-//!     DriverObject, EndpointEntry, EndpointId, EndpointTable, HotSwap, NtStatus, Phase, sys,
+//!     DriverObject, EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, NtStatus,
+//!     Phase, Timeout, Wake, WorkerContext, WorkerRoutine, sys,
 //! };
 //!
 //! /// `DRIVER_DISPATCH`: `NTSTATUS Dispatch(PDEVICE_OBJECT, PIRP)`.
-//! type Dispatch = unsafe extern "system" fn(*mut core::ffi::c_void, *mut core::ffi::c_void) -> i32;
-//! const DEVICE_CONTROL: EndpointId<Dispatch> = EndpointId::new(1);
+//! type Dispatch = unsafe extern "system" fn(*mut c_void, *mut c_void) -> NtStatus;
+//! /// The worker: a context of type `Ticks`, one event of its own (a "kick").
+//! type Worker = WorkerRoutine<Ticks, 1>;
 //!
-//! unsafe extern "system" fn device_control(_device: *mut core::ffi::c_void, _irp: *mut core::ffi::c_void) -> i32 {
-//!     NtStatus::SUCCESS.raw() // complete the IRP here
+//! const DEVICE_CONTROL: EndpointId<Dispatch> = EndpointId::new(1);
+//! const WORKER: EndpointId<Worker> = EndpointId::new(2);
+//!
+//! #[derive(Default)]
+//! struct Ticks(AtomicU32);
+//!
+//! unsafe extern "system" fn device_control(_device: *mut c_void, _irp: *mut c_void) -> NtStatus {
+//!     NtStatus::SUCCESS // complete the IRP here
 //! }
 //!
-//! /// `DriverEntry` (export it with `#[unsafe(export_name = "DriverEntry")]` in a driver).
-//! unsafe extern "system" fn driver_entry(driver: sys::PDRIVER_OBJECT, _registry: *const sys::UNICODE_STRING) -> i32 {
-//!     // SAFETY: the kernel passes our own driver object, valid until unload.
-//!     let driver = match unsafe { DriverObject::from_raw(driver) } {
-//!         Ok(driver) => driver,
-//!         Err(null) => return null.status().raw(),
-//!     };
+//! extern "system" fn worker(worker: &'static WorkerContext<Ticks, 1>, status: NtStatus) -> bool {
+//!     match worker.wake(status) {
+//!         Wake::Stop => false, // asked to end: end
+//!         Wake::Event(0) | Wake::Timeout => {
+//!             worker.get().0.fetch_add(1, Ordering::Relaxed);
+//!             true
+//!         }
+//!         _ => true,
+//!     }
+//! }
+//!
+//! /// `DriverEntry`'s body (export the entry with `#[unsafe(export_name = "DriverEntry")]`).
+//! fn driver_entry(driver: DriverObject) -> Result<(), NtStatus> {
 //!     // Probe and create the extension; falls back on kernels without hot-swap.
-//!     let hotswap = match HotSwap::new(driver) {
-//!         Ok(hotswap) => hotswap,
-//!         Err(error) => return error.status().raw(),
-//!     };
+//!     let hotswap = HotSwap::new(driver)?;
 //!     // Register the endpoints (V1). A new version of the driver registers the same ids
 //!     // again, with a callback that carries state over in Phase::ProxyStalled.
-//!     let table = match EndpointTable::new([EndpointEntry::new(DEVICE_CONTROL, device_control as Dispatch)]) {
-//!         Ok(table) => table,
-//!         Err(error) => return error.status().raw(),
-//!     };
-//!     let mut on_phase = |phase: Phase| -> Result<(), NtStatus> {
-//!         let _ = phase; // hand state over in ProxyStalled
-//!         Ok(())
-//!     };
-//!     if let Err(error) = hotswap.register(&table, Some(&mut on_phase)) {
-//!         return error.status().raw();
-//!     }
+//!     let table = EndpointTable::new([
+//!         EndpointEntry::new(DEVICE_CONTROL, device_control as Dispatch),
+//!         EndpointEntry::new(WORKER, worker as Worker),
+//!     ])?;
+//!     hotswap.register(&table, Some(&mut |_phase: Phase| Ok(())))?;
 //!     // Hand out the wrapper, never `device_control` itself:
-//!     // (*driver).MajorFunction[IRP_MJ_DEVICE_CONTROL] = wrapper.get();
-//!     let wrapper = match hotswap.wrapper(&table, DEVICE_CONTROL) {
-//!         Ok(wrapper) => wrapper,
-//!         Err(error) => return error.status().raw(),
-//!     };
-//!     // SAFETY: a dispatch routine may be called with any pointers it is given by the I/O manager.
-//!     let status = unsafe { wrapper.get()(core::ptr::null_mut(), core::ptr::null_mut()) };
-//!     assert_eq!(status, NtStatus::SUCCESS.raw());
-//!     NtStatus::SUCCESS.raw()
+//!     // (*driver_object).MajorFunction[IRP_MJ_DEVICE_CONTROL] = Some(dispatch.get());
+//!     let dispatch = hotswap.wrapper(&table, DEVICE_CONTROL)?;
+//!     // SAFETY: a dispatch routine may be called with the pointers the I/O manager gives it.
+//!     assert_eq!(unsafe { dispatch.get()(core::ptr::null_mut(), core::ptr::null_mut()) }, NtStatus::SUCCESS);
+//!     // A worker thread: the kernel calls the worker's wrapper after each wait.
+//!     if hotswap.worker_threads().is_ok() {
+//!         let thread = hotswap
+//!             .worker_thread(hotswap.wrapper(&table, WORKER)?, Ticks::default())
+//!             .events([EventKind::Synchronization])
+//!             .timeout(Timeout::from_millis(500))
+//!             .spawn()?;
+//!         thread.event(0).map(|kick| kick.set());
+//!         // Unload: stop and join (dropping the thread does the same).
+//!         thread.stop_and_join()?;
+//!     }
+//!     Ok(())
 //! }
 //!
 //! let mut driver_object = driver_proxy_host::HostDriverObject::new();
-//! // SAFETY: the host driver object is valid for the call.
-//! let status = unsafe { driver_entry(driver_object.as_raw(), core::ptr::null()) };
-//! assert_eq!(NtStatus(status), NtStatus::SUCCESS);
+//! // SAFETY: the host driver object outlives everything made from it in this example.
+//! let driver = unsafe { DriverObject::from_raw(driver_object.as_raw()) }?;
+//! assert_eq!(driver_entry(driver), Ok(()));
+//! # Ok::<(), driver_proxy::NullDriverObject>(())
 //! ```
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
@@ -130,10 +205,10 @@ mod driver;
 mod endpoint;
 mod error;
 mod event;
-mod extension;
 mod features;
 mod hotswap;
 mod phase;
+mod record;
 mod resolve;
 pub mod status;
 mod sync;
@@ -148,16 +223,16 @@ pub use error::{
     CreateError, EventError, LookupError, NullDriverObject, RegisterError, Unavailable,
     WorkerError, WrapError,
 };
-pub use event::{Event, EventKind};
-pub use extension::Extension;
+pub use event::{Event, EventKind, EventRef};
 pub use features::{Features, probe};
 pub use hotswap::HotSwap;
 pub use phase::{Phase, SwapCallback};
+pub use record::MAX_ENDPOINTS;
 pub use status::{NtStatus, Severity};
 pub use table::{EndpointEntry, EndpointId, EndpointTable};
 pub use worker::{
-    MAX_WORKER_EVENTS, Timeout, WaitMode, WaitReason, WaitType, WorkerRoutine, WorkerThread,
-    WorkerThreadBuilder,
+    MAX_WORKER_EVENTS, Timeout, WaitMode, WaitReason, WaitType, Wake, WorkerContext,
+    WorkerRoutine, WorkerThread, WorkerThreadBuilder,
 };
 pub use wrapped::Wrapped;
 

@@ -74,9 +74,12 @@ impl<F: FnMut(Phase) -> Result<(), NtStatus>> SwapCallback for F {
     }
 }
 
-/// What the trampoline needs: the driver's callback, and where to note which phase failed.
-pub(crate) struct CallbackContext<'a> {
-    pub(crate) callback: &'a mut dyn SwapCallback,
+/// What the trampoline needs: the driver's callback (if any), what the crate does once the
+/// callback accepted `ProxyStalled` (record the registration), and where to note which phase
+/// failed.
+pub(crate) struct CallbackContext<'c, 's> {
+    pub(crate) callback: Option<&'c mut dyn SwapCallback>,
+    pub(crate) on_stalled: &'s mut dyn FnMut(),
     pub(crate) failure: Option<(Phase, NtStatus)>,
 }
 
@@ -84,19 +87,28 @@ pub(crate) struct CallbackContext<'a> {
 ///
 /// # Safety
 /// `context` must point to a live `CallbackContext` not otherwise borrowed for the duration
-/// of the call (guaranteed by `Extension::register`, which passes a local and waits for the
+/// of the call (guaranteed by `HotSwap::register`, which passes a local and waits for the
 /// registration to return).
 pub(crate) unsafe extern "system" fn callback_trampoline(
     phase: sys::DRIVER_PROXY_REGISTER_CALLBACK_PHASE,
     context: *mut c_void,
 ) -> sys::NTSTATUS {
     // SAFETY: per this function's contract, `context` is an exclusive live CallbackContext.
-    let context = unsafe { &mut *context.cast::<CallbackContext<'_>>() };
+    let context = unsafe { &mut *context.cast::<CallbackContext<'_, '_>>() };
     let Some(phase) = Phase::from_raw(phase) else {
         return sys::STATUS_INVALID_PARAMETER;
     };
-    match context.callback.on_phase(phase) {
-        Ok(()) => sys::STATUS_SUCCESS,
+    let outcome = match context.callback.as_mut() {
+        Some(callback) => callback.on_phase(phase),
+        None => Ok(()),
+    };
+    match outcome {
+        Ok(()) => {
+            if phase == Phase::ProxyStalled {
+                (context.on_stalled)();
+            }
+            sys::STATUS_SUCCESS
+        }
         Err(status) => {
             let status = if status.is_success() {
                 NtStatus::UNSUCCESSFUL
@@ -140,8 +152,11 @@ mod tests {
                 Ok(())
             }
         };
+        let mut stalled = 0;
+        let mut on_stalled = || stalled += 1;
         let mut context = CallbackContext {
-            callback: &mut callback,
+            callback: Some(&mut callback),
+            on_stalled: &mut on_stalled,
             failure: None,
         };
         let ptr = (&raw mut context).cast::<c_void>();
@@ -162,13 +177,36 @@ mod tests {
             seen,
             [Some(Phase::PreProcess), Some(Phase::ProxyStalled), None]
         );
+        assert_eq!(stalled, 0, "a failed ProxyStalled records nothing");
+    }
+
+    #[test]
+    fn an_accepted_proxy_stalled_phase_records_the_registration_once() {
+        let mut stalled = 0;
+        let mut on_stalled = || stalled += 1;
+        let mut context = CallbackContext {
+            callback: None,
+            on_stalled: &mut on_stalled,
+            failure: None,
+        };
+        let ptr = (&raw mut context).cast::<c_void>();
+        // SAFETY: `context` is a live local, not otherwise borrowed during the calls.
+        unsafe {
+            for phase in 0..3 {
+                assert_eq!(callback_trampoline(phase, ptr), sys::STATUS_SUCCESS);
+            }
+        }
+        assert!(context.failure.is_none());
+        assert_eq!(stalled, 1);
     }
 
     #[test]
     fn an_error_carrying_a_success_code_is_reported_as_unsuccessful() {
         let mut callback = |_: Phase| Err(NtStatus::SUCCESS);
+        let mut on_stalled = || {};
         let mut context = CallbackContext {
-            callback: &mut callback,
+            callback: Some(&mut callback),
+            on_stalled: &mut on_stalled,
             failure: None,
         };
         // SAFETY: `context` is a live local, not otherwise borrowed during the call.

@@ -3,6 +3,7 @@
 use core::any::TypeId;
 use core::marker::PhantomData;
 
+use crate::record::Registration;
 use crate::{Endpoint, LookupError, RegisterError, sys};
 
 /// The V1 id of an endpoint of type `F` (`DRIVER_PROXY_ENDPOINT_FUNCTION_ID`).
@@ -47,7 +48,8 @@ impl<F: Endpoint> core::fmt::Debug for EndpointId<F> {
 #[derive(Clone, Copy, Debug)]
 pub struct EndpointEntry {
     info: sys::DRIVER_PROXY_ENDPOINT_INFORMATION,
-    signature: TypeId,
+    type_id: TypeId,
+    signature: u64,
 }
 
 impl EndpointEntry {
@@ -63,7 +65,8 @@ impl EndpointEntry {
                 EndpointFunction: Some(endpoint.erase()),
                 ParameterCount: F::ARITY,
             },
-            signature: F::type_id(),
+            type_id: F::type_id(),
+            signature: F::signature(),
         }
     }
 
@@ -86,9 +89,10 @@ impl EndpointEntry {
 
 /// A V1 registration table of `N` endpoints with distinct ids.
 ///
-/// Keep it for as long as the driver hands out wrappers looked up from it (a `static`, or the
-/// driver's global state): [`crate::HotSwap::wrapper`] checks the requested type against it,
-/// and where hot-swap is unavailable it is where the endpoint itself comes from.
+/// A table is a value the driver builds in `DriverEntry`: [`crate::HotSwap::register`] copies
+/// what the kernel and the endpoint record need, and [`crate::HotSwap::wrapper`] looks an id
+/// up in it (where hot-swap is unavailable, the table is where the endpoint itself comes
+/// from). It need not outlive `DriverEntry`.
 #[derive(Clone, Debug)]
 pub struct EndpointTable<const N: usize> {
     entries: [EndpointEntry; N],
@@ -131,6 +135,20 @@ impl<const N: usize> EndpointTable<N> {
         core::array::from_fn(|i| self.entries[i].info)
     }
 
+    /// What the endpoint record checks and keeps of each entry.
+    pub(crate) fn registrations(&self) -> [Registration; N] {
+        core::array::from_fn(|i| {
+            let entry = &self.entries[i];
+            Registration {
+                id: entry.info.Id,
+                arity: entry.info.ParameterCount,
+                address: entry.info.EndpointFunction.map_or(0, |f| f as usize),
+                signature: entry.signature,
+                type_id: entry.type_id,
+            }
+        })
+    }
+
     /// The endpoint registered under `id`, checked against its type.
     ///
     /// IRQL: any.
@@ -157,7 +175,7 @@ impl<const N: usize> EndpointTable<N> {
             .iter()
             .find(|e| e.info.Id == id.raw)
             .ok_or(LookupError::UnknownId(id.raw))?;
-        if entry.signature == F::type_id() {
+        if entry.type_id == F::type_id() {
             Ok(entry)
         } else {
             Err(LookupError::TypeMismatch(id.raw))

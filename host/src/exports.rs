@@ -26,7 +26,7 @@ use std::sync::{Mutex, PoisonError};
 
 use driver_proxy::sys;
 
-use crate::kernel::{events, pool, proxy, threads};
+use crate::kernel::{driver_extensions, events, pool, proxy, threads};
 
 /// A routine the host exports: its name and address.
 struct ExportedRoutine {
@@ -66,6 +66,8 @@ static ROUTINES: &[ExportedRoutine] = exported![
     threads::ZwWaitForSingleObject,
     pool::ExAllocatePool2,
     pool::ExFreePoolWithTag,
+    driver_extensions::IoAllocateDriverObjectExtension,
+    driver_extensions::IoGetDriverObjectExtension,
     self::MmGetSystemRoutineAddress,
 ];
 

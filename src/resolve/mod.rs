@@ -7,6 +7,10 @@
 //! the first call into the crate (which must be at `PASSIVE_LEVEL`), and is cached in a
 //! race-free [`OnceCell`]; a missing DriverProxy export means "hot-swap unavailable", never a
 //! failed load.
+//!
+//! The routines are grouped by what needs them ([`Exports::hot_swap`], [`Exports::workers`],
+//! [`Exports::fallback_threads`], [`Exports::events`]): `HotSwap::new` checks each group once,
+//! so a missing routine is reported there, by name, and never by a later call.
 
 mod once;
 
@@ -29,8 +33,9 @@ pub(crate) struct ProxyRoutines {
     pub(crate) create_worker_thread: Option<sys::PFN_IoDriverProxyCreateHotSwappableWorkerThread>,
 }
 
-/// General kernel routines (events, fallback worker thread, pool); present on every
-/// supported Windows, but still resolved so the crate keeps a single static import.
+/// General kernel routines: events, driver-object extensions, threads. Present on every
+/// Windows this crate supports, but still resolved so the crate keeps a single static import
+/// and reports a missing one by name instead of failing to load.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct KernelRoutines {
     pub(crate) initialize_event: Option<sys::PFN_KeInitializeEvent>,
@@ -41,8 +46,9 @@ pub(crate) struct KernelRoutines {
     pub(crate) wait_for_multiple_objects: Option<sys::PFN_KeWaitForMultipleObjects>,
     pub(crate) create_system_thread: Option<sys::PFN_PsCreateSystemThread>,
     pub(crate) close: Option<sys::PFN_ZwClose>,
-    pub(crate) allocate_pool: Option<sys::PFN_ExAllocatePool2>,
-    pub(crate) free_pool: Option<sys::PFN_ExFreePoolWithTag>,
+    pub(crate) wait_for_single_object: Option<sys::PFN_ZwWaitForSingleObject>,
+    pub(crate) allocate_driver_object_extension: Option<sys::PFN_IoAllocateDriverObjectExtension>,
+    pub(crate) get_driver_object_extension: Option<sys::PFN_IoGetDriverObjectExtension>,
 }
 
 /// Every routine the crate may call, as resolved on this system.
@@ -50,6 +56,153 @@ pub(crate) struct KernelRoutines {
 pub(crate) struct Exports {
     pub(crate) proxy: ProxyRoutines,
     pub(crate) kernel: KernelRoutines,
+}
+
+/// The name of a routine the running kernel does not export.
+pub(crate) type Missing = &'static str;
+
+/// Takes a resolved routine, or names it.
+fn need<P>(routine: Option<P>, name: &RoutineName) -> Result<P, Missing> {
+    routine.ok_or(name.ascii)
+}
+
+/// The seven DriverProxy routines, all present.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HotSwapRoutines {
+    pub(crate) get_features: sys::PFN_IoGetDriverProxyFeatures,
+    pub(crate) create_extension: sys::PFN_IoCreateDriverProxyExtension,
+    pub(crate) extension_from_driver_object: sys::PFN_IoGetDriverProxyExtensionFromDriverObject,
+    pub(crate) register_endpoints: sys::PFN_IoRegisterDriverProxyEndpoints,
+    pub(crate) endpoint_wrapper_by_id: sys::PFN_IoGetDriverProxyEndpointWrapper,
+    pub(crate) wrapper_from_endpoint: sys::PFN_IofGetDriverProxyWrapperFromEndpoint,
+    pub(crate) create_worker_thread: sys::PFN_IoDriverProxyCreateHotSwappableWorkerThread,
+    /// The storage of the endpoint record (`crate::record`).
+    pub(crate) storage: StorageRoutines,
+}
+
+/// Driver-object extensions: the storage this crate owns for a driver.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StorageRoutines {
+    pub(crate) allocate: sys::PFN_IoAllocateDriverObjectExtension,
+    pub(crate) get: sys::PFN_IoGetDriverObjectExtension,
+}
+
+/// The event routines, all present: what an initialised [`crate::EventRef`] calls. `repr(C)`:
+/// a worker thread's storage keeps a copy, which an image of another compilation may read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventRoutines {
+    pub(crate) initialize: sys::PFN_KeInitializeEvent,
+    pub(crate) set: sys::PFN_KeSetEvent,
+    pub(crate) clear: sys::PFN_KeClearEvent,
+    pub(crate) reset: sys::PFN_KeResetEvent,
+    pub(crate) read_state: sys::PFN_KeReadStateEvent,
+}
+
+/// What every worker thread needs, hot-swappable or not: its storage and events, and waiting
+/// for and closing its handle.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WorkerRoutines {
+    pub(crate) storage: StorageRoutines,
+    pub(crate) events: EventRoutines,
+    pub(crate) wait_for_single_object: sys::PFN_ZwWaitForSingleObject,
+    pub(crate) close: sys::PFN_ZwClose,
+}
+
+/// What the fallback worker thread needs besides [`WorkerRoutines`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FallbackThreadRoutines {
+    pub(crate) create_system_thread: sys::PFN_PsCreateSystemThread,
+    pub(crate) wait_for_multiple_objects: sys::PFN_KeWaitForMultipleObjects,
+}
+
+impl Exports {
+    /// Everything hot-swap needs (the seven DriverProxy routines and the storage of the
+    /// endpoint record), or the first routine missing, in the order listed.
+    pub(crate) fn hot_swap(&self) -> Result<HotSwapRoutines, Missing> {
+        let p = &self.proxy;
+        Ok(HotSwapRoutines {
+            get_features: need(p.get_features, &names::IO_GET_DRIVER_PROXY_FEATURES)?,
+            create_extension: need(p.create_extension, &names::IO_CREATE_DRIVER_PROXY_EXTENSION)?,
+            extension_from_driver_object: need(
+                p.extension_from_driver_object,
+                &names::IO_GET_DRIVER_PROXY_EXTENSION_FROM_DRIVER_OBJECT,
+            )?,
+            register_endpoints: need(
+                p.register_endpoints,
+                &names::IO_REGISTER_DRIVER_PROXY_ENDPOINTS,
+            )?,
+            endpoint_wrapper_by_id: need(
+                p.endpoint_wrapper_by_id,
+                &names::IO_GET_DRIVER_PROXY_ENDPOINT_WRAPPER,
+            )?,
+            wrapper_from_endpoint: need(
+                p.wrapper_from_endpoint,
+                &names::IOF_GET_DRIVER_PROXY_WRAPPER_FROM_ENDPOINT,
+            )?,
+            create_worker_thread: need(
+                p.create_worker_thread,
+                &names::IO_DRIVER_PROXY_CREATE_HOT_SWAPPABLE_WORKER_THREAD,
+            )?,
+            storage: self.storage()?,
+        })
+    }
+
+    /// Driver-object extensions.
+    pub(crate) fn storage(&self) -> Result<StorageRoutines, Missing> {
+        let k = &self.kernel;
+        Ok(StorageRoutines {
+            allocate: need(
+                k.allocate_driver_object_extension,
+                &kernel_names::IO_ALLOCATE_DRIVER_OBJECT_EXTENSION,
+            )?,
+            get: need(
+                k.get_driver_object_extension,
+                &kernel_names::IO_GET_DRIVER_OBJECT_EXTENSION,
+            )?,
+        })
+    }
+
+    /// The event routines.
+    pub(crate) fn events(&self) -> Result<EventRoutines, Missing> {
+        let k = &self.kernel;
+        Ok(EventRoutines {
+            initialize: need(k.initialize_event, &kernel_names::KE_INITIALIZE_EVENT)?,
+            set: need(k.set_event, &kernel_names::KE_SET_EVENT)?,
+            clear: need(k.clear_event, &kernel_names::KE_CLEAR_EVENT)?,
+            reset: need(k.reset_event, &kernel_names::KE_RESET_EVENT)?,
+            read_state: need(k.read_state_event, &kernel_names::KE_READ_STATE_EVENT)?,
+        })
+    }
+
+    /// What every worker thread needs.
+    pub(crate) fn workers(&self) -> Result<WorkerRoutines, Missing> {
+        let k = &self.kernel;
+        Ok(WorkerRoutines {
+            storage: self.storage()?,
+            events: self.events()?,
+            wait_for_single_object: need(
+                k.wait_for_single_object,
+                &kernel_names::ZW_WAIT_FOR_SINGLE_OBJECT,
+            )?,
+            close: need(k.close, &kernel_names::ZW_CLOSE)?,
+        })
+    }
+
+    /// What the fallback worker thread needs besides [`Exports::workers`].
+    pub(crate) fn fallback_threads(&self) -> Result<FallbackThreadRoutines, Missing> {
+        let k = &self.kernel;
+        Ok(FallbackThreadRoutines {
+            create_system_thread: need(
+                k.create_system_thread,
+                &kernel_names::PS_CREATE_SYSTEM_THREAD,
+            )?,
+            wait_for_multiple_objects: need(
+                k.wait_for_multiple_objects,
+                &kernel_names::KE_WAIT_FOR_MULTIPLE_OBJECTS,
+            )?,
+        })
+    }
 }
 
 /// Looks up a routine and gives it its C type.
@@ -112,8 +265,18 @@ impl Exports {
                     ),
                     create_system_thread: lookup(resolve, &kernel_names::PS_CREATE_SYSTEM_THREAD),
                     close: lookup(resolve, &kernel_names::ZW_CLOSE),
-                    allocate_pool: lookup(resolve, &kernel_names::EX_ALLOCATE_POOL2),
-                    free_pool: lookup(resolve, &kernel_names::EX_FREE_POOL_WITH_TAG),
+                    wait_for_single_object: lookup(
+                        resolve,
+                        &kernel_names::ZW_WAIT_FOR_SINGLE_OBJECT,
+                    ),
+                    allocate_driver_object_extension: lookup(
+                        resolve,
+                        &kernel_names::IO_ALLOCATE_DRIVER_OBJECT_EXTENSION,
+                    ),
+                    get_driver_object_extension: lookup(
+                        resolve,
+                        &kernel_names::IO_GET_DRIVER_OBJECT_EXTENSION,
+                    ),
                 },
             }
         }
@@ -182,7 +345,13 @@ mod tests {
         let before = asked.len();
         asked.dedup();
         assert_eq!(before, asked.len(), "a routine was resolved twice");
-        assert_eq!(asked.len(), 17);
+        assert_eq!(asked.len(), 18);
+        for name in ["ExAllocatePool2", "ExFreePoolWithTag"] {
+            assert!(
+                !asked.contains(&name),
+                "{name}: the library allocates no pool (ExAllocatePool2 is newer than Windows 10 1709)"
+            );
+        }
         for name in [
             "IoGetDriverProxyFeatures",
             "IoCreateDriverProxyExtension",
@@ -211,5 +380,7 @@ mod tests {
         );
         assert!(exports.proxy.create_extension.is_none());
         assert!(exports.kernel.set_event.is_none());
+        assert_eq!(exports.hot_swap().err(), Some("IoCreateDriverProxyExtension"));
+        assert_eq!(exports.events().err(), Some("KeInitializeEvent"));
     }
 }

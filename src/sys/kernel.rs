@@ -1,13 +1,19 @@
 //! General kernel routines the safe layer uses, resolved at run time like the DriverProxy
 //! ones (so the crate keeps `MmGetSystemRoutineAddress` as its only static import): events
-//! for worker threads, and what the fallback worker thread needs when hot-swap is
-//! unavailable (a system thread, a multi-object wait, pool for the copied start context).
+//! for worker threads, driver-object extensions (the storage the library owns, which outlives
+//! every image of the driver), waiting for and closing a thread, and what the fallback worker
+//! thread needs when hot-swap is unavailable (a system thread, a multi-object wait).
+//!
+//! `ExAllocatePool2` and `ExFreePoolWithTag` are bound for completeness (the host kernel and
+//! drivers use them); the library itself allocates no pool: `ExAllocatePool2` only exists from
+//! Windows 10 2004, and the library must load on every Windows its users declare.
 
 use core::ffi::c_void;
 
 use super::ntdef::{
     ACCESS_MASK, BOOLEAN, EVENT_TYPE, HANDLE, KPRIORITY, KPROCESSOR_MODE, KWAIT_REASON, LONG,
-    NTSTATUS, PCLIENT_ID, PHANDLE, PKEVENT, POBJECT_ATTRIBUTES, PVOID, ULONG, WAIT_TYPE,
+    NTSTATUS, PCLIENT_ID, PDRIVER_OBJECT, PHANDLE, PKEVENT, POBJECT_ATTRIBUTES, PVOID, ULONG,
+    WAIT_TYPE,
 };
 use super::routines::RoutineName;
 
@@ -58,6 +64,35 @@ pub type PFN_PsCreateSystemThread = unsafe extern "system" fn(
 /// `NTSTATUS ZwClose(HANDLE Handle)`. `PASSIVE_LEVEL`.
 pub type PFN_ZwClose = unsafe extern "system" fn(Handle: HANDLE) -> NTSTATUS;
 
+/// `NTSTATUS ZwWaitForSingleObject(HANDLE Handle, BOOLEAN Alertable, PLARGE_INTEGER Timeout)`:
+/// waits until the object (here: a thread) is signalled. `PASSIVE_LEVEL`.
+pub type PFN_ZwWaitForSingleObject = unsafe extern "system" fn(
+    Handle: HANDLE,
+    Alertable: BOOLEAN,
+    Timeout: *mut super::ntdef::LARGE_INTEGER,
+) -> NTSTATUS;
+
+/// `NTSTATUS IoAllocateDriverObjectExtension(PDRIVER_OBJECT DriverObject, PVOID
+/// ClientIdentificationAddress, ULONG DriverObjectExtensionSize, PVOID
+/// *DriverObjectExtension)`: a zero-filled, non-paged block that the I/O manager frees when the
+/// driver object is deleted (there is no routine to free it earlier), found again with
+/// `IoGetDriverObjectExtension` and the same identification address.
+/// `STATUS_OBJECT_NAME_COLLISION` when the address is already used for this driver object,
+/// `STATUS_INSUFFICIENT_RESOURCES`. `<= APC_LEVEL`.
+pub type PFN_IoAllocateDriverObjectExtension = unsafe extern "system" fn(
+    DriverObject: PDRIVER_OBJECT,
+    ClientIdentificationAddress: PVOID,
+    DriverObjectExtensionSize: ULONG,
+    DriverObjectExtension: *mut PVOID,
+) -> NTSTATUS;
+
+/// `PVOID IoGetDriverObjectExtension(PDRIVER_OBJECT DriverObject, PVOID
+/// ClientIdentificationAddress)`: the block allocated under that address, or null. Any IRQL.
+pub type PFN_IoGetDriverObjectExtension = unsafe extern "system" fn(
+    DriverObject: PDRIVER_OBJECT,
+    ClientIdentificationAddress: PVOID,
+) -> PVOID;
+
 /// `POOL_FLAGS`.
 pub type POOL_FLAGS = u64;
 /// `POOL_FLAG_NON_PAGED`.
@@ -89,6 +124,15 @@ pub mod kernel_names {
     pub const PS_CREATE_SYSTEM_THREAD: RoutineName = crate::__routine_name!("PsCreateSystemThread");
     /// `ZwClose`.
     pub const ZW_CLOSE: RoutineName = crate::__routine_name!("ZwClose");
+    /// `ZwWaitForSingleObject`.
+    pub const ZW_WAIT_FOR_SINGLE_OBJECT: RoutineName =
+        crate::__routine_name!("ZwWaitForSingleObject");
+    /// `IoAllocateDriverObjectExtension`.
+    pub const IO_ALLOCATE_DRIVER_OBJECT_EXTENSION: RoutineName =
+        crate::__routine_name!("IoAllocateDriverObjectExtension");
+    /// `IoGetDriverObjectExtension`.
+    pub const IO_GET_DRIVER_OBJECT_EXTENSION: RoutineName =
+        crate::__routine_name!("IoGetDriverObjectExtension");
     /// `ExAllocatePool2`.
     pub const EX_ALLOCATE_POOL2: RoutineName = crate::__routine_name!("ExAllocatePool2");
     /// `ExFreePoolWithTag`.

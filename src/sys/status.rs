@@ -37,6 +37,8 @@ status_codes! {
     STATUS_TIMEOUT = 0x0000_0102;
     /// The operation is in progress.
     STATUS_PENDING = 0x0000_0103;
+    /// The device is busy (this crate: another registration of the driver is in progress).
+    STATUS_DEVICE_BUSY = 0x8000_0011;
     /// The operation failed (DriverProxy: the drain of in-flight calls timed out).
     STATUS_UNSUCCESSFUL = 0xC000_0001;
     /// The routine is not implemented (e.g. a missing export in a shim).
@@ -51,6 +53,9 @@ status_codes! {
     STATUS_BUFFER_TOO_SMALL = 0xC000_0023;
     /// An object with that name already exists.
     STATUS_OBJECT_NAME_COLLISION = 0xC000_0035;
+    /// The object type does not match (this crate: an endpoint id or address is registered
+    /// with another signature).
+    STATUS_OBJECT_TYPE_MISMATCH = 0xC000_0024;
     /// The revision level is unknown.
     STATUS_REVISION_MISMATCH = 0xC000_0059;
     /// Insufficient system resources.

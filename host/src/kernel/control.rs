@@ -179,6 +179,14 @@ impl DriverControl {
             .map(|extension| ExtensionControl { extension })
     }
 
+    /// How many driver-object extensions (`IoAllocateDriverObjectExtension`) this driver
+    /// object owns: the storage the library allocates for it (endpoint record, worker
+    /// threads).
+    #[must_use]
+    pub fn driver_object_extensions(&self) -> usize {
+        super::driver_extensions::count_of(self.driver)
+    }
+
     /// The driver object goes away: its extension is released (as the DDI says happens with
     /// the owning driver object) and its configuration forgotten. Its extension handle is
     /// stale from now on (using it bugchecks); its wrappers keep working only while a worker

@@ -575,4 +575,5 @@ pub(crate) fn delete_driver_object(driver: usize) {
     };
     // The engine (if this was the last reference) is dropped here, outside the kernel lock.
     drop(released);
+    super::driver_extensions::release(driver);
 }

@@ -96,7 +96,8 @@
 //! `WaitAny`/`WaitAll`, relative/absolute/zero timeouts). [`threads`]: `PsCreateSystemThread`
 //! (real threads), `ZwWaitForSingleObject` (on thread handles), `ZwClose`. [`pool`]:
 //! `ExAllocatePool2` (zeroed, 16-byte aligned, per-tag accounting), `ExFreePoolWithTag`.
-//! Their docs list every status and bugcheck.
+//! [`driver_extensions`]: `IoAllocateDriverObjectExtension`, `IoGetDriverObjectExtension`
+//! (freed with the driver object). Their docs list every status and bugcheck.
 //!
 //! # Bugchecks
 //!
@@ -108,6 +109,8 @@
 // The exported routines keep the parameter names of the C prototypes, to be matched
 // against the DDI reference.
 pub mod control;
+#[allow(non_snake_case)]
+pub mod driver_extensions;
 #[allow(non_snake_case)]
 pub mod events;
 mod extension;
@@ -123,6 +126,7 @@ pub use events::{
     KeClearEvent, KeInitializeEvent, KeReadStateEvent, KeResetEvent, KeSetEvent,
     KeWaitForMultipleObjects,
 };
+pub use driver_extensions::{IoAllocateDriverObjectExtension, IoGetDriverObjectExtension};
 pub use pool::{ExAllocatePool2, ExFreePoolWithTag};
 pub use proxy::{
     IoCreateDriverProxyExtension, IoDriverProxyCreateHotSwappableWorkerThread,

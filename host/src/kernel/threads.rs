@@ -89,6 +89,11 @@ pub(crate) fn live_threads_of(driver: usize) -> usize {
     lock(&LIVE).get(&driver).copied().unwrap_or(0)
 }
 
+/// System threads of any driver still running in this process.
+pub(crate) fn live_threads_total() -> usize {
+    lock(&LIVE).values().sum()
+}
+
 /// Counts a running thread of a driver; uncounts it when dropped at the thread's end.
 struct Running(usize);
 

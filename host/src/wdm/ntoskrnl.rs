@@ -20,7 +20,7 @@ use driver_proxy::sys;
 
 use super::dbgprint;
 use super::io;
-use crate::kernel::{BugCheck, CallConv, bugcheck, events, pool, proxy, threads};
+use crate::kernel::{BugCheck, CallConv, bugcheck, driver_extensions, events, pool, proxy, threads};
 
 /// Defines a Microsoft x64 entry point that forwards to the `SysV` export of the same name.
 macro_rules! forward {
@@ -94,6 +94,16 @@ forward!(pool::ExAllocatePool2(
     Tag: sys::ULONG,
 ) -> sys::PVOID);
 forward!(pool::ExFreePoolWithTag(P: sys::PVOID, Tag: sys::ULONG));
+forward!(driver_extensions::IoAllocateDriverObjectExtension(
+    DriverObject: sys::PDRIVER_OBJECT,
+    ClientIdentificationAddress: sys::PVOID,
+    DriverObjectExtensionSize: sys::ULONG,
+    DriverObjectExtension: *mut sys::PVOID,
+) -> sys::NTSTATUS);
+forward!(driver_extensions::IoGetDriverObjectExtension(
+    DriverObject: sys::PDRIVER_OBJECT,
+    ClientIdentificationAddress: sys::PVOID,
+) -> sys::PVOID);
 
 /// `IoRegisterDriverProxyEndpoints` for Microsoft x64 callers: as
 /// [`crate::kernel::proxy::IoRegisterDriverProxyEndpoints`], and the phased callback is
@@ -258,6 +268,8 @@ static ENTRIES: &[Entry] = table![
     ZwWaitForSingleObject,
     ExAllocatePool2,
     ExFreePoolWithTag,
+    IoAllocateDriverObjectExtension,
+    IoGetDriverObjectExtension,
     KeBugCheckEx,
     MmGetSystemRoutineAddress,
     io::IoCreateDevice,

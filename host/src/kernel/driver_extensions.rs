@@ -1,0 +1,129 @@
+//! Driver-object extensions: `IoAllocateDriverObjectExtension` and
+//! `IoGetDriverObjectExtension`, the per-driver storage a driver (here: the `driver-proxy`
+//! library, for its endpoint record and worker threads' storage) finds again by an
+//! identification address, and that the I/O manager frees with the driver object.
+//!
+//! | routine | input | result |
+//! |---|---|---|
+//! | `IoAllocateDriverObjectExtension` | null driver object or out-pointer, size 0 | `STATUS_INVALID_PARAMETER`, `*DriverObjectExtension` null (*policy: the DDI does not say; Windows would fault or allocate nothing usable*) |
+//! | | an identification address already used for this driver object | `STATUS_OBJECT_NAME_COLLISION`, `*DriverObjectExtension` null |
+//! | | a pool fault of the calling thread ([`crate::control::fail_pool_allocation`]) | `STATUS_INSUFFICIENT_RESOURCES`, `*DriverObjectExtension` null |
+//! | | otherwise | `STATUS_SUCCESS`: a zero-filled, 16-byte aligned block |
+//! | `IoGetDriverObjectExtension` | a driver object and an address with a block / without | the block / null |
+//!
+//! The identification address is only compared, never dereferenced (any value works, as on
+//! Windows). The blocks of a driver object are freed when it is deleted
+//! ([`crate::control::DriverControl::delete`]) — except while a system thread of this process
+//! is still running: a model that must not free memory a thread may still use then leaks them
+//! instead (a real kernel would crash later; tests stop their threads first).
+
+use std::alloc::Layout;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use driver_proxy::sys;
+
+use super::{faults, lock, threads};
+
+/// Alignment of every block (the x64 pool's granularity).
+const ALIGN: usize = 16;
+
+struct Block {
+    address: usize,
+    layout: Layout,
+}
+
+/// Blocks by (driver object, identification address).
+static BLOCKS: LazyLock<Mutex<HashMap<(usize, usize), Block>>> = LazyLock::new(Mutex::default);
+
+/// `NTSTATUS IoAllocateDriverObjectExtension(PDRIVER_OBJECT DriverObject, PVOID
+/// ClientIdentificationAddress, ULONG DriverObjectExtensionSize, PVOID
+/// *DriverObjectExtension)`: see the module's table.
+///
+/// # Safety
+/// `DriverObjectExtension` must be null or valid for a pointer write.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoAllocateDriverObjectExtension(
+    DriverObject: sys::PDRIVER_OBJECT,
+    ClientIdentificationAddress: sys::PVOID,
+    DriverObjectExtensionSize: sys::ULONG,
+    DriverObjectExtension: *mut sys::PVOID,
+) -> sys::NTSTATUS {
+    if DriverObjectExtension.is_null() {
+        return sys::STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: non-null, valid for a write (caller contract).
+    unsafe { DriverObjectExtension.write(std::ptr::null_mut()) };
+    if DriverObject.is_null() || DriverObjectExtensionSize == 0 {
+        return sys::STATUS_INVALID_PARAMETER;
+    }
+    let key = (DriverObject as usize, ClientIdentificationAddress as usize);
+    let mut blocks = lock(&BLOCKS);
+    if blocks.contains_key(&key) {
+        return sys::STATUS_OBJECT_NAME_COLLISION;
+    }
+    if faults::take(&faults::POOL) {
+        return sys::STATUS_INSUFFICIENT_RESOURCES;
+    }
+    let Ok(layout) = Layout::from_size_align(
+        (DriverObjectExtensionSize as usize).next_multiple_of(ALIGN),
+        ALIGN,
+    ) else {
+        return sys::STATUS_INSUFFICIENT_RESOURCES;
+    };
+    // SAFETY: the layout has a nonzero size.
+    let address = unsafe { std::alloc::alloc_zeroed(layout) };
+    if address.is_null() {
+        return sys::STATUS_INSUFFICIENT_RESOURCES;
+    }
+    blocks.insert(
+        key,
+        Block {
+            address: address as usize,
+            layout,
+        },
+    );
+    // SAFETY: as above.
+    unsafe { DriverObjectExtension.write(address.cast()) };
+    sys::STATUS_SUCCESS
+}
+
+/// `PVOID IoGetDriverObjectExtension(PDRIVER_OBJECT DriverObject, PVOID
+/// ClientIdentificationAddress)`: the block, or null.
+///
+/// # Safety
+/// None: the arguments are only compared.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoGetDriverObjectExtension(
+    DriverObject: sys::PDRIVER_OBJECT,
+    ClientIdentificationAddress: sys::PVOID,
+) -> sys::PVOID {
+    lock(&BLOCKS)
+        .get(&(DriverObject as usize, ClientIdentificationAddress as usize))
+        .map_or(std::ptr::null_mut(), |block| block.address as sys::PVOID)
+}
+
+/// The number of blocks `driver` owns.
+pub(crate) fn count_of(driver: usize) -> usize {
+    lock(&BLOCKS).keys().filter(|(d, _)| *d == driver).count()
+}
+
+/// Frees the blocks of a deleted driver object (or leaks them while any system thread of the
+/// process still runs: see the module docs).
+pub(crate) fn release(driver: usize) {
+    let released: Vec<Block> = {
+        let mut blocks = lock(&BLOCKS);
+        let keys: Vec<_> = blocks.keys().filter(|(d, _)| *d == driver).copied().collect();
+        keys.iter().filter_map(|key| blocks.remove(key)).collect()
+    };
+    if threads::live_threads_total() > 0 {
+        return; // leaked on purpose
+    }
+    for block in released {
+        // SAFETY: allocated with this layout above, removed from the table, freed once.
+        unsafe { std::alloc::dealloc(block.address as *mut u8, block.layout) };
+    }
+}
+
+const _: sys::PFN_IoAllocateDriverObjectExtension = IoAllocateDriverObjectExtension;
+const _: sys::PFN_IoGetDriverObjectExtension = IoGetDriverObjectExtension;

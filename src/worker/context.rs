@@ -1,0 +1,266 @@
+//! [`WorkerContext`]: a worker thread's storage, owned by the driver object, and [`Wake`].
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use crate::resolve::EventRoutines;
+use crate::{EventKind, EventRef, NtStatus, sys};
+
+/// The most events a worker thread's routine can have on top of the stop event: the
+/// kernel's `MAXIMUM_WAIT_OBJECTS` (64), the limit of the multi-object wait the thread
+/// performs, less the stop event this crate adds at index 0.
+pub const MAX_WORKER_EVENTS: usize = sys::MAXIMUM_WAIT_OBJECTS as usize - 1;
+
+/// The routine of a worker thread with a context of type `T` and `EVENTS` events of its own
+/// (`DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE`: `BOOLEAN Routine(PVOID WorkerContext, NTSTATUS
+/// WaitStatus)`, with the context typed). Run at `PASSIVE_LEVEL` after each wait; returns
+/// `true` to wait again and `false` to end the thread, which it must do on [`Wake::Stop`].
+///
+/// The context's type and the event count are part of the routine's type, so a worker thread
+/// cannot be started with a context the routine does not read as its own
+/// ([`crate::HotSwap::worker_thread`]).
+pub type WorkerRoutine<T, const EVENTS: usize> =
+    extern "system" fn(worker: &'static WorkerContext<T, EVENTS>, wait_status: NtStatus) -> bool;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"DPrxWrk1");
+
+/// Why a worker's routine was called: its wait status, read with the thread's own events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The thread is asked to end ([`crate::WorkerThread::stop_and_join`] or its drop):
+    /// return `false`.
+    Stop,
+    /// The routine's event of this index (0-based, in the order of
+    /// [`crate::WorkerThreadBuilder::events`]) was signalled (`WaitAny`).
+    Event(usize),
+    /// Every event was signalled (`WaitAll`).
+    All,
+    /// The timeout elapsed (`STATUS_TIMEOUT`).
+    Timeout,
+    /// An alertable wait was alerted (`STATUS_ALERTED`).
+    Alerted,
+    /// An alertable user-mode wait delivered a user APC (`STATUS_USER_APC`).
+    UserApc,
+    /// Any other status: the wait failed (ending the thread is usually right).
+    Failed(NtStatus),
+}
+
+/// The fixed part of a worker's storage.
+#[repr(C)]
+struct Header {
+    magic: u64,
+    /// Fingerprint of `WorkerContext<T, EVENTS>` ([`WorkerContext::fingerprint`]).
+    fingerprint: u64,
+    /// The thread handle (kernel handle), while a [`crate::WorkerThread`] owns the thread.
+    handle: AtomicPtr<c_void>,
+    /// The event routines resolved by the image that started the thread.
+    routines: EventRoutines,
+    stop_requested: AtomicBool,
+    wait_all: bool,
+    hot_swappable: bool,
+}
+
+/// A worker thread's storage: its context (a `T`), its events, the stop request. The routine
+/// gets it as `&'static WorkerContext<T, EVENTS>`.
+///
+/// **Who owns it.** The driver object: it is a driver-object extension
+/// (`IoAllocateDriverObjectExtension`), which the I/O manager frees when the driver object is
+/// deleted, after the driver unloaded, and never earlier. So it outlives every image of the
+/// driver: a swap unmaps the old image, while the kernel keeps waiting on these events and
+/// passing this context to the routine's wrapper (a `static` of the image would be unmapped
+/// under it). `'static` here means "as long as any code of the driver can run". The context
+/// is never dropped (its storage is not reused either): a thread's context lives as long as
+/// the driver.
+#[repr(C)]
+pub struct WorkerContext<T, const EVENTS: usize> {
+    header: Header,
+    stop: UnsafeCell<sys::KEVENT>,
+    events: [UnsafeCell<sys::KEVENT>; EVENTS],
+    value: T,
+}
+
+// SAFETY: the events are only operated through the kernel's Ke*Event routines (thread-safe);
+// the header's mutable parts are atomics; the value is shared as `&T`, hence `T: Sync`.
+unsafe impl<T: Sync, const EVENTS: usize> Sync for WorkerContext<T, EVENTS> {}
+
+impl<T, const EVENTS: usize> core::fmt::Debug for WorkerContext<T, EVENTS> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WorkerContext")
+            .field("events", &EVENTS)
+            .field("stop_requested", &self.stop_requested())
+            .field("hot_swappable", &self.header.hot_swappable)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, const EVENTS: usize> WorkerContext<T, EVENTS> {
+    /// Evaluated wherever a worker of this type is started: at most [`MAX_WORKER_EVENTS`]
+    /// events, and an alignment the kernel's allocations give (16 bytes).
+    pub(crate) const VALID: () = {
+        assert!(
+            EVENTS <= MAX_WORKER_EVENTS,
+            "a worker thread waits on at most 63 events of its own (64 with the stop event)"
+        );
+        assert!(
+            core::mem::align_of::<Self>() <= 16,
+            "a worker context must not need more than 16-byte alignment (the kernel's pool alignment)"
+        );
+    };
+
+    /// The storage of a new worker: `value`, `EVENTS` events of the given kinds (not
+    /// signalled) and the stop event, to be written into its block and then initialised
+    /// with [`WorkerContext::initialize_events`].
+    pub(crate) fn new(value: T, routines: EventRoutines, wait_all: bool, hot_swappable: bool) -> Self {
+        let () = Self::VALID;
+        Self {
+            header: Header {
+                magic: MAGIC,
+                fingerprint: Self::fingerprint(),
+                handle: AtomicPtr::new(core::ptr::null_mut()),
+                routines,
+                stop_requested: AtomicBool::new(false),
+                wait_all,
+                hot_swappable,
+            },
+            stop: UnsafeCell::new(sys::KEVENT::zeroed()),
+            events: core::array::from_fn(|_| UnsafeCell::new(sys::KEVENT::zeroed())),
+            value,
+        }
+    }
+
+    /// What identifies this storage type in another compilation: the type name, size and
+    /// alignment, and the event count.
+    fn fingerprint() -> u64 {
+        let name = crate::endpoint::fnv1a(core::any::type_name::<Self>().as_bytes());
+        name ^ ((core::mem::size_of::<Self>() as u64) << 32)
+            ^ ((core::mem::align_of::<Self>() as u64) << 16)
+            ^ EVENTS as u64
+    }
+
+    /// Initialises the stop event (notification) and the routine's events (`kinds`).
+    ///
+    /// # Safety
+    /// `self` is in its final place (it never moves again) and no thread uses its events yet.
+    pub(crate) unsafe fn initialize_events(&self, kinds: &[EventKind; EVENTS]) {
+        let initialize = self.header.routines.initialize;
+        // SAFETY: pinned storage nobody waits on yet (caller contract).
+        unsafe {
+            initialize(self.stop.get(), sys::NotificationEvent, sys::FALSE);
+            for (event, kind) in self.events.iter().zip(kinds) {
+                initialize(event.get(), kind.raw(), sys::FALSE);
+            }
+        }
+    }
+
+    /// Drops the value of a context no thread ever used.
+    ///
+    /// # Safety
+    /// `block` holds an initialised context that nothing references any more and that is
+    /// never used again.
+    pub(crate) unsafe fn drop_value(block: core::ptr::NonNull<Self>) {
+        // SAFETY: caller contract; the place is derived from the block's own pointer.
+        unsafe { core::ptr::drop_in_place(&raw mut (*block.as_ptr()).value) };
+    }
+
+    /// Checks that `raw` holds a worker context of this type.
+    ///
+    /// # Safety
+    /// `raw` must point to readable storage at least as large as a `WorkerContext` header.
+    pub(crate) unsafe fn check(raw: *const c_void) -> bool {
+        let header = raw.cast::<Header>();
+        // SAFETY: readable header (caller contract); magic and fingerprint are never written
+        // after the storage is published.
+        unsafe { (*header).magic == MAGIC && (*header).fingerprint == Self::fingerprint() }
+    }
+
+    /// The context value.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+
+    /// The routine's event `index` (0-based, in the order given to
+    /// [`crate::WorkerThreadBuilder::events`]), or `None` past the last.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn event(&self, index: usize) -> Option<EventRef<'_>> {
+        let raw = self.events.get(index)?;
+        // SAFETY: initialised before the thread started, in storage that never moves.
+        Some(unsafe { EventRef::from_initialized(raw, self.header.routines) })
+    }
+
+    /// Whether the thread was asked to end.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn stop_requested(&self) -> bool {
+        self.header.stop_requested.load(Ordering::Acquire)
+    }
+
+    /// Whether the kernel runs the loop (a hot-swappable worker thread), or this crate's
+    /// fallback thread does.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn is_hot_swappable(&self) -> bool {
+        self.header.hot_swappable
+    }
+
+    /// Why the routine was called: [`Wake::Stop`] whenever the thread was asked to end
+    /// (whatever the status), else the status read with this thread's events (index 0 of the
+    /// kernel's wait is the stop event; the routine's events follow).
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn wake(&self, wait_status: NtStatus) -> Wake {
+        if self.stop_requested() {
+            return Wake::Stop;
+        }
+        match wait_status {
+            NtStatus::TIMEOUT => Wake::Timeout,
+            NtStatus::ALERTED => Wake::Alerted,
+            NtStatus::USER_APC => Wake::UserApc,
+            NtStatus::WAIT_0 if self.header.wait_all => Wake::All,
+            status => match status.wait_index() {
+                Some(0) => Wake::Stop,
+                Some(index) if (index as usize) <= EVENTS => Wake::Event(index as usize - 1),
+                _ => Wake::Failed(status),
+            },
+        }
+    }
+
+    /// The address of the stop event and of each routine event, in the kernel's wait order.
+    pub(crate) fn wait_objects(&self) -> impl Iterator<Item = sys::PKEVENT> + '_ {
+        core::iter::once(self.stop.get()).chain(self.events.iter().map(UnsafeCell::get))
+    }
+
+    /// Records the thread handle.
+    pub(crate) fn set_handle(&self, handle: sys::HANDLE) {
+        self.header.handle.store(handle, Ordering::Release);
+    }
+
+    /// The thread handle.
+    pub(crate) fn handle(&self) -> sys::HANDLE {
+        self.header.handle.load(Ordering::Acquire)
+    }
+
+    /// Asks the thread to end: the flag, then the stop event (and, for `WaitAll`, every event,
+    /// since only all of them together end that wait).
+    pub(crate) fn request_stop(&self) {
+        self.header.stop_requested.store(true, Ordering::Release);
+        let routines = self.header.routines;
+        // SAFETY: initialised events in storage that never moves.
+        unsafe {
+            (routines.set)(self.stop.get(), sys::IO_NO_INCREMENT, sys::FALSE);
+            if self.header.wait_all {
+                for event in &self.events {
+                    (routines.set)(event.get(), sys::IO_NO_INCREMENT, sys::FALSE);
+                }
+            }
+        }
+    }
+}

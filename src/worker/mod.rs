@@ -1,0 +1,620 @@
+//! Hot-swappable worker threads (`IoDriverProxyCreateHotSwappableWorkerThread`).
+//!
+//! A thread that loops forever inside driver code keeps the old version's call count above
+//! zero and blocks every swap. A hot-swappable worker thread moves the loop into the kernel:
+//! the kernel waits on the thread's events and calls the worker routine *through its
+//! wrapper* once per wake-up, so between iterations no driver code is on the thread's stack
+//! and a swap takes effect at the next iteration. The routine returns `true` to wait again
+//! and `false` to end the thread.
+//!
+//! # What this module guarantees
+//!
+//! * **The context has the routine's type.** The routine is a
+//!   [`WorkerRoutine<T, EVENTS>`](WorkerRoutine) and the builder takes a `T`: the kernel
+//!   passes the routine exactly the context it was started with.
+//! * **Nothing the kernel holds goes away with an image.** The context, the events and the
+//!   stop request live in a [`WorkerContext`], storage this crate allocates as a
+//!   driver-object extension: the driver object owns it, so it outlives every image of the
+//!   driver. No event or context of the image itself (a `static`) is ever given to the kernel.
+//! * **The thread ends before its owner forgets it.** A [`WorkerThread`] owns the thread:
+//!   [`WorkerThread::stop_and_join`] (and dropping it) asks the routine to end ([`Wake::Stop`])
+//!   and waits for the thread. To hand the thread on to the next image of the driver, store
+//!   [`WorkerThread::into_raw`] where that image finds it (the device extension) and take it
+//!   back with [`WorkerThread::from_raw`].
+//!
+//! Where hot-swap is unavailable, [`WorkerThreadBuilder::spawn`] starts a plain system thread
+//! (`PsCreateSystemThread`) running the same loop in this crate's code
+//! (`KeWaitForMultipleObjects`, then the routine), so drivers keep one code path.
+
+mod context;
+mod fallback;
+
+use core::ffi::c_void;
+use core::mem::{ManuallyDrop, offset_of};
+use core::ptr::NonNull;
+
+pub use context::{MAX_WORKER_EVENTS, Wake, WorkerContext, WorkerRoutine};
+
+use crate::resolve::{StorageRoutines, WorkerRoutines};
+use crate::{EventKind, EventRef, HotSwap, NtStatus, Unavailable, WorkerError, Wrapped, sys};
+
+/// How the thread's wait is satisfied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitType {
+    /// `WaitAny`: any one event; the routine gets `STATUS_WAIT_0 + index`.
+    Any,
+    /// `WaitAll`: every event at once; the routine gets `STATUS_WAIT_0`.
+    All,
+}
+
+/// `KWAIT_REASON` of the wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitReason(pub sys::KWAIT_REASON);
+
+impl WaitReason {
+    /// `Executive`: what drivers normally use.
+    pub const EXECUTIVE: Self = Self(sys::Executive);
+    /// `UserRequest`.
+    pub const USER_REQUEST: Self = Self(sys::UserRequest);
+}
+
+/// `KPROCESSOR_MODE` of the wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitMode {
+    /// `KernelMode`: the thread's stack stays resident.
+    Kernel,
+    /// `UserMode`.
+    User,
+}
+
+/// A wait timeout in the kernel's 100 ns units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout(i64);
+
+impl Timeout {
+    /// A relative timeout of `units` × 100 ns (stored negative, as the kernel wants).
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub const fn relative_100ns(units: u64) -> Self {
+        let units = if units > i64::MAX as u64 {
+            i64::MAX
+        } else {
+            units.cast_signed()
+        };
+        Self(-units)
+    }
+
+    /// A relative timeout in milliseconds.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub const fn from_millis(milliseconds: u64) -> Self {
+        Self::relative_100ns(milliseconds.saturating_mul(10_000))
+    }
+
+    /// An absolute system time (100 ns since 1601-01-01 UTC); must be positive.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub const fn absolute(system_time: u64) -> Self {
+        Self(if system_time > i64::MAX as u64 {
+            i64::MAX
+        } else {
+            system_time.cast_signed()
+        })
+    }
+
+    /// The raw `LARGE_INTEGER` value.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub const fn raw(self) -> i64 {
+        self.0
+    }
+}
+
+/// The start context in the exact layout of
+/// `DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT`: the fixed header, then the event
+/// pointers. Only the first `EventCount` entries are meaningful; the kernel copies
+/// `0x30 + 8 * EventCount` bytes.
+#[repr(C)]
+pub(crate) struct StartContext {
+    header: sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+    events: [sys::PKEVENT; sys::MAXIMUM_WAIT_OBJECTS as usize],
+}
+
+const _: () = assert!(offset_of!(StartContext, events) == sys::WORKER_START_CONTEXT_EVENTS_OFFSET);
+
+impl StartContext {
+    /// The size the DDI gives for this context: `FIELD_OFFSET(…, Events) + EventCount * 8`.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        sys::worker_start_context_size(self.header.EventCount as usize)
+    }
+
+    fn as_raw(&mut self) -> sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT {
+        (&raw mut *self).cast()
+    }
+}
+
+/// The wait a worker thread performs before each call of its routine.
+#[derive(Clone, Copy, Debug)]
+struct WaitParameters {
+    wait_type: WaitType,
+    wait_reason: WaitReason,
+    wait_mode: WaitMode,
+    alertable: bool,
+    timeout: Option<Timeout>,
+}
+
+/// Builds and starts a worker thread. Obtained from [`HotSwap::worker_thread`].
+pub struct WorkerThreadBuilder<T: Sync + 'static, const EVENTS: usize> {
+    hotswap: HotSwap,
+    routine: Wrapped<WorkerRoutine<T, EVENTS>>,
+    context: T,
+    kinds: [EventKind; EVENTS],
+    wait: WaitParameters,
+}
+
+impl<T: Sync + 'static, const EVENTS: usize> core::fmt::Debug for WorkerThreadBuilder<T, EVENTS> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WorkerThreadBuilder")
+            .field("routine", &self.routine)
+            .field("kinds", &self.kinds)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HotSwap {
+    /// A builder for a worker thread that runs `routine` with `context`. `routine` must be a
+    /// wrapper (or, in fallback, the endpoint itself) of a worker routine: obtain it with
+    /// [`HotSwap::wrapper`] (or [`HotSwap::wrap`]). The context moves into storage the driver
+    /// object owns ([`WorkerContext`]). Defaults: `WaitAny`, `Executive`, kernel mode, not
+    /// alertable, no timeout, every event a synchronization event.
+    ///
+    /// The context must be the routine's (its type is part of [`WorkerRoutine`]):
+    ///
+    /// ```compile_fail,E0308
+    /// use driver_proxy::{HotSwap, NtStatus, WorkerContext, WorkerRoutine, Wrapped};
+    /// extern "system" fn counts(worker: &'static WorkerContext<u64, 0>, _: NtStatus) -> bool {
+    ///     *worker.get() < 10
+    /// }
+    /// fn start(hotswap: HotSwap, routine: Wrapped<WorkerRoutine<u64, 0>>) {
+    ///     // error[E0308]: mismatched types: expected `u64`, found `&str`
+    ///     let _ = hotswap.worker_thread(routine, "a string the routine would read as a u64");
+    /// }
+    /// ```
+    ///
+    /// and the events are the thread's own: there is no way to give the kernel an event of the
+    /// image (a `static` would be unmapped by a swap while the kernel waits on it):
+    ///
+    /// ```compile_fail,E0599
+    /// use driver_proxy::{Event, HotSwap, WorkerRoutine, Wrapped};
+    /// static STOP: Event = Event::new();
+    /// fn start(hotswap: HotSwap, routine: Wrapped<WorkerRoutine<(), 0>>) {
+    ///     // error[E0599]: no method named `event` found for `WorkerThreadBuilder<(), 0>`
+    ///     let _ = hotswap.worker_thread(routine, ()).event(&STOP).spawn();
+    /// }
+    /// ```
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn worker_thread<T: Sync + 'static, const EVENTS: usize>(
+        &self,
+        routine: Wrapped<WorkerRoutine<T, EVENTS>>,
+        context: T,
+    ) -> WorkerThreadBuilder<T, EVENTS> {
+        WorkerThreadBuilder {
+            hotswap: *self,
+            routine,
+            context,
+            kinds: [EventKind::Synchronization; EVENTS],
+            wait: WaitParameters {
+                wait_type: WaitType::Any,
+                wait_reason: WaitReason::EXECUTIVE,
+                wait_mode: WaitMode::Kernel,
+                alertable: false,
+                timeout: None,
+            },
+        }
+    }
+
+    /// Whether worker threads can be started: `Err` names the kernel routine they need and
+    /// this kernel lacks. Known from [`HotSwap::new`] on, so a driver can do without its
+    /// worker before it starts one.
+    ///
+    /// IRQL: any.
+    ///
+    /// # Errors
+    /// [`Unavailable::ExportMissing`].
+    pub fn worker_threads(&self) -> Result<(), Unavailable> {
+        self.worker_support().map(drop)
+    }
+}
+
+impl<T: Sync + 'static, const EVENTS: usize> WorkerThreadBuilder<T, EVENTS> {
+    /// The kinds of the routine's events (index 0 to `EVENTS - 1`); none is signalled at
+    /// the start.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn events(mut self, kinds: [EventKind; EVENTS]) -> Self {
+        self.kinds = kinds;
+        self
+    }
+
+    /// `WaitAny` or `WaitAll`.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn wait_type(mut self, wait_type: WaitType) -> Self {
+        self.wait.wait_type = wait_type;
+        self
+    }
+
+    /// The wait reason.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn wait_reason(mut self, reason: WaitReason) -> Self {
+        self.wait.wait_reason = reason;
+        self
+    }
+
+    /// The wait mode.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn wait_mode(mut self, mode: WaitMode) -> Self {
+        self.wait.wait_mode = mode;
+        self
+    }
+
+    /// Whether the wait is alertable (the routine may then see [`Wake::Alerted`] or
+    /// [`Wake::UserApc`]).
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn alertable(mut self, alertable: bool) -> Self {
+        self.wait.alertable = alertable;
+        self
+    }
+
+    /// A timeout for each wait; the routine then sees [`Wake::Timeout`] when it expires.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Timeout) -> Self {
+        self.wait.timeout = Some(timeout);
+        self
+    }
+
+    /// Starts the thread: allocates its storage (owned by the driver object), moves the
+    /// context in, initialises the events, and creates the thread (hot-swappable, or the
+    /// fallback system thread).
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// [`WorkerError::Unavailable`] (a routine missing: see [`HotSwap::worker_threads`]);
+    /// [`WorkerError::InsufficientResources`] (storage or thread);
+    /// [`WorkerError::NotSupported`], [`WorkerError::InvalidParameter`] (the routine is not a
+    /// wrapper of this extension) from the kernel. On error no thread runs and the context
+    /// has been dropped.
+    pub fn spawn(self) -> Result<WorkerThread<T, EVENTS>, WorkerError> {
+        let () = WorkerContext::<T, EVENTS>::VALID;
+        let Self {
+            hotswap,
+            routine,
+            context: value,
+            kinds,
+            wait,
+        } = self;
+        let support = hotswap.worker_support().map_err(WorkerError::Unavailable)?;
+        let fallback_routines = match hotswap.extension_and_routines() {
+            Some(_) => None,
+            None => Some(
+                hotswap
+                    .fallback_thread_routines()
+                    .map_err(WorkerError::Unavailable)?,
+            ),
+        };
+        let (routines, record) = support;
+        let driver = hotswap.driver().as_raw();
+        let block = allocate(
+            routines.storage,
+            driver,
+            worker_key(record.next_worker_block()),
+            core::mem::size_of::<WorkerContext<T, EVENTS>>(),
+        )?
+        .cast::<WorkerContext<T, EVENTS>>();
+        // SAFETY: a fresh, zero-filled block of the context's size, 16-byte aligned (checked
+        // by VALID), owned by the driver object and never freed before it: nothing else
+        // references it, and it never moves.
+        let context: &'static WorkerContext<T, EVENTS> = unsafe {
+            block.write(WorkerContext::new(
+                value,
+                routines.events,
+                wait.wait_type == WaitType::All,
+                fallback_routines.is_none(),
+            ));
+            let context = block.as_ref();
+            context.initialize_events(&kinds);
+            context
+        };
+        let mut start = start_context(routine, &wait, context);
+        let created = match (hotswap.extension_and_routines(), fallback_routines) {
+            (Some((extension, proxy)), _) => {
+                let mut handle = core::ptr::null_mut();
+                let mut attributes = kernel_handle_attributes();
+                // SAFETY: resolved routine; live extension; `start` is a complete start context
+                // (header followed by its events) that the kernel copies; the events and the
+                // context live in storage the driver object owns.
+                let status = NtStatus(unsafe {
+                    (proxy.create_worker_thread)(
+                        extension,
+                        &raw mut handle,
+                        sys::THREAD_ALL_ACCESS,
+                        &raw mut attributes,
+                        core::ptr::null_mut(),
+                        core::ptr::null_mut(),
+                        start.as_raw(),
+                    )
+                });
+                if status.is_success() {
+                    Ok(handle)
+                } else {
+                    Err(WorkerError::from_status(status))
+                }
+            }
+            (None, Some(threads)) => fallback::spawn(
+                routines.storage,
+                driver,
+                worker_key(record.next_worker_block()),
+                threads,
+                routine.get(),
+                context,
+                start,
+            ),
+            (None, None) => Err(WorkerError::Unexpected(NtStatus::UNSUCCESSFUL)),
+        };
+        match created {
+            Ok(handle) => {
+                context.set_handle(handle);
+                Ok(WorkerThread { context, routines })
+            }
+            Err(error) => {
+                // SAFETY: no thread started, so nothing uses the context any more (the
+                // reference above is not used after this); the value is dropped once, here,
+                // through the block's own pointer, and the storage is never used again.
+                unsafe { WorkerContext::drop_value(block) };
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The start context of a thread running `routine` on `context`'s events with `wait`.
+fn start_context<T: Sync + 'static, const EVENTS: usize>(
+    routine: Wrapped<WorkerRoutine<T, EVENTS>>,
+    wait: &WaitParameters,
+    context: &'static WorkerContext<T, EVENTS>,
+) -> StartContext {
+    let mut events = [core::ptr::null_mut(); sys::MAXIMUM_WAIT_OBJECTS as usize];
+    for (slot, event) in events.iter_mut().zip(context.wait_objects()) {
+        *slot = event;
+    }
+    // SAFETY: function pointers of the same size; the C routine type is
+    // `BOOLEAN (PVOID, NTSTATUS)`, which the kernel calls with the context below (a
+    // `&WorkerContext<T, EVENTS>`, as the routine's type says) and a status (`NtStatus` is a
+    // transparent `NTSTATUS`); the routine returns `bool` as one byte 0 or 1, a valid BOOLEAN.
+    let erased = unsafe {
+        core::mem::transmute::<WorkerRoutine<T, EVENTS>, sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE>(
+            routine.get(),
+        )
+    };
+    #[allow(clippy::cast_possible_truncation)] // at most 64
+    let event_count = (EVENTS + 1) as u32;
+    StartContext {
+        header: sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT {
+            WorkerRoutine: Some(erased),
+            Context: core::ptr::from_ref(context).cast_mut().cast(),
+            WaitType: match wait.wait_type {
+                WaitType::Any => sys::WaitAny,
+                WaitType::All => sys::WaitAll,
+            },
+            WaitReason: wait.wait_reason.0,
+            WaitMode: match wait.wait_mode {
+                WaitMode::Kernel => sys::KernelMode,
+                WaitMode::User => sys::UserMode,
+            },
+            Altertable: sys::BOOLEAN::from(wait.alertable),
+            HasTimeout: sys::BOOLEAN::from(wait.timeout.is_some()),
+            Timeout: sys::LARGE_INTEGER {
+                QuadPart: wait.timeout.map_or(0, Timeout::raw),
+            },
+            EventCount: event_count,
+            Events: [],
+        },
+        events,
+    }
+}
+
+/// Identification addresses of worker storage among the driver object's extensions: not
+/// canonical on x64 or ARM64, like the record's, one per block (`n` from the record).
+const WORKER_KEY_BASE: u64 = 0x4450_5258_574B_0000; // "DPRXWK\0\0"
+
+fn worker_key(n: u32) -> u64 {
+    WORKER_KEY_BASE + u64::from(n)
+}
+
+/// A zero-filled block of `size` bytes owned by `driver` (a driver-object extension under
+/// `key`), alive until the driver object is deleted.
+pub(crate) fn allocate(
+    storage: StorageRoutines,
+    driver: sys::PDRIVER_OBJECT,
+    key: u64,
+    size: usize,
+) -> Result<NonNull<u8>, WorkerError> {
+    let size = u32::try_from(size).map_err(|_| WorkerError::InsufficientResources)?;
+    let mut block = core::ptr::null_mut();
+    // SAFETY: live driver object (HotSwap invariant); `block` is a valid local; the key is
+    // only compared.
+    let status = NtStatus(unsafe {
+        #[allow(clippy::cast_possible_truncation)] // 64-bit targets only
+        (storage.allocate)(driver, key as usize as sys::PVOID, size, &raw mut block)
+    });
+    match NonNull::new(block.cast::<u8>()) {
+        Some(block) if status.is_success() => Ok(block),
+        _ if status == NtStatus::INSUFFICIENT_RESOURCES || status.is_success() => {
+            Err(WorkerError::InsufficientResources)
+        }
+        _ => Err(WorkerError::Unexpected(status)),
+    }
+}
+
+fn kernel_handle_attributes() -> sys::OBJECT_ATTRIBUTES {
+    sys::OBJECT_ATTRIBUTES {
+        #[allow(clippy::cast_possible_truncation)] // 0x30
+        Length: core::mem::size_of::<sys::OBJECT_ATTRIBUTES>() as u32,
+        RootDirectory: core::ptr::null_mut(),
+        ObjectName: core::ptr::null_mut(),
+        Attributes: sys::OBJ_KERNEL_HANDLE,
+        SecurityDescriptor: core::ptr::null_mut(),
+        SecurityQualityOfService: core::ptr::null_mut(),
+    }
+}
+
+/// A running worker thread, owned: [`WorkerThread::stop_and_join`] (or dropping it) asks its
+/// routine to end and waits for the thread, then closes the handle. It can be handed to the
+/// next image of the driver with [`WorkerThread::into_raw`] / [`WorkerThread::from_raw`].
+pub struct WorkerThread<T: Sync + 'static, const EVENTS: usize> {
+    context: &'static WorkerContext<T, EVENTS>,
+    routines: WorkerRoutines,
+}
+
+// SAFETY: the thread handle is a kernel handle (OBJ_KERNEL_HANDLE), valid in any thread's
+// context; the storage is shared as `&WorkerContext<T, _>`, which is Sync for `T: Sync`.
+unsafe impl<T: Sync + 'static, const EVENTS: usize> Send for WorkerThread<T, EVENTS> {}
+// SAFETY: as above; `&WorkerThread` only gives shared access to the storage.
+unsafe impl<T: Sync + 'static, const EVENTS: usize> Sync for WorkerThread<T, EVENTS> {}
+
+impl<T: Sync + 'static, const EVENTS: usize> core::fmt::Debug for WorkerThread<T, EVENTS> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WorkerThread")
+            .field("handle", &self.context.handle())
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Sync + 'static, const EVENTS: usize> WorkerThread<T, EVENTS> {
+    /// The thread's storage: its context, events and stop request.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn context(&self) -> &'static WorkerContext<T, EVENTS> {
+        self.context
+    }
+
+    /// The routine's event `index`, e.g. to wake the thread.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn event(&self, index: usize) -> Option<EventRef<'static>> {
+        self.context.event(index)
+    }
+
+    /// Whether the kernel owns the loop (`true`), or this crate's fallback thread does.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn is_hot_swappable(&self) -> bool {
+        self.context.is_hot_swappable()
+    }
+
+    /// The thread handle (still owned by `self`).
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn handle(&self) -> sys::HANDLE {
+        self.context.handle()
+    }
+
+    /// Asks the routine to end (the next call sees [`Wake::Stop`]), waits until the thread
+    /// has ended, and closes the handle.
+    ///
+    /// IRQL: `PASSIVE_LEVEL`. Blocks until the routine returns `false`.
+    ///
+    /// # Errors
+    /// [`WorkerError::Join`] when the wait fails (the handle is closed all the same).
+    pub fn stop_and_join(self) -> Result<(), WorkerError> {
+        let this = ManuallyDrop::new(self);
+        this.stop_and_join_in_place()
+    }
+
+    fn stop_and_join_in_place(&self) -> Result<(), WorkerError> {
+        self.context.request_stop();
+        let handle = self.context.handle();
+        // SAFETY: the handle this value owns; a null timeout waits until the thread ends.
+        let status = NtStatus(unsafe {
+            (self.routines.wait_for_single_object)(handle, sys::FALSE, core::ptr::null_mut())
+        });
+        // SAFETY: the handle this value owns, closed once, here.
+        let _ = unsafe { (self.routines.close)(handle) };
+        self.context.set_handle(core::ptr::null_mut());
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(WorkerError::Join(status))
+        }
+    }
+
+    /// Gives up ownership without stopping the thread: the storage's address, from which
+    /// [`WorkerThread::from_raw`] takes the thread back (in this image or the next one).
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn into_raw(self) -> NonNull<c_void> {
+        let this = ManuallyDrop::new(self);
+        NonNull::from(this.context).cast()
+    }
+
+    /// Takes back ownership of a thread given up with [`WorkerThread::into_raw`].
+    ///
+    /// IRQL: any.
+    ///
+    /// # Errors
+    /// [`WorkerError::NotAWorkerThread`] when the storage is not a worker context of this
+    /// type (checked by its magic and a fingerprint of its type);
+    /// [`WorkerError::Unavailable`] when this kernel lacks a routine a worker needs.
+    ///
+    /// # Safety
+    /// `raw` must come from [`WorkerThread::into_raw`] for this driver object, and no other
+    /// `WorkerThread` may own the thread (each `into_raw` is taken back at most once). In
+    /// another image (a new version of the driver), `T` and `EVENTS` must be the same
+    /// definitions as in the image that started the thread: the fingerprint check catches a
+    /// different name, size or event count, not a different meaning.
+    pub unsafe fn from_raw(raw: NonNull<c_void>) -> Result<Self, WorkerError> {
+        let routines = crate::resolve::exports()
+            .workers()
+            .map_err(|name| WorkerError::Unavailable(Unavailable::ExportMissing(name)))?;
+        // SAFETY: storage of a worker context (caller contract), at least a header long.
+        if !unsafe { WorkerContext::<T, EVENTS>::check(raw.as_ptr()) } {
+            return Err(WorkerError::NotAWorkerThread);
+        }
+        // SAFETY: checked to be a `WorkerContext<T, EVENTS>`, owned by the driver object and
+        // alive as long as the driver (caller contract).
+        let context = unsafe { raw.cast::<WorkerContext<T, EVENTS>>().as_ref() };
+        Ok(Self { context, routines })
+    }
+}
+
+impl<T: Sync + 'static, const EVENTS: usize> Drop for WorkerThread<T, EVENTS> {
+    /// [`WorkerThread::stop_and_join`], ignoring a failed wait. IRQL: `PASSIVE_LEVEL`.
+    fn drop(&mut self) {
+        let _ = self.stop_and_join_in_place();
+    }
+}
