@@ -68,7 +68,7 @@ impl fmt::Display for NullDriverObject {
     }
 }
 
-/// Failures of `IoCreateDriverProxyExtension` ([`crate::Extension::create`]).
+/// Failures of `IoCreateDriverProxyExtension` ([`crate::HotSwap::new`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CreateError {
     /// The kernel lacks a DriverProxy export this call needs.
@@ -133,7 +133,7 @@ impl CreateError {
     }
 }
 
-/// Failures of the V2 lookup `IofGetDriverProxyWrapperFromEndpoint` ([`crate::Extension::wrap`]).
+/// Failures of the V2 lookup `IofGetDriverProxyWrapperFromEndpoint` ([`crate::HotSwap::wrap`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WrapError {
     /// The kernel lacks `IofGetDriverProxyWrapperFromEndpoint`.
@@ -173,7 +173,7 @@ impl WrapError {
     }
 }
 
-/// Failures of V1 registration `IoRegisterDriverProxyEndpoints` ([`crate::Extension::register`]).
+/// Failures of V1 registration `IoRegisterDriverProxyEndpoints` ([`crate::HotSwap::register`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegisterError {
     /// The kernel lacks `IoRegisterDriverProxyEndpoints`.
@@ -242,7 +242,7 @@ impl RegisterError {
     }
 }
 
-/// Failures of a V1 lookup by id ([`crate::HotSwap::wrapper`], [`crate::Extension::wrapper`]),
+/// Failures of a V1 lookup by id ([`crate::HotSwap::wrapper`]),
 /// and of [`crate::EndpointTable::endpoint`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LookupError {

@@ -15,10 +15,12 @@ use crate::Endpoint;
 /// driver and forwards it). `cargo xtask test` checks this in the disassembly of a release
 /// build for `x86_64-pc-windows-msvc`.
 ///
-/// A `Wrapped` is obtained from [`crate::HotSwap::wrap`] (V2, by endpoint),
-/// [`crate::HotSwap::wrapper`] (V1, by id), or the [`crate::Extension`] methods of the
-/// same names. Where hot-swap is unavailable, those return the endpoint itself as a
-/// `Wrapped` (the *fallback*), so the driver has one code path.
+/// A `Wrapped` is obtained from [`crate::HotSwap::wrapper`] (V1, by id) or
+/// [`crate::HotSwap::wrap`] (V2, by endpoint), which check the driver's endpoint record: every
+/// implementation a `Wrapped<F>` can ever forward to has the signature `F` (crate docs,
+/// "Soundness"). Where hot-swap is unavailable, those return the endpoint itself as a
+/// `Wrapped` (the *fallback*), so the driver has one code path. There is no other way to make
+/// one.
 ///
 /// ```
 /// # use driver_proxy::{Wrapped, Endpoint};
