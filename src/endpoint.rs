@@ -282,7 +282,10 @@ mod tests {
 
     #[test]
     fn signatures_fingerprint_the_type_name() {
-        assert_eq!(S1::signature(), <extern "system" fn(u64) -> u64>::signature());
+        assert_eq!(
+            S1::signature(),
+            <extern "system" fn(u64) -> u64>::signature()
+        );
         assert_ne!(
             S1::signature(),
             <extern "system" fn(u32) -> u64>::signature()

@@ -236,7 +236,9 @@ impl RegisterError {
             Self::Busy => NtStatus::DEVICE_BUSY,
             Self::ParameterCountMismatch => NtStatus::INVALID_PARAMETER_3,
             Self::DrainTimeout => NtStatus::UNSUCCESSFUL,
-            Self::InsufficientResources | Self::TooManyEndpoints => NtStatus::INSUFFICIENT_RESOURCES,
+            Self::InsufficientResources | Self::TooManyEndpoints => {
+                NtStatus::INSUFFICIENT_RESOURCES
+            }
             Self::Callback { status, .. } | Self::Unexpected(status) => status,
         }
     }
@@ -518,7 +520,10 @@ mod tests {
             LookupError::RegisteredByAnotherImage(1).status(),
             NtStatus::OBJECT_TYPE_MISMATCH
         );
-        assert_eq!(WrapError::SignatureMismatch.status(), NtStatus::OBJECT_TYPE_MISMATCH);
+        assert_eq!(
+            WrapError::SignatureMismatch.status(),
+            NtStatus::OBJECT_TYPE_MISMATCH
+        );
         assert_eq!(WrapError::Busy.status(), NtStatus::DEVICE_BUSY);
         assert_eq!(
             RegisterError::SignatureMismatch(4).status(),

@@ -178,7 +178,10 @@ impl<'a> EventRef<'a> {
     /// was already signalled.
     ///
     /// IRQL: `<= DISPATCH_LEVEL`.
-    #[allow(clippy::must_use_candidate, reason = "signalling is the point; the result is extra")]
+    #[allow(
+        clippy::must_use_candidate,
+        reason = "signalling is the point; the result is extra"
+    )]
     pub fn set(self) -> bool {
         // SAFETY: an initialised, pinned KEVENT (type invariant).
         unsafe { (self.routines.set)(self.raw.get(), sys::IO_NO_INCREMENT, sys::FALSE) != 0 }
@@ -195,7 +198,10 @@ impl<'a> EventRef<'a> {
     /// Clears the event and returns whether it was signalled (`KeResetEvent`).
     ///
     /// IRQL: `<= DISPATCH_LEVEL`.
-    #[allow(clippy::must_use_candidate, reason = "clearing is the point; the result is extra")]
+    #[allow(
+        clippy::must_use_candidate,
+        reason = "clearing is the point; the result is extra"
+    )]
     pub fn reset(self) -> bool {
         // SAFETY: an initialised, pinned KEVENT (type invariant).
         unsafe { (self.routines.reset)(self.raw.get()) != 0 }

@@ -97,8 +97,9 @@ impl HotSwap {
         let creation = sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS { AsUlong: 0 };
         // SAFETY: resolved routine; live driver object; `raw` is a valid local; flags are 0 as
         // the DDI requires.
-        let status =
-            NtStatus(unsafe { (routines.create_extension)(driver.as_raw(), creation, &raw mut raw) });
+        let status = NtStatus(unsafe {
+            (routines.create_extension)(driver.as_raw(), creation, &raw mut raw)
+        });
         if !status.is_success() {
             let error = CreateError::from_status(status);
             return match error.unavailable() {
@@ -216,7 +217,8 @@ impl HotSwap {
     /// IRQL: any.
     #[must_use]
     pub fn raw_extension(&self) -> Option<sys::PDRIVER_PROXY_EXTENSION> {
-        self.extension_and_routines().map(|(extension, _)| extension)
+        self.extension_and_routines()
+            .map(|(extension, _)| extension)
     }
 
     pub(crate) fn extension_and_routines(
@@ -232,9 +234,7 @@ impl HotSwap {
         }
     }
 
-    pub(crate) fn worker_support(
-        &self,
-    ) -> Result<(WorkerRoutines, &'static Record), Unavailable> {
+    pub(crate) fn worker_support(&self) -> Result<(WorkerRoutines, &'static Record), Unavailable> {
         let support = self.workers?;
         if let Mode::Fallback { threads, .. } = self.mode {
             threads?;
@@ -289,8 +289,8 @@ impl HotSwap {
         else {
             return Ok(());
         };
-        let count = u32::try_from(N)
-            .map_err(|_| RegisterError::Unexpected(NtStatus::INVALID_PARAMETER))?;
+        let count =
+            u32::try_from(N).map_err(|_| RegisterError::Unexpected(NtStatus::INVALID_PARAMETER))?;
         let guard = record.try_write().ok_or(RegisterError::Busy)?;
         let endpoints = table.registrations();
         record

@@ -231,8 +231,8 @@ pub use record::MAX_ENDPOINTS;
 pub use status::{NtStatus, Severity};
 pub use table::{EndpointEntry, EndpointId, EndpointTable};
 pub use worker::{
-    MAX_WORKER_EVENTS, Timeout, WaitMode, WaitReason, WaitType, Wake, WorkerContext,
-    WorkerRoutine, WorkerThread, WorkerThreadBuilder,
+    MAX_WORKER_EVENTS, Timeout, WaitMode, WaitReason, WaitType, Wake, WorkerContext, WorkerRoutine,
+    WorkerThread, WorkerThreadBuilder,
 };
 pub use wrapped::Wrapped;
 

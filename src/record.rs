@@ -235,10 +235,9 @@ impl Record {
     }
 
     fn find_v1(&self, id: u32) -> Option<(usize, &Entry)> {
-        self.published()
-            .iter()
-            .enumerate()
-            .find(|(_, e)| e.kind.load(Ordering::Relaxed) == KIND_V1 && e.id.load(Ordering::Relaxed) == id)
+        self.published().iter().enumerate().find(|(_, e)| {
+            e.kind.load(Ordering::Relaxed) == KIND_V1 && e.id.load(Ordering::Relaxed) == id
+        })
     }
 
     /// Whether `entry` is owned by this image with the type `type_id`.
@@ -253,7 +252,9 @@ impl Record {
 
     /// A V1 lookup: `id` must be registered by this image as `F`.
     pub(crate) fn check_lookup<F: Endpoint>(&self, id: u32) -> Result<(), crate::LookupError> {
-        let (_, entry) = self.find_v1(id).ok_or(crate::LookupError::NotRegistered(id))?;
+        let (_, entry) = self
+            .find_v1(id)
+            .ok_or(crate::LookupError::NotRegistered(id))?;
         match entry.owner.load(Ordering::Acquire) {
             NO_OWNER => Err(crate::LookupError::NotRegistered(id)),
             owner if owner != this_image() => Err(crate::LookupError::RegisteredByAnotherImage(id)),
@@ -304,7 +305,12 @@ impl Record {
     }
 
     /// Appends an entry (writer only).
-    fn append(&self, _guard: &WriteGuard<'_>, kind: u32, endpoint: &Registration) -> Result<usize, Conflict> {
+    fn append(
+        &self,
+        _guard: &WriteGuard<'_>,
+        kind: u32,
+        endpoint: &Registration,
+    ) -> Result<usize, Conflict> {
         let index = self.len.load(Ordering::Relaxed) as usize;
         let entry = self.entries.get(index).ok_or(Conflict::Full)?;
         entry.id.store(endpoint.id, Ordering::Relaxed);
@@ -330,7 +336,11 @@ impl Record {
     }
 
     /// Records a V2 handout of `address` as `F` (writer only).
-    pub(crate) fn record_v2<F: Endpoint>(&self, guard: &WriteGuard<'_>, address: usize) -> Result<(), Conflict> {
+    pub(crate) fn record_v2<F: Endpoint>(
+        &self,
+        guard: &WriteGuard<'_>,
+        address: usize,
+    ) -> Result<(), Conflict> {
         if self.has_v2::<F>(address) {
             return Ok(());
         }
@@ -350,9 +360,19 @@ impl Record {
 
     /// Checks a registration against the record (writer only): what [`Record::commit`] will
     /// then apply.
-    pub(crate) fn check_registration(&self, _guard: &WriteGuard<'_>, endpoints: &[Registration]) -> Result<(), Conflict> {
+    pub(crate) fn check_registration(
+        &self,
+        _guard: &WriteGuard<'_>,
+        endpoints: &[Registration],
+    ) -> Result<(), Conflict> {
         let mut new_ids = 0;
-        for endpoint in endpoints {
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            // One address, one type, within the registration too.
+            if endpoints[..i].iter().any(|earlier| {
+                earlier.address == endpoint.address && earlier.type_id != endpoint.type_id
+            }) {
+                return Err(Conflict::Signature(endpoint.id));
+            }
             match self.find_v1(endpoint.id) {
                 Some((_, entry)) => {
                     let owner = entry.owner.load(Ordering::Acquire);
@@ -395,7 +415,11 @@ impl Record {
     /// Applies a checked registration (writer only), returning what it changed so that
     /// [`Record::restore`] can undo it. Idempotent: committing the same registration twice
     /// changes nothing the second time.
-    pub(crate) fn commit<const N: usize>(&self, guard: &WriteGuard<'_>, endpoints: &[Registration; N]) -> [Option<Saved>; N] {
+    pub(crate) fn commit<const N: usize>(
+        &self,
+        guard: &WriteGuard<'_>,
+        endpoints: &[Registration; N],
+    ) -> [Option<Saved>; N] {
         core::array::from_fn(|i| {
             let endpoint = &endpoints[i];
             if let Some((index, entry)) = self.find_v1(endpoint.id) {
@@ -413,20 +437,26 @@ impl Record {
                 Some(saved)
             } else {
                 // Checked: there is room. An appended entry is undone by clearing its owner.
-                self.append(guard, KIND_V1, endpoint).ok().map(|index| Saved {
-                    index,
-                    owner: NO_OWNER,
-                    address: 0,
-                    arity: 0,
-                    signature: 0,
-                    type_id: MaybeUninit::uninit(),
-                })
+                self.append(guard, KIND_V1, endpoint)
+                    .ok()
+                    .map(|index| Saved {
+                        index,
+                        owner: NO_OWNER,
+                        address: 0,
+                        arity: 0,
+                        signature: 0,
+                        type_id: MaybeUninit::uninit(),
+                    })
             }
         })
     }
 
     /// Undoes [`Record::commit`] after the kernel refused the registration (writer only).
-    pub(crate) fn restore<const N: usize>(&self, _guard: &WriteGuard<'_>, saved: &[Option<Saved>; N]) {
+    pub(crate) fn restore<const N: usize>(
+        &self,
+        _guard: &WriteGuard<'_>,
+        saved: &[Option<Saved>; N],
+    ) {
         for saved in saved.iter().rev().flatten() {
             let Some(entry) = self.entries.get(saved.index) else {
                 continue;
@@ -446,5 +476,241 @@ impl Record {
     /// Takes the next worker-storage key.
     pub(crate) fn next_worker_block(&self) -> u32 {
         self.worker_blocks.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::LookupError;
+    use std::boxed::Box;
+
+    type F = extern "system" fn(u64) -> u64;
+    type G = extern "system" fn(i64) -> u64;
+    type Unsafe = unsafe extern "system" fn(u64) -> u64;
+    type Two = extern "system" fn(u64, u64) -> u64;
+
+    /// A zero-filled record, as `IoAllocateDriverObjectExtension` gives it, initialised.
+    fn record() -> Box<Record> {
+        let layout = std::alloc::Layout::new::<Record>();
+        // SAFETY: nonzero size; all-zero is a valid Record (atomics and MaybeUninit); the Box
+        // takes the allocation with the same layout.
+        let record = unsafe { Box::from_raw(std::alloc::alloc_zeroed(layout).cast::<Record>()) };
+        record.magic.store(MAGIC, Ordering::Relaxed);
+        record.layout.store(LAYOUT, Ordering::Relaxed);
+        #[allow(clippy::cast_possible_truncation)]
+        record
+            .entry_size
+            .store(core::mem::size_of::<Entry>() as u32, Ordering::Relaxed);
+        #[allow(clippy::cast_possible_truncation)]
+        record
+            .capacity
+            .store(MAX_ENDPOINTS as u32, Ordering::Relaxed);
+        record
+    }
+
+    fn endpoint<E: Endpoint>(id: u32, address: usize) -> Registration {
+        Registration {
+            id,
+            arity: E::ARITY,
+            address,
+            signature: E::signature(),
+            type_id: E::type_id(),
+        }
+    }
+
+    fn register<const N: usize>(
+        record: &Record,
+        endpoints: [Registration; N],
+    ) -> Result<(), Conflict> {
+        let guard = record.try_write().expect("no other writer");
+        record.check_registration(&guard, &endpoints)?;
+        record.commit(&guard, &endpoints);
+        Ok(())
+    }
+
+    /// Makes every entry look as if another image (another compilation) had registered it.
+    fn hand_to_another_image(record: &Record, type_id_of_that_image: TypeId) {
+        for entry in record.published() {
+            entry.owner.store(0xDEAD_0000, Ordering::Release);
+            // SAFETY: test-only: no reader runs concurrently.
+            unsafe { (*entry.type_id.get()).write(type_id_of_that_image) };
+        }
+    }
+
+    #[test]
+    fn a_lookup_succeeds_only_for_an_id_this_image_registered_with_that_type() {
+        let record = record();
+        register(&record, [endpoint::<F>(9, 0x1000)]).unwrap();
+        assert_eq!(record.check_lookup::<F>(9), Ok(()));
+        assert_eq!(
+            record.check_lookup::<G>(9),
+            Err(LookupError::TypeMismatch(9))
+        );
+        assert_eq!(
+            record.check_lookup::<Unsafe>(9),
+            Err(LookupError::TypeMismatch(9)),
+            "a safe fn type is not its unsafe twin"
+        );
+        assert_eq!(
+            record.check_lookup::<F>(10),
+            Err(LookupError::NotRegistered(10))
+        );
+    }
+
+    #[test]
+    fn an_id_keeps_its_type_within_an_image() {
+        let record = record();
+        register(&record, [endpoint::<F>(9, 0x1000)]).unwrap();
+        // Same type, new implementation: allowed (this is the V1 swap).
+        register(&record, [endpoint::<F>(9, 0x2000)]).unwrap();
+        // Same arity, other type: refused, nothing changed.
+        assert_eq!(
+            register(&record, [endpoint::<G>(9, 0x3000)]),
+            Err(Conflict::Signature(9))
+        );
+        assert_eq!(
+            register(&record, [endpoint::<Unsafe>(9, 0x3000)]),
+            Err(Conflict::Signature(9))
+        );
+        assert_eq!(
+            register(&record, [endpoint::<Two>(9, 0x3000)]),
+            Err(Conflict::ParameterCount(9))
+        );
+        assert_eq!(record.check_lookup::<F>(9), Ok(()));
+        assert_eq!(
+            record.published()[0].address.load(Ordering::Relaxed),
+            0x2000
+        );
+    }
+
+    #[test]
+    fn a_new_image_looks_up_only_the_ids_it_registered_itself() {
+        let record = record();
+        register(
+            &record,
+            [endpoint::<F>(1, 0x1000), endpoint::<F>(2, 0x1100)],
+        )
+        .unwrap();
+        // Another compilation whose TypeId of its own id-1 type happens to equal ours.
+        hand_to_another_image(&record, TypeId::of::<F>());
+        assert_eq!(
+            record.check_lookup::<F>(1),
+            Err(LookupError::RegisteredByAnotherImage(1)),
+            "a TypeId written by another image is never compared"
+        );
+        // This image takes id 1 over (same type name): then it may look id 1 up, not id 2.
+        register(&record, [endpoint::<F>(1, 0x5000)]).unwrap();
+        assert_eq!(record.check_lookup::<F>(1), Ok(()));
+        assert_eq!(
+            record.check_lookup::<F>(2),
+            Err(LookupError::RegisteredByAnotherImage(2))
+        );
+    }
+
+    #[test]
+    fn a_new_image_cannot_take_an_id_over_with_another_type_name_or_arity() {
+        let record = record();
+        register(&record, [endpoint::<F>(1, 0x1000)]).unwrap();
+        hand_to_another_image(&record, TypeId::of::<u8>());
+        assert_eq!(
+            register(&record, [endpoint::<G>(1, 0x5000)]),
+            Err(Conflict::Signature(1))
+        );
+        assert_eq!(
+            register(&record, [endpoint::<Two>(1, 0x5000)]),
+            Err(Conflict::ParameterCount(1))
+        );
+        assert_eq!(
+            record.check_lookup::<G>(1),
+            Err(LookupError::RegisteredByAnotherImage(1))
+        );
+    }
+
+    #[test]
+    fn a_refused_registration_is_undone_entry_by_entry() {
+        let record = record();
+        register(&record, [endpoint::<F>(1, 0x1000)]).unwrap();
+        let guard = record.try_write().unwrap();
+        let endpoints = [endpoint::<F>(1, 0x2000), endpoint::<G>(2, 0x2100)];
+        record.check_registration(&guard, &endpoints).unwrap();
+        let saved = record.commit(&guard, &endpoints);
+        assert_eq!(record.check_lookup::<G>(2), Ok(()));
+        record.restore(&guard, &saved);
+        drop(guard);
+        assert_eq!(record.check_lookup::<F>(1), Ok(()));
+        assert_eq!(
+            record.published()[0].address.load(Ordering::Relaxed),
+            0x1000
+        );
+        assert_eq!(
+            record.check_lookup::<G>(2),
+            Err(LookupError::NotRegistered(2))
+        );
+        // The undone id may be registered again later, with any type.
+        register(&record, [endpoint::<Two>(2, 0x3000)]).unwrap();
+        assert_eq!(record.check_lookup::<Two>(2), Ok(()));
+    }
+
+    #[test]
+    fn an_address_keeps_the_type_it_was_handed_out_as() {
+        let record = record();
+        // V1: the same code registered under two ids must have one type.
+        assert_eq!(
+            register(
+                &record,
+                [endpoint::<F>(1, 0x1000), endpoint::<Unsafe>(2, 0x1000)]
+            ),
+            Err(Conflict::Signature(2))
+        );
+        register(&record, [endpoint::<F>(1, 0x1000)]).unwrap();
+        assert_eq!(record.check_wrap::<F>(0x1000), Ok(Some(1)));
+        assert_eq!(record.check_wrap::<Unsafe>(0x1000), Err(Conflict::Address));
+        // V2: an address handed out as F cannot be registered as another type later.
+        let guard = record.try_write().unwrap();
+        assert_eq!(record.check_wrap::<F>(0x7000), Ok(None));
+        record.record_v2::<F>(&guard, 0x7000).unwrap();
+        drop(guard);
+        assert!(record.has_v2::<F>(0x7000));
+        assert_eq!(record.check_wrap::<G>(0x7000), Err(Conflict::Address));
+        assert_eq!(
+            register(&record, [endpoint::<G>(3, 0x7000)]),
+            Err(Conflict::Signature(3))
+        );
+        register(&record, [endpoint::<F>(3, 0x7000)]).unwrap();
+    }
+
+    #[test]
+    fn one_writer_at_a_time_and_a_full_record_refuses_new_ids() {
+        let record = record();
+        let guard = record.try_write().unwrap();
+        assert!(
+            record.try_write().is_none(),
+            "a second writer is refused, not queued"
+        );
+        drop(guard);
+        assert!(record.try_write().is_some());
+        for id in 0..u32::try_from(MAX_ENDPOINTS).unwrap() {
+            register(&record, [endpoint::<F>(id, 0x1000 + id as usize * 16)]).unwrap();
+        }
+        let full = u32::try_from(MAX_ENDPOINTS).unwrap();
+        assert_eq!(
+            register(&record, [endpoint::<F>(full, 0x9000)]),
+            Err(Conflict::Full)
+        );
+        // Existing ids still re-register.
+        register(&record, [endpoint::<F>(0, 0x9100)]).unwrap();
+    }
+
+    #[test]
+    fn a_record_of_another_layout_is_not_compatible() {
+        let record = record();
+        assert!(record.is_compatible());
+        record.layout.store(LAYOUT + 1, Ordering::Relaxed);
+        assert!(!record.is_compatible());
+        record.layout.store(LAYOUT, Ordering::Relaxed);
+        record.magic.store(0, Ordering::Relaxed);
+        assert!(!record.is_compatible());
     }
 }

@@ -380,7 +380,10 @@ mod tests {
         );
         assert!(exports.proxy.create_extension.is_none());
         assert!(exports.kernel.set_event.is_none());
-        assert_eq!(exports.hot_swap().err(), Some("IoCreateDriverProxyExtension"));
+        assert_eq!(
+            exports.hot_swap().err(),
+            Some("IoCreateDriverProxyExtension")
+        );
         assert_eq!(exports.events().err(), Some("KeInitializeEvent"));
     }
 }

@@ -111,7 +111,12 @@ impl<T, const EVENTS: usize> WorkerContext<T, EVENTS> {
     /// The storage of a new worker: `value`, `EVENTS` events of the given kinds (not
     /// signalled) and the stop event, to be written into its block and then initialised
     /// with [`WorkerContext::initialize_events`].
-    pub(crate) fn new(value: T, routines: EventRoutines, wait_all: bool, hot_swappable: bool) -> Self {
+    pub(crate) fn new(
+        value: T,
+        routines: EventRoutines,
+        wait_all: bool,
+        hot_swappable: bool,
+    ) -> Self {
         let () = Self::VALID;
         Self {
             header: Header {

@@ -618,3 +618,151 @@ impl<T: Sync + 'static, const EVENTS: usize> Drop for WorkerThread<T, EVENTS> {
         let _ = self.stop_and_join_in_place();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::resolve::EventRoutines;
+    use std::boxed::Box;
+
+    unsafe extern "system" fn initialize(_: sys::PKEVENT, _: sys::EVENT_TYPE, _: sys::BOOLEAN) {}
+    unsafe extern "system" fn set(
+        _: sys::PKEVENT,
+        _: sys::KPRIORITY,
+        _: sys::BOOLEAN,
+    ) -> sys::LONG {
+        0
+    }
+    unsafe extern "system" fn clear(_: sys::PKEVENT) {}
+    unsafe extern "system" fn state(_: sys::PKEVENT) -> sys::LONG {
+        0
+    }
+
+    /// Event routines that do nothing: the layout tests never wait.
+    fn routines() -> EventRoutines {
+        EventRoutines {
+            initialize,
+            set,
+            clear,
+            reset: state,
+            read_state: state,
+        }
+    }
+
+    extern "system" fn routine(_: &'static WorkerContext<u32, 2>, _: NtStatus) -> bool {
+        false
+    }
+
+    fn context<const E: usize>(wait_all: bool) -> &'static WorkerContext<u32, E> {
+        Box::leak(Box::new(WorkerContext::new(7, routines(), wait_all, true)))
+    }
+
+    fn read<T: Copy>(context: &StartContext, offset: usize) -> T {
+        // SAFETY: every offset read below is inside the context and holds an initialised field.
+        unsafe {
+            (&raw const *context)
+                .cast::<u8>()
+                .add(offset)
+                .cast::<T>()
+                .read_unaligned()
+        }
+    }
+
+    #[test]
+    fn start_context_has_the_documented_layout_with_the_stop_event_first() {
+        let context = context::<2>(true);
+        let wait = WaitParameters {
+            wait_type: WaitType::All,
+            wait_reason: WaitReason::EXECUTIVE,
+            wait_mode: WaitMode::Kernel,
+            alertable: true,
+            timeout: Some(Timeout::from_millis(5)),
+        };
+        let start = start_context(
+            Wrapped::fallback(routine as WorkerRoutine<u32, 2>),
+            &wait,
+            context,
+        );
+        assert_eq!(
+            start.len(),
+            0x30 + 8 * 3,
+            "two events of the routine's, one stop event"
+        );
+        assert_eq!(
+            read::<usize>(&start, 0x00),
+            routine as WorkerRoutine<u32, 2> as usize
+        );
+        assert_eq!(
+            read::<usize>(&start, 0x08),
+            core::ptr::from_ref(context) as usize
+        );
+        assert_eq!(read::<i32>(&start, 0x10), sys::WaitAll);
+        assert_eq!(read::<i32>(&start, 0x14), sys::Executive);
+        assert_eq!(read::<i8>(&start, 0x18), sys::KernelMode);
+        assert_eq!(read::<u8>(&start, 0x19), 1, "Altertable");
+        assert_eq!(read::<u8>(&start, 0x1A), 1, "HasTimeout");
+        assert_eq!(
+            read::<i64>(&start, 0x20),
+            -50_000,
+            "5 ms relative, in 100 ns units"
+        );
+        assert_eq!(read::<u32>(&start, 0x28), 3);
+        let objects: std::vec::Vec<sys::PKEVENT> = context.wait_objects().collect();
+        for (i, object) in objects.iter().enumerate() {
+            assert_eq!(read::<sys::PKEVENT>(&start, 0x30 + 8 * i), *object);
+        }
+        assert_eq!(objects.len(), 3);
+        assert!(objects.windows(2).all(|w| w[0] != w[1]), "distinct events");
+    }
+
+    #[test]
+    fn wake_reads_the_status_with_the_threads_own_events() {
+        let any = context::<2>(false);
+        assert_eq!(any.wake(NtStatus::TIMEOUT), Wake::Timeout);
+        assert_eq!(any.wake(NtStatus::WAIT_0), Wake::Stop);
+        assert_eq!(any.wake(NtStatus(1)), Wake::Event(0));
+        assert_eq!(any.wake(NtStatus(2)), Wake::Event(1));
+        assert_eq!(
+            any.wake(NtStatus(3)),
+            Wake::Failed(NtStatus(3)),
+            "no event 2"
+        );
+        assert_eq!(any.wake(NtStatus::ALERTED), Wake::Alerted);
+        assert_eq!(any.wake(NtStatus::USER_APC), Wake::UserApc);
+        assert_eq!(
+            any.wake(NtStatus::ABANDONED_WAIT_0),
+            Wake::Failed(NtStatus::ABANDONED_WAIT_0)
+        );
+        let all = context::<2>(true);
+        assert_eq!(all.wake(NtStatus::WAIT_0), Wake::All);
+        all.request_stop();
+        assert_eq!(
+            all.wake(NtStatus::WAIT_0),
+            Wake::Stop,
+            "a stop request wins"
+        );
+        assert_eq!(all.wake(NtStatus::TIMEOUT), Wake::Stop);
+        assert_eq!(*all.get(), 7);
+    }
+
+    #[test]
+    fn a_context_is_recognised_only_as_its_own_type() {
+        let context = context::<2>(false);
+        let raw = core::ptr::from_ref(context).cast::<c_void>();
+        // SAFETY: `raw` is a whole WorkerContext<u32, 2>, larger than any header.
+        unsafe {
+            assert!(WorkerContext::<u32, 2>::check(raw));
+            assert!(!WorkerContext::<u32, 1>::check(raw), "another event count");
+            assert!(!WorkerContext::<i32, 2>::check(raw), "another context type");
+        }
+    }
+
+    #[test]
+    fn timeouts_are_stored_in_the_kernel_convention() {
+        assert_eq!(Timeout::from_millis(1).raw(), -10_000);
+        assert_eq!(Timeout::relative_100ns(7).raw(), -7);
+        assert_eq!(Timeout::absolute(123).raw(), 123);
+        assert_eq!(Timeout::relative_100ns(u64::MAX).raw(), -i64::MAX);
+    }
+}
