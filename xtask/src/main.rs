@@ -210,6 +210,18 @@ fn lint_other_targets() -> Result<()> {
     Ok(())
 }
 
+/// The library as a published crate: its docs build for both Windows targets (what docs.rs
+/// builds, warnings denied), and `cargo publish --dry-run` packages and verifies it.
+fn package_checks() -> Result<()> {
+    for target in WINDOWS_TARGETS {
+        cargo_with_env(
+            &["doc", "-p", "driver-proxy", "--no-deps", "--target", target],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        )?;
+    }
+    cargo(&["publish", "--dry-run", "--allow-dirty", "-p", "driver-proxy"])
+}
+
 fn test() -> Result<()> {
     let root = workspace_root();
     toolchain::ensure_targets(&[WINDOWS_TARGETS[0], WINDOWS_TARGETS[1], AARCH64_LINUX])?;
@@ -301,6 +313,7 @@ fn test() -> Result<()> {
         )?;
     }
     disasm::check(&root)?;
+    package_checks()?;
     println!("xtask: all checks passed");
     Ok(())
 }
