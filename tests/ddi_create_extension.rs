@@ -1,12 +1,14 @@
 //! `IoCreateDriverProxyExtension` (DDI reference §4.13) and
 //! `IoGetDriverProxyExtensionFromDriverObject` (§4.14): one extension per driver object, the
-//! documented failures on demand, and a failed call changes nothing.
+//! documented failures on demand, and a failed call changes nothing. Through the library
+//! (`HotSwap::new`, `HotSwap::from_driver_object`), creation also allocates the driver's
+//! endpoint record (a driver-object extension) and a take-over requires it.
 
 mod common;
 
-use driver_proxy::{CreateError, Extension, HotSwap, NtStatus, Unavailable, sys};
+use driver_proxy::{CreateError, HotSwap, NtStatus, Unavailable, sys};
 use driver_proxy_host::HostDriverObject;
-use driver_proxy_host::kernel::control::{DriverFeatures, EndpointKey, ExtensionControl};
+use driver_proxy_host::kernel::control::{self, DriverFeatures, EndpointKey, ExtensionControl};
 
 use common::driver;
 
@@ -30,33 +32,44 @@ fn raw_create(
     (status, out)
 }
 
-fn from_driver_object(storage: &mut HostDriverObject) -> Option<Extension> {
-    Extension::from_driver_object(driver(storage)).unwrap()
+/// `IoGetDriverProxyExtensionFromDriverObject`: the extension `storage` owns, if any.
+fn owned_extension(storage: &mut HostDriverObject) -> Option<sys::PDRIVER_PROXY_EXTENSION> {
+    // SAFETY: a live driver object.
+    let raw = unsafe {
+        driver_proxy_host::kernel::IoGetDriverProxyExtensionFromDriverObject(storage.as_raw())
+    };
+    (!raw.is_null()).then_some(raw)
 }
 
 #[test]
 fn create_succeeds_and_the_extension_is_found_from_its_driver_object() {
     let mut storage = HostDriverObject::new();
-    let extension = Extension::create(driver(&mut storage)).unwrap();
-    let found = from_driver_object(&mut storage).expect("owned");
-    assert_eq!(found.as_raw(), extension.as_raw());
-    assert!(ExtensionControl::from_raw(extension.as_raw()).is_some());
+    let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
+    let raw = hotswap.raw_extension().expect("hot-swap is available");
+    assert_eq!(owned_extension(&mut storage), Some(raw));
+    assert!(ExtensionControl::from_raw(raw).is_some());
+    let next_image = HotSwap::from_driver_object(driver(&mut storage)).unwrap();
+    assert!(next_image.is_hot_swappable());
+    assert_eq!(
+        next_image.raw_extension(),
+        Some(raw),
+        "a new image of the driver finds the same extension"
+    );
 }
 
 #[test]
 fn second_create_for_the_same_driver_object_returns_status_resource_in_use() {
     let mut storage = HostDriverObject::new();
-    let first = Extension::create(driver(&mut storage)).unwrap();
-    assert_eq!(
-        Extension::create(driver(&mut storage)).unwrap_err(),
-        CreateError::AlreadyExists
-    );
+    let first = HotSwap::new(driver(&mut storage)).unwrap();
+    let error = HotSwap::new(driver(&mut storage)).unwrap_err();
+    assert_eq!(error, CreateError::AlreadyExists);
+    assert_eq!(NtStatus::from(error), NtStatus::RESOURCE_IN_USE);
     let (status, out) = raw_create(storage.as_raw(), 0);
     assert_eq!(status, sys::STATUS_RESOURCE_IN_USE);
     assert_eq!(out, SENTINEL, "the out-pointer is not written");
     assert_eq!(
-        from_driver_object(&mut storage).unwrap().as_raw(),
-        first.as_raw(),
+        owned_extension(&mut storage),
+        first.raw_extension(),
         "the first extension stays"
     );
 }
@@ -69,8 +82,8 @@ fn flags_other_than_zero_return_status_invalid_parameter_and_create_nothing() {
         assert_eq!(status, sys::STATUS_INVALID_PARAMETER, "{flags:#x}");
         assert_eq!(out, SENTINEL);
     }
-    assert!(from_driver_object(&mut storage).is_none());
-    Extension::create(driver(&mut storage)).expect("a later valid call succeeds");
+    assert!(owned_extension(&mut storage).is_none());
+    common::hotswap(&mut storage);
 }
 
 #[test]
@@ -92,18 +105,20 @@ fn a_null_out_pointer_returns_status_invalid_parameter_and_creates_nothing() {
         )
     };
     assert_eq!(status, sys::STATUS_INVALID_PARAMETER);
-    assert!(from_driver_object(&mut storage).is_none());
+    assert!(owned_extension(&mut storage).is_none());
 }
 
 #[test]
 fn a_driver_without_driver_proxy_gets_status_not_supported_and_nothing_is_created() {
     let mut storage = HostDriverObject::new();
     storage.control().set_features(DriverFeatures::Disabled);
-    assert_eq!(
-        Extension::create(driver(&mut storage)).unwrap_err(),
-        CreateError::NotSupported
-    );
-    assert!(from_driver_object(&mut storage).is_none());
+    let (status, out) = raw_create(storage.as_raw(), 0);
+    assert_eq!(status, sys::STATUS_NOT_SUPPORTED);
+    assert_eq!(out, SENTINEL);
+    // The library asks for the features first and does not try to create.
+    let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
+    assert_eq!(hotswap.unavailable(), Some(Unavailable::FeatureDisabled));
+    assert!(owned_extension(&mut storage).is_none());
 }
 
 #[test]
@@ -113,7 +128,7 @@ fn a_driver_excluded_by_registry_policy_gets_status_driver_blocked() {
     let (status, out) = raw_create(storage.as_raw(), 0);
     assert_eq!(status, sys::STATUS_DRIVER_BLOCKED);
     assert_eq!(out, SENTINEL);
-    assert!(from_driver_object(&mut storage).is_none());
+    assert!(owned_extension(&mut storage).is_none());
 }
 
 #[test]
@@ -124,8 +139,10 @@ fn status_not_supported_on_demand_makes_the_library_fall_back_once() {
         .fail_next_create(sys::STATUS_NOT_SUPPORTED);
     let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
     assert_eq!(hotswap.unavailable(), Some(Unavailable::NotSupported));
-    assert!(from_driver_object(&mut storage).is_none());
-    Extension::create(driver(&mut storage)).expect("the failure was one shot");
+    assert!(!hotswap.is_hot_swappable());
+    assert!(hotswap.raw_extension().is_none());
+    assert!(owned_extension(&mut storage).is_none());
+    common::hotswap(&mut storage); // the failure was one shot
 }
 
 #[test]
@@ -136,7 +153,7 @@ fn status_driver_blocked_on_demand_makes_the_library_fall_back() {
         .fail_next_create(sys::STATUS_DRIVER_BLOCKED);
     let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
     assert_eq!(hotswap.unavailable(), Some(Unavailable::DriverBlocked));
-    assert!(from_driver_object(&mut storage).is_none());
+    assert!(owned_extension(&mut storage).is_none());
 }
 
 #[test]
@@ -146,14 +163,35 @@ fn status_insufficient_resources_is_an_error_and_creates_nothing() {
     let error = HotSwap::new(driver(&mut storage)).unwrap_err();
     assert_eq!(error, CreateError::InsufficientResources);
     assert_eq!(error.status(), NtStatus::INSUFFICIENT_RESOURCES);
-    assert!(from_driver_object(&mut storage).is_none());
-    Extension::create(driver(&mut storage)).expect("the fault was one shot");
+    assert!(owned_extension(&mut storage).is_none());
+    common::hotswap(&mut storage); // the fault was one shot
+}
+
+/// The endpoint record is a driver-object extension (`IoAllocateDriverObjectExtension`),
+/// allocated before the DriverProxy extension: when that allocation fails, `HotSwap::new`
+/// fails with the same documented error and creates nothing.
+#[test]
+fn when_the_endpoint_record_cannot_be_allocated_creation_is_insufficient_resources() {
+    let mut storage = HostDriverObject::new();
+    control::fail_pool_allocation(1);
+    assert_eq!(
+        HotSwap::new(driver(&mut storage)).unwrap_err(),
+        CreateError::InsufficientResources
+    );
+    assert!(owned_extension(&mut storage).is_none());
+    assert_eq!(storage.control().driver_object_extensions(), 0);
+    common::hotswap(&mut storage);
+    assert_eq!(
+        storage.control().driver_object_extensions(),
+        1,
+        "one block: the endpoint record"
+    );
 }
 
 #[test]
 fn get_extension_from_driver_object_returns_null_when_it_owns_none_and_for_null() {
     let mut storage = HostDriverObject::new();
-    assert!(from_driver_object(&mut storage).is_none());
+    assert!(owned_extension(&mut storage).is_none());
     let hotswap = HotSwap::from_driver_object(driver(&mut storage)).unwrap();
     assert_eq!(hotswap.unavailable(), Some(Unavailable::FeatureDisabled));
     // SAFETY: null is a valid input (it owns no extension).
@@ -163,27 +201,81 @@ fn get_extension_from_driver_object_returns_null_when_it_owns_none_and_for_null(
     assert!(raw.is_null());
 }
 
+/// An extension created without this crate (no endpoint record) cannot be taken over: nothing
+/// it registered could be checked.
+#[test]
+fn an_extension_created_without_the_endpoint_record_is_not_taken_over() {
+    let mut storage = HostDriverObject::new();
+    let (status, raw) = raw_create(storage.as_raw(), 0);
+    assert_eq!(status, sys::STATUS_SUCCESS);
+    let error = HotSwap::from_driver_object(driver(&mut storage)).unwrap_err();
+    assert_eq!(error, CreateError::RecordMissing);
+    assert_eq!(NtStatus::from(error), NtStatus::REVISION_MISMATCH);
+    assert_eq!(owned_extension(&mut storage), Some(raw));
+}
+
+/// The record's identification address among the driver object's extensions ("DPRXREC1"):
+/// the same in every image and version of the crate that shares its layout.
+const RECORD_KEY: usize = 0x4450_5258_5245_4331;
+
+#[test]
+fn a_record_of_another_layout_is_refused_by_new_and_by_from_driver_object() {
+    let mut storage = HostDriverObject::new();
+    let mut block = std::ptr::null_mut();
+    // SAFETY: a live driver object; `block` is a valid local.
+    let status = unsafe {
+        driver_proxy_host::kernel::IoAllocateDriverObjectExtension(
+            storage.as_raw(),
+            RECORD_KEY as sys::PVOID,
+            64,
+            &raw mut block,
+        )
+    };
+    assert_eq!(status, sys::STATUS_SUCCESS);
+    // SAFETY: a fresh 64-byte block: a magic of another layout.
+    unsafe { block.cast::<u64>().write(u64::from_le_bytes(*b"DPrxRec0")) };
+    assert_eq!(
+        HotSwap::new(driver(&mut storage)).unwrap_err(),
+        CreateError::IncompatibleRecord
+    );
+    assert!(owned_extension(&mut storage).is_none(), "nothing created");
+    let (status, _) = raw_create(storage.as_raw(), 0);
+    assert_eq!(status, sys::STATUS_SUCCESS);
+    assert_eq!(
+        HotSwap::from_driver_object(driver(&mut storage)).unwrap_err(),
+        CreateError::IncompatibleRecord
+    );
+}
+
 #[test]
 fn the_extension_is_released_with_its_owning_driver_object() {
     let mut storage = HostDriverObject::new();
-    let handle = Extension::create(driver(&mut storage)).unwrap().as_raw();
+    let driver_control = storage.control();
+    let handle = common::hotswap(&mut storage).raw_extension().unwrap();
     assert!(ExtensionControl::from_raw(handle).is_some());
+    assert_eq!(driver_control.driver_object_extensions(), 1);
     drop(storage);
     assert!(ExtensionControl::from_raw(handle).is_none());
+    assert_eq!(
+        driver_control.driver_object_extensions(),
+        0,
+        "the endpoint record goes with it"
+    );
 }
 
 #[test]
 fn a_new_driver_object_at_a_recycled_address_starts_without_an_extension() {
     let mut storage = HostDriverObject::new();
     let raw = storage.as_raw();
-    Extension::create(driver(&mut storage)).unwrap();
+    common::hotswap(&mut storage);
     storage.control().delete();
     // SAFETY: `raw` is still a live allocation (the storage), now a driver object without an
     // extension.
     let found =
         unsafe { driver_proxy_host::kernel::IoGetDriverProxyExtensionFromDriverObject(raw) };
     assert!(found.is_null());
-    Extension::create(driver(&mut storage)).expect("a fresh driver object");
+    assert_eq!(storage.control().driver_object_extensions(), 0);
+    common::hotswap(&mut storage); // a fresh driver object
 }
 
 type Op = extern "system" fn(u64) -> u64;
@@ -223,10 +315,10 @@ fn declared_endpoints_count_as_allocations_of_the_creation() {
         .unwrap();
     storage.control().fail_allocation(2);
     assert_eq!(
-        Extension::create(driver(&mut storage)).unwrap_err(),
+        HotSwap::new(driver(&mut storage)).unwrap_err(),
         CreateError::InsufficientResources
     );
-    assert!(from_driver_object(&mut storage).is_none());
+    assert!(owned_extension(&mut storage).is_none());
     let hotswap = common::hotswap(&mut storage);
     assert_eq!(
         hotswap.wrap(times_two as Op).unwrap().get()(4),

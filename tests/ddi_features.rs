@@ -4,7 +4,7 @@
 
 mod common;
 
-use driver_proxy::{CreateError, HotSwap, Unavailable, probe, sys};
+use driver_proxy::{HotSwap, Unavailable, probe, sys};
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control::DriverFeatures;
 
@@ -65,10 +65,20 @@ fn a_driver_excluded_by_policy_reports_enabled_0_and_creation_says_driver_blocke
     let mut storage = HostDriverObject::new();
     storage.control().set_features(DriverFeatures::Blocked);
     assert!(!probe(Some(driver(&mut storage))).unwrap().enabled());
-    assert_eq!(
-        driver_proxy::Extension::create(driver(&mut storage)).unwrap_err(),
-        CreateError::DriverBlocked
-    );
+    let mut out = std::ptr::null_mut();
+    // SAFETY: a live driver object; `out` is a valid local.
+    let status = unsafe {
+        driver_proxy_host::kernel::IoCreateDriverProxyExtension(
+            storage.as_raw(),
+            sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS { AsUlong: 0 },
+            &raw mut out,
+        )
+    };
+    assert_eq!(status, sys::STATUS_DRIVER_BLOCKED);
+    // The library reads the features first and falls back without trying to create.
+    let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
+    assert_eq!(hotswap.unavailable(), Some(Unavailable::FeatureDisabled));
+    assert!(storage.control().extension().is_none());
 }
 
 #[test]

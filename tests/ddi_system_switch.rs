@@ -7,13 +7,13 @@ mod common;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use driver_proxy::{
-    CreateError, EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, Timeout,
-    Unavailable, WorkerError, WorkerRoutine, probe, sys,
+    EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, NtStatus, Timeout, Unavailable,
+    WorkerContext, WorkerError, WorkerRoutine, probe, sys,
 };
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control;
 
-use common::{driver, event, hotswap};
+use common::{driver, extension, hotswap};
 
 static SWITCH: Mutex<()> = Mutex::new(());
 
@@ -24,14 +24,15 @@ fn system(on: bool) -> MutexGuard<'static, ()> {
     turn
 }
 
-unsafe extern "system" fn worker(_: sys::PVOID, _: sys::NTSTATUS) -> sys::BOOLEAN {
-    sys::FALSE
+type Worker = WorkerRoutine<(), 1>;
+extern "system" fn worker(_: &'static WorkerContext<(), 1>, _: NtStatus) -> bool {
+    false
 }
 type Op = extern "system" fn(u64) -> u64;
 extern "system" fn plus_one(x: u64) -> u64 {
     x + 1
 }
-const WORKER: EndpointId<WorkerRoutine> = EndpointId::new(1);
+const WORKER: EndpointId<Worker> = EndpointId::new(1);
 const OP: EndpointId<Op> = EndpointId::new(2);
 
 #[test]
@@ -47,10 +48,17 @@ fn switched_off_every_driver_and_drivers_in_general_report_enabled_0() {
 fn switched_off_creation_returns_status_not_supported_and_the_library_falls_back() {
     let _turn = system(false);
     let mut storage = HostDriverObject::new();
-    assert_eq!(
-        driver_proxy::Extension::create(driver(&mut storage)).unwrap_err(),
-        CreateError::NotSupported
-    );
+    let mut out = std::ptr::null_mut();
+    // SAFETY: a live driver object; `out` is a valid local.
+    let status = unsafe {
+        driver_proxy_host::kernel::IoCreateDriverProxyExtension(
+            storage.as_raw(),
+            sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS { AsUlong: 0 },
+            &raw mut out,
+        )
+    };
+    assert_eq!(status, sys::STATUS_NOT_SUPPORTED);
+    assert!(out.is_null());
     let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
     assert_eq!(hotswap.unavailable(), Some(Unavailable::FeatureDisabled));
     assert!(storage.control().extension().is_none(), "nothing created");
@@ -62,7 +70,7 @@ fn switched_off_worker_threads_return_status_not_supported_while_existing_wrappe
     let mut storage = HostDriverObject::new();
     let hotswap = hotswap(&mut storage);
     let table = EndpointTable::new([
-        EndpointEntry::new(WORKER, worker as WorkerRoutine),
+        EndpointEntry::new(WORKER, worker as Worker),
         EndpointEntry::new(OP, plus_one as Op),
     ])
     .unwrap();
@@ -72,14 +80,20 @@ fn switched_off_worker_threads_return_status_not_supported_while_existing_wrappe
     drop(turn);
 
     let _turn = system(false);
-    let wake = event(EventKind::Synchronization, false);
+    assert_eq!(
+        hotswap.worker_threads(),
+        Ok(()),
+        "the routines exist: only the kernel's answer says no"
+    );
     let error = hotswap
-        .worker_thread(routine)
-        .event(wake)
+        .worker_thread(routine, ())
+        .events([EventKind::Synchronization])
         .timeout(Timeout::from_millis(1))
         .spawn()
         .unwrap_err();
     assert_eq!(error, WorkerError::NotSupported);
+    assert_eq!(NtStatus::from(error), NtStatus::NOT_SUPPORTED);
+    assert_eq!(extension(&hotswap).worker_threads(), 0);
     assert_eq!(op.get()(41), 42, "an existing wrapper keeps working");
     assert_eq!(hotswap.wrapper(&table, OP).unwrap(), op, "and lookups too");
 }

@@ -1,31 +1,463 @@
 //! `IoDriverProxyCreateHotSwappableWorkerThread` (DDI reference §4.19, §4.10, §4.11): a real
 //! thread that waits on the events, calls the routine through its wrapper with the wait
 //! status, loops while it returns TRUE, and runs the new implementation after a swap.
+//!
+//! Through the library, the thread's context and events live in storage the library
+//! allocates, and index 0 of the kernel's wait is the library's stop event: the routine's own
+//! event `i` wakes it with `STATUS_WAIT_0 + 1 + i`, which [`WorkerContext::wake`] reads as
+//! [`Wake::Event`]`(i)`. The raw-routine tests at the end use the kernel routine directly.
 
 mod common;
 
-use std::sync::Mutex;
-use std::sync::PoisonError;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 use driver_proxy::{
-    EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, Timeout, WaitType, WorkerError,
-    WorkerRoutine, Wrapped, sys,
+    EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, MAX_WORKER_EVENTS, NtStatus,
+    Timeout, WaitType, Wake, WorkerContext, WorkerError, WorkerRoutine, Wrapped, sys,
 };
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control;
 
-use common::{event, extension, hotswap, image_hotswap, join, leak, raw_event, set, wait_until};
+use common::{
+    extension, hotswap, image_hotswap, join, leak, raw_event, raw_extension, set, thread_of,
+    wait_until,
+};
 
-/// What a worker routine saw: (version, wait status) per call.
+/// What a worker routine saw: (version, wait status, wake) per call. The context of every
+/// typed worker of this file.
 struct Log {
-    calls: Mutex<Vec<(u8, sys::NTSTATUS)>>,
+    calls: Mutex<Vec<(u8, NtStatus, Wake)>>,
+    /// The routine returns FALSE on this wake (it always does on `Wake::Stop`).
+    end_on: Option<Wake>,
+    /// ... and once it has been called this many times.
+    max_calls: usize,
+    /// Counts drops of the log, where a test asks.
+    drops: Option<&'static AtomicUsize>,
+}
+
+impl Log {
+    fn new(end_on: Option<Wake>, max_calls: usize) -> Self {
+        Self {
+            calls: Mutex::new(Vec::new()),
+            end_on,
+            max_calls,
+            drops: None,
+        }
+    }
+
+    /// A log that ends the thread only when asked to stop.
+    fn until_stopped() -> Self {
+        Self::new(None, usize::MAX)
+    }
+
+    fn counting_drops(mut self, drops: &'static AtomicUsize) -> Self {
+        self.drops = Some(drops);
+        self
+    }
+
+    fn record(&self, version: u8, status: NtStatus, wake: Wake) -> bool {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls.push((version, status, wake));
+        wake != Wake::Stop && Some(wake) != self.end_on && calls.len() < self.max_calls
+    }
+
+    fn calls(&self) -> Vec<(u8, NtStatus, Wake)> {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn len(&self) -> usize {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if let Some(drops) = self.drops {
+            drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A worker of this file with `N` events of its own.
+type Worker<const N: usize> = WorkerRoutine<Log, N>;
+
+extern "system" fn worker_v1<const N: usize>(
+    worker: &'static WorkerContext<Log, N>,
+    status: NtStatus,
+) -> bool {
+    worker.get().record(1, status, worker.wake(status))
+}
+
+extern "system" fn worker_v2<const N: usize>(
+    worker: &'static WorkerContext<Log, N>,
+    status: NtStatus,
+) -> bool {
+    worker.get().record(2, status, worker.wake(status))
+}
+
+const WORKER: u32 = 1;
+
+/// `STATUS_WAIT_0 + index`: the kernel's status for wait object `index`.
+fn wait(index: i32) -> NtStatus {
+    NtStatus(sys::STATUS_WAIT_0 + index)
+}
+
+/// The table registering `routine` as the worker with `N` events.
+fn table<const N: usize>(routine: Worker<N>) -> EndpointTable<1> {
+    EndpointTable::new([EndpointEntry::new(
+        EndpointId::<Worker<N>>::new(WORKER),
+        routine,
+    )])
+    .unwrap()
+}
+
+/// A hot-swap handle with `worker_v1::<N>` registered, and its wrapper.
+fn registered<const N: usize>(storage: &mut HostDriverObject) -> (HotSwap, Wrapped<Worker<N>>) {
+    let hotswap = hotswap(storage);
+    let table = table(worker_v1::<N> as Worker<N>);
+    hotswap.register(&table, None).unwrap();
+    let wrapper = hotswap.wrapper(&table, EndpointId::new(WORKER)).unwrap();
+    (hotswap, wrapper)
+}
+
+#[test]
+fn the_worker_waits_on_its_events_and_calls_the_routine_with_status_wait_0_plus_the_index() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, routine) = registered::<3>(&mut storage);
+    let worker = hotswap
+        .worker_thread(routine, Log::new(Some(Wake::Event(2)), usize::MAX))
+        .events([EventKind::Synchronization; 3])
+        .spawn()
+        .unwrap();
+    assert!(worker.is_hot_swappable());
+    assert!(worker.context().is_hot_swappable());
+    assert_eq!(extension(&hotswap).worker_threads(), 1);
+    let log = worker.context().get();
+    worker.event(1).unwrap().set();
+    wait_until("the first call", || log.len() == 1);
+    worker.event(0).unwrap().set();
+    wait_until("the second call", || log.len() == 2);
+    worker.event(2).unwrap().set();
+    join(worker.handle());
+    assert_eq!(
+        log.calls(),
+        [
+            (1, wait(2), Wake::Event(1)),
+            (1, wait(1), Wake::Event(0)),
+            (1, wait(3), Wake::Event(2)),
+        ],
+        "index 0 of the kernel's wait is the stop event"
+    );
+    assert_eq!(extension(&hotswap).worker_threads(), 0);
+    assert!(worker.event(3).is_none(), "three events, no more");
+}
+
+#[test]
+fn with_a_timeout_and_no_event_signalled_the_routine_sees_status_timeout() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, routine) = registered::<1>(&mut storage);
+    let worker = hotswap
+        .worker_thread(routine, Log::new(None, 3))
+        .events([EventKind::Notification])
+        .timeout(Timeout::from_millis(2))
+        .spawn()
+        .unwrap();
+    join(worker.handle());
+    assert_eq!(
+        worker.context().get().calls(),
+        [(1, NtStatus::TIMEOUT, Wake::Timeout); 3]
+    );
+}
+
+/// The type system now makes a worker without events of its own a valid worker (the 0.1
+/// builder refused it with `NoEvents`): its kernel wait still has the stop event, so it wakes
+/// on its timeout and when asked to stop.
+#[test]
+fn a_worker_without_events_of_its_own_waits_on_the_stop_event_and_its_timeout() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, routine) = registered::<0>(&mut storage);
+    let worker = hotswap
+        .worker_thread(routine, Log::until_stopped())
+        .timeout(Timeout::from_millis(2))
+        .spawn()
+        .unwrap();
+    let log = worker.context().get();
+    wait_until("two timeouts", || log.len() >= 2);
+    let thread = thread_of(worker.handle());
+    worker.stop_and_join().unwrap();
+    assert!(thread.has_ended());
+    let calls = log.calls();
+    let (last, timeouts) = calls.split_last().unwrap();
+    assert_eq!(*last, (1, wait(0), Wake::Stop), "woken by the stop event");
+    assert!(
+        timeouts
+            .iter()
+            .all(|&call| call == (1, NtStatus::TIMEOUT, Wake::Timeout)),
+        "{calls:?}"
+    );
+
+    // Without a timeout either, it sleeps until asked to stop.
+    let idle = hotswap
+        .worker_thread(routine, Log::until_stopped())
+        .spawn()
+        .unwrap();
+    let idle_log = idle.context().get();
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(idle_log.len(), 0);
+    idle.stop_and_join().unwrap();
+    assert_eq!(idle_log.calls(), [(1, wait(0), Wake::Stop)]);
+}
+
+#[test]
+fn stop_and_join_signals_the_stop_event_waits_for_the_thread_and_closes_its_handle() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, routine) = registered::<2>(&mut storage);
+    let worker = hotswap
+        .worker_thread(routine, Log::until_stopped())
+        .events([EventKind::Synchronization, EventKind::Notification])
+        .spawn()
+        .unwrap();
+    let context = worker.context();
+    worker.event(0).unwrap().set();
+    wait_until("the first call", || context.get().len() == 1);
+    assert!(!context.stop_requested());
+    let thread = thread_of(worker.handle());
+    let handle = worker.handle();
+    worker.stop_and_join().unwrap();
+    assert!(thread.has_ended(), "joined");
+    assert!(context.stop_requested());
+    assert!(control::thread(handle).is_none(), "the handle is closed");
+    assert_eq!(extension(&hotswap).worker_threads(), 0);
+    assert_eq!(
+        context.get().calls(),
+        [(1, wait(1), Wake::Event(0)), (1, wait(0), Wake::Stop)]
+    );
+    // Once asked to stop, the routine reads every status as Stop.
+    assert_eq!(context.wake(wait(1)), Wake::Stop);
+    assert_eq!(context.wake(NtStatus::TIMEOUT), Wake::Stop);
+}
+
+#[test]
+fn the_loop_continues_while_the_routine_returns_true_and_the_thread_ends_when_it_returns_false() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, routine) = registered::<1>(&mut storage);
+    let worker = hotswap
+        .worker_thread(routine, Log::new(None, 50))
+        .events([EventKind::Notification])
+        .spawn()
+        .unwrap();
+    assert!(
+        !worker.event(0).unwrap().is_set(),
+        "no event is signalled at the start"
+    );
+    // A notification event stays signalled: every wait is satisfied at once.
+    worker.event(0).unwrap().set();
+    join(worker.handle());
+    assert_eq!(
+        worker.context().get().len(),
+        50,
+        "called until it returned FALSE, then no more"
+    );
+    assert!(thread_of(worker.handle()).has_ended());
+    assert!(
+        !worker.context().stop_requested(),
+        "it ended on its own, not because it was asked to"
+    );
+}
+
+#[test]
+fn a_swap_between_iterations_takes_effect_at_the_next_iteration() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, routine) = registered::<2>(&mut storage);
+    let worker = hotswap
+        .worker_thread(routine, Log::new(Some(Wake::Event(1)), usize::MAX))
+        .events([EventKind::Synchronization; 2])
+        .spawn()
+        .unwrap();
+    let (log, work, done) = (
+        worker.context().get(),
+        worker.event(0).unwrap(),
+        worker.event(1).unwrap(),
+    );
+    work.set();
+    wait_until("the first iteration", || log.len() == 1);
+    // The thread is waiting in the kernel, not in driver code: the swap does not wait for it.
+    hotswap.register(&table(worker_v2::<2>), None).unwrap();
+    work.set();
+    wait_until("the second iteration", || log.len() == 2);
+    done.set();
+    join(worker.handle());
+    assert_eq!(
+        log.calls(),
+        [
+            (1, wait(1), Wake::Event(0)),
+            (2, wait(1), Wake::Event(0)),
+            (2, wait(2), Wake::Event(1)),
+        ]
+    );
+}
+
+#[test]
+#[ignore = "library bug (reported): with WaitType::All the library's stop event is one of the objects waited for, so the routine's own events never satisfy the wait"]
+fn wait_all_calls_the_routine_only_when_every_event_is_signalled() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, routine) = registered::<2>(&mut storage);
+    let worker = hotswap
+        .worker_thread(routine, Log::new(None, 1))
+        .wait_type(WaitType::All)
+        .events([EventKind::Synchronization, EventKind::Notification])
+        .spawn()
+        .unwrap();
+    let (log, first, second) = (
+        worker.context().get(),
+        worker.event(0).unwrap(),
+        worker.event(1).unwrap(),
+    );
+    first.set();
+    thread::sleep(Duration::from_millis(30));
+    assert_eq!(log.len(), 0, "one of two is not enough");
+    second.set();
+    assert!(
+        thread_of(worker.handle()).wait(Duration::from_secs(2)),
+        "both events signalled: the routine must run (and end the thread)"
+    );
+    assert_eq!(log.calls(), [(1, NtStatus::WAIT_0, Wake::All)]);
+    assert!(!first.is_set(), "the synchronization event was consumed");
+    assert!(second.is_set(), "the notification event stays signalled");
+}
+
+#[test]
+fn a_wait_all_worker_is_stopped_by_stop_and_join() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, routine) = registered::<2>(&mut storage);
+    let worker = hotswap
+        .worker_thread(routine, Log::until_stopped())
+        .wait_type(WaitType::All)
+        .events([EventKind::Synchronization, EventKind::Notification])
+        .spawn()
+        .unwrap();
+    let (context, thread) = (worker.context(), thread_of(worker.handle()));
+    worker.stop_and_join().unwrap();
+    assert!(thread.has_ended());
+    assert_eq!(
+        context.get().calls().last(),
+        Some(&(1, NtStatus::WAIT_0, Wake::Stop))
+    );
+}
+
+#[test]
+fn a_worker_can_wait_on_63_events_of_its_own_and_the_stop_event() {
+    const MAX: usize = MAX_WORKER_EVENTS;
+    assert_eq!(MAX + 1, sys::MAXIMUM_WAIT_OBJECTS as usize);
+    let mut storage = HostDriverObject::new();
+    let (hotswap, routine) = registered::<MAX>(&mut storage);
+    let worker = hotswap
+        .worker_thread(routine, Log::until_stopped())
+        .events([EventKind::Synchronization; MAX])
+        .spawn()
+        .unwrap();
+    let log = worker.context().get();
+    worker.event(MAX - 1).unwrap().set();
+    wait_until("the last event's call", || log.len() == 1);
+    worker.event(0).unwrap().set();
+    wait_until("the first event's call", || log.len() == 2);
+    worker.stop_and_join().unwrap();
+    assert_eq!(
+        log.calls(),
+        [
+            (1, NtStatus(sys::STATUS_WAIT_63), Wake::Event(MAX - 1)),
+            (1, wait(1), Wake::Event(0)),
+            (1, wait(0), Wake::Stop),
+        ]
+    );
+}
+
+#[test]
+fn a_wrapper_of_an_image_endpoint_can_be_the_worker_routine() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = image_hotswap(&mut storage, &[worker_v2::<1> as Worker<1> as usize]);
+    let routine = hotswap.wrap(worker_v2::<1> as Worker<1>).unwrap();
+    let worker = hotswap
+        .worker_thread(routine, Log::new(Some(Wake::Event(0)), usize::MAX))
+        .events([EventKind::Notification])
+        .spawn()
+        .unwrap();
+    worker.event(0).unwrap().set();
+    join(worker.handle());
+    assert_eq!(
+        worker.context().get().calls(),
+        [(2, wait(1), Wake::Event(0))]
+    );
+}
+
+#[test]
+fn a_wrapper_of_another_extension_returns_status_invalid_parameter() {
+    let mut mine = HostDriverObject::new();
+    let mut theirs = HostDriverObject::new();
+    let (hotswap, _) = registered::<1>(&mut mine);
+    let (_, their_routine) = registered::<1>(&mut theirs);
+    let drops = leak(AtomicUsize::new(0));
+    let error = hotswap
+        .worker_thread(their_routine, Log::until_stopped().counting_drops(drops))
+        .events([EventKind::Notification])
+        .spawn()
+        .unwrap_err();
+    assert_eq!(error, WorkerError::InvalidParameter);
+    assert_eq!(NtStatus::from(error), NtStatus::INVALID_PARAMETER);
+    assert_eq!(extension(&hotswap).worker_threads(), 0);
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "the context was dropped");
+}
+
+#[test]
+fn out_of_resources_returns_status_insufficient_resources_and_starts_nothing() {
+    let mut storage = HostDriverObject::new();
+    let (hotswap, routine) = registered::<1>(&mut storage);
+    let drops = leak(AtomicUsize::new(0));
+    let spawn = || {
+        hotswap
+            .worker_thread(routine, Log::until_stopped().counting_drops(drops))
+            .events([EventKind::Notification])
+            .spawn()
+            .map(drop)
+    };
+    let blocks = storage.control().driver_object_extensions();
+    // The thread's storage (a driver-object extension).
+    control::fail_pool_allocation(1);
+    assert_eq!(spawn(), Err(WorkerError::InsufficientResources));
+    assert_eq!(
+        storage.control().driver_object_extensions(),
+        blocks,
+        "no storage"
+    );
+    // The kernel's allocation for the worker thread.
+    storage.control().fail_allocation(1);
+    assert_eq!(spawn(), Err(WorkerError::InsufficientResources));
+    // The thread itself.
+    control::fail_thread_creation(1);
+    assert_eq!(spawn(), Err(WorkerError::InsufficientResources));
+    assert_eq!(extension(&hotswap).worker_threads(), 0);
+    assert_eq!(drops.load(Ordering::SeqCst), 3, "every context was dropped");
+}
+
+// Bad input the typed API makes impossible, through the raw routine.
+
+/// What a raw worker routine saw: the wait status of every call.
+struct RawLog {
+    calls: Mutex<Vec<sys::NTSTATUS>>,
     stop_on: sys::NTSTATUS,
     max_calls: usize,
 }
 
-impl Log {
+impl RawLog {
     fn new(stop_on: sys::NTSTATUS, max_calls: usize) -> &'static Self {
         leak(Self {
             calls: Mutex::new(Vec::new()),
@@ -34,247 +466,45 @@ impl Log {
         })
     }
 
-    fn record(&self, version: u8, status: sys::NTSTATUS) -> sys::BOOLEAN {
-        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
-        calls.push((version, status));
-        sys::BOOLEAN::from(status != self.stop_on && calls.len() < self.max_calls)
-    }
-
-    fn calls(&self) -> Vec<(u8, sys::NTSTATUS)> {
-        self.calls.lock().unwrap().clone()
+    fn calls(&self) -> Vec<sys::NTSTATUS> {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn len(&self) -> usize {
-        self.calls.lock().unwrap().len()
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
-/// # Safety
-/// `context` is a `Log`.
-unsafe extern "system" fn worker_v1(context: sys::PVOID, status: sys::NTSTATUS) -> sys::BOOLEAN {
-    // SAFETY: every test passes a leaked Log.
-    unsafe { &*context.cast::<Log>() }.record(1, status)
-}
+/// The C type of a worker routine: `BOOLEAN Routine(PVOID Context, NTSTATUS WaitStatus)`.
+type RawWorker = unsafe extern "system" fn(sys::PVOID, sys::NTSTATUS) -> sys::BOOLEAN;
 
 /// # Safety
-/// `context` is a `Log`.
-unsafe extern "system" fn worker_v2(context: sys::PVOID, status: sys::NTSTATUS) -> sys::BOOLEAN {
-    // SAFETY: every test passes a leaked Log.
-    unsafe { &*context.cast::<Log>() }.record(2, status)
+/// `context` is a `RawLog`.
+unsafe extern "system" fn raw_worker(context: sys::PVOID, status: sys::NTSTATUS) -> sys::BOOLEAN {
+    // SAFETY: every test passes a leaked RawLog.
+    let log = unsafe { &*context.cast::<RawLog>() };
+    let mut calls = log.calls.lock().unwrap_or_else(PoisonError::into_inner);
+    calls.push(status);
+    sys::BOOLEAN::from(status != log.stop_on && calls.len() < log.max_calls)
 }
 
-const WORKER: EndpointId<WorkerRoutine> = EndpointId::new(1);
+const RAW_WORKER: EndpointId<RawWorker> = EndpointId::new(2);
 
-/// A hot-swap handle with `worker_v1` registered under `WORKER`, and its wrapper.
-fn registered(storage: &mut HostDriverObject) -> (HotSwap, Wrapped<WorkerRoutine>) {
+/// A hot-swap handle with `raw_worker` registered under `RAW_WORKER`, and its wrapper.
+fn registered_raw(storage: &mut HostDriverObject) -> (HotSwap, Wrapped<RawWorker>) {
     let hotswap = hotswap(storage);
     let table =
-        EndpointTable::new([EndpointEntry::new(WORKER, worker_v1 as WorkerRoutine)]).unwrap();
+        EndpointTable::new([EndpointEntry::new(RAW_WORKER, raw_worker as RawWorker)]).unwrap();
     hotswap.register(&table, None).unwrap();
-    let wrapper = hotswap.wrapper(&table, WORKER).unwrap();
+    let wrapper = hotswap.wrapper(&table, RAW_WORKER).unwrap();
     (hotswap, wrapper)
 }
-
-#[test]
-fn the_worker_waits_on_its_events_and_calls_the_routine_with_status_wait_0_plus_the_index() {
-    let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
-    let events = [
-        event(EventKind::Synchronization, false),
-        event(EventKind::Synchronization, false),
-        event(EventKind::Synchronization, false),
-    ];
-    let log = Log::new(sys::STATUS_WAIT_2, usize::MAX);
-    let worker = hotswap
-        .worker_thread(routine)
-        .context(log)
-        .event(events[0])
-        .event(events[1])
-        .event(events[2])
-        .spawn()
-        .unwrap();
-    assert!(worker.is_hot_swappable());
-    assert_eq!(extension(&hotswap).worker_threads(), 1);
-    events[1].set().unwrap();
-    wait_until("the first call", || log.len() == 1);
-    events[0].set().unwrap();
-    wait_until("the second call", || log.len() == 2);
-    events[2].set().unwrap();
-    join(worker.handle());
-    assert_eq!(
-        log.calls(),
-        [
-            (1, sys::STATUS_WAIT_1),
-            (1, sys::STATUS_WAIT_0),
-            (1, sys::STATUS_WAIT_2)
-        ]
-    );
-    assert_eq!(extension(&hotswap).worker_threads(), 0);
-}
-
-#[test]
-fn with_a_timeout_and_no_event_signalled_the_routine_sees_status_timeout() {
-    let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
-    let log = Log::new(sys::STATUS_SUCCESS, 3);
-    let worker = hotswap
-        .worker_thread(routine)
-        .context(log)
-        .event(event(EventKind::Notification, false))
-        .timeout(Timeout::from_millis(2))
-        .spawn()
-        .unwrap();
-    join(worker.handle());
-    assert_eq!(log.calls(), [(1, sys::STATUS_TIMEOUT); 3]);
-}
-
-#[test]
-fn the_loop_continues_while_the_routine_returns_true_and_the_thread_ends_when_it_returns_false() {
-    let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
-    // A notification event stays signalled: every wait is satisfied at once.
-    let log = Log::new(sys::STATUS_TIMEOUT, 50);
-    let worker = hotswap
-        .worker_thread(routine)
-        .context(log)
-        .event(event(EventKind::Notification, true))
-        .spawn()
-        .unwrap();
-    join(worker.handle());
-    assert_eq!(
-        log.len(),
-        50,
-        "called until it returned FALSE, then no more"
-    );
-    assert!(control::thread(worker.handle()).unwrap().has_ended());
-}
-
-#[test]
-fn a_swap_between_iterations_takes_effect_at_the_next_iteration() {
-    let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
-    let (work, stop) = (
-        event(EventKind::Synchronization, false),
-        event(EventKind::Synchronization, false),
-    );
-    let log = Log::new(sys::STATUS_WAIT_1, usize::MAX);
-    let worker = hotswap
-        .worker_thread(routine)
-        .context(log)
-        .event(work)
-        .event(stop)
-        .spawn()
-        .unwrap();
-    work.set().unwrap();
-    wait_until("the first iteration", || log.len() == 1);
-    // The thread is waiting in the kernel, not in driver code: the swap does not wait for it.
-    let v2 = EndpointTable::new([EndpointEntry::new(WORKER, worker_v2 as WorkerRoutine)]).unwrap();
-    hotswap.register(&v2, None).unwrap();
-    work.set().unwrap();
-    wait_until("the second iteration", || log.len() == 2);
-    stop.set().unwrap();
-    join(worker.handle());
-    assert_eq!(
-        log.calls(),
-        [
-            (1, sys::STATUS_WAIT_0),
-            (2, sys::STATUS_WAIT_0),
-            (2, sys::STATUS_WAIT_1)
-        ]
-    );
-}
-
-#[test]
-fn wait_all_calls_the_routine_only_when_every_event_is_signalled() {
-    let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
-    let (first, second) = (
-        event(EventKind::Synchronization, false),
-        event(EventKind::Notification, false),
-    );
-    let log = Log::new(sys::STATUS_TIMEOUT, 1);
-    let worker = hotswap
-        .worker_thread(routine)
-        .context(log)
-        .wait_type(WaitType::All)
-        .event(first)
-        .event(second)
-        .spawn()
-        .unwrap();
-    first.set().unwrap();
-    thread::sleep(Duration::from_millis(30));
-    assert_eq!(log.len(), 0, "one of two is not enough");
-    second.set().unwrap();
-    join(worker.handle());
-    assert_eq!(log.calls(), [(1, sys::STATUS_WAIT_0)]);
-    assert!(
-        !first.is_set().unwrap(),
-        "the synchronization event was consumed"
-    );
-    assert!(
-        second.is_set().unwrap(),
-        "the notification event stays signalled"
-    );
-}
-
-#[test]
-fn a_wrapper_of_an_image_endpoint_can_be_the_worker_routine() {
-    let mut storage = HostDriverObject::new();
-    let hotswap = image_hotswap(&mut storage, &[worker_v2 as WorkerRoutine as usize]);
-    let routine = hotswap.wrap(worker_v2 as WorkerRoutine).unwrap();
-    let log = Log::new(sys::STATUS_WAIT_0, usize::MAX);
-    let worker = hotswap
-        .worker_thread(routine)
-        .context(log)
-        .event(event(EventKind::Notification, true))
-        .spawn()
-        .unwrap();
-    join(worker.handle());
-    assert_eq!(log.calls(), [(2, sys::STATUS_WAIT_0)]);
-}
-
-#[test]
-fn a_wrapper_of_another_extension_returns_status_invalid_parameter() {
-    let mut mine = HostDriverObject::new();
-    let mut theirs = HostDriverObject::new();
-    let (hotswap, _) = registered(&mut mine);
-    let (_, their_routine) = registered(&mut theirs);
-    let error = hotswap
-        .worker_thread(their_routine)
-        .event(event(EventKind::Notification, false))
-        .spawn()
-        .unwrap_err();
-    assert_eq!(error, WorkerError::InvalidParameter);
-    assert_eq!(extension(&hotswap).worker_threads(), 0);
-}
-
-#[test]
-fn out_of_resources_returns_status_insufficient_resources_and_starts_nothing() {
-    let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
-    let wake = event(EventKind::Notification, false);
-    storage.control().fail_allocation(1);
-    assert_eq!(
-        hotswap
-            .worker_thread(routine)
-            .event(wake)
-            .spawn()
-            .unwrap_err(),
-        WorkerError::InsufficientResources
-    );
-    control::fail_thread_creation(1);
-    assert_eq!(
-        hotswap
-            .worker_thread(routine)
-            .event(wake)
-            .spawn()
-            .unwrap_err(),
-        WorkerError::InsufficientResources
-    );
-    assert_eq!(extension(&hotswap).worker_threads(), 0);
-}
-
-// Bad input the typed API makes impossible, through the raw routine.
 
 /// A start context with room for `N` events.
 #[repr(C)]
@@ -285,7 +515,7 @@ struct RawStart<const N: usize> {
 
 fn raw_start<const N: usize>(
     routine: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE,
-    context: &'static Log,
+    context: &'static RawLog,
     events: [sys::PKEVENT; N],
 ) -> RawStart<N> {
     RawStart {
@@ -307,7 +537,7 @@ fn raw_start<const N: usize>(
 
 /// A start context valid in every field: `routine`, one signalled notification event, `WaitAny`,
 /// kernel mode. Each test of bad input breaks one thing.
-fn valid_start(routine: WorkerRoutine, context: &'static Log) -> RawStart<1> {
+fn valid_start(routine: RawWorker, context: &'static RawLog) -> RawStart<1> {
     raw_start(
         Some(routine),
         context,
@@ -346,12 +576,12 @@ fn close(handle: sys::HANDLE) {
 #[test]
 fn the_start_context_is_copied_so_the_caller_may_free_it_at_once() {
     let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
+    let (hotswap, routine) = registered_raw(&mut storage);
     let (work, stop) = (
         raw_event(sys::SynchronizationEvent, false),
         raw_event(sys::SynchronizationEvent, false),
     );
-    let log = Log::new(sys::STATUS_WAIT_1, usize::MAX);
+    let log = RawLog::new(sys::STATUS_WAIT_1, usize::MAX);
     // Boxed, so that it can be freed right after the call.
     let mut start = Box::new(raw_start(Some(routine.get()), log, [work, stop]));
     let mut handle = std::ptr::null_mut();
@@ -360,7 +590,7 @@ fn the_start_context_is_copied_so_the_caller_may_free_it_at_once() {
         UniqueThread: std::ptr::null_mut(),
     };
     let status = raw_create(
-        hotswap.extension().unwrap().as_raw(),
+        raw_extension(&hotswap),
         &raw mut handle,
         Some(&mut *start),
         &raw mut client_id,
@@ -384,10 +614,7 @@ fn the_start_context_is_copied_so_the_caller_may_free_it_at_once() {
     set(stop);
     join(handle);
     close(handle);
-    assert_eq!(
-        log.calls(),
-        [(1, sys::STATUS_WAIT_0), (1, sys::STATUS_WAIT_1)]
-    );
+    assert_eq!(log.calls(), [sys::STATUS_WAIT_0, sys::STATUS_WAIT_1]);
 }
 
 /// Asserts that creating a worker with `start` returns `STATUS_INVALID_PARAMETER` and starts
@@ -410,43 +637,46 @@ fn assert_invalid<const N: usize>(
 #[test]
 fn a_null_start_context_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
-    let (hotswap, _) = registered(&mut storage);
-    assert_invalid::<1>(hotswap.extension().unwrap().as_raw(), None);
+    let (hotswap, _) = registered_raw(&mut storage);
+    assert_invalid::<1>(raw_extension(&hotswap), None);
 }
 
 #[test]
 fn a_null_worker_routine_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
-    let (hotswap, _) = registered(&mut storage);
-    let log = Log::new(0, 1);
+    let (hotswap, _) = registered_raw(&mut storage);
+    let log = RawLog::new(0, 1);
     let mut start = raw_start(None, log, [raw_event(sys::NotificationEvent, false)]);
-    assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
+    assert_invalid(raw_extension(&hotswap), Some(&mut start));
 }
 
+/// The library never passes zero events (its stop event is always object 0).
 #[test]
 fn zero_events_return_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
-    let mut start = raw_start::<0>(Some(routine.get()), Log::new(0, 1), []);
-    assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
+    let (hotswap, routine) = registered_raw(&mut storage);
+    let mut start = raw_start::<0>(Some(routine.get()), RawLog::new(0, 1), []);
+    assert_invalid(raw_extension(&hotswap), Some(&mut start));
 }
 
+/// The library cannot pass more: `MAX_WORKER_EVENTS` (63) plus its stop event is checked at
+/// compile time.
 #[test]
 fn more_than_64_events_return_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
+    let (hotswap, routine) = registered_raw(&mut storage);
     let events = std::array::from_fn::<_, 65, _>(|_| raw_event(sys::NotificationEvent, false));
-    let mut start = raw_start(Some(routine.get()), Log::new(0, 1), events);
-    assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
+    let mut start = raw_start(Some(routine.get()), RawLog::new(0, 1), events);
+    assert_invalid(raw_extension(&hotswap), Some(&mut start));
 }
 
 #[test]
 fn a_routine_that_is_not_a_wrapper_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
-    let (hotswap, _) = registered(&mut storage);
-    let log = Log::new(0, 1);
-    let mut start = valid_start(worker_v1, log);
-    assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
+    let (hotswap, _) = registered_raw(&mut storage);
+    let log = RawLog::new(0, 1);
+    let mut start = valid_start(raw_worker, log);
+    assert_invalid(raw_extension(&hotswap), Some(&mut start));
     assert_eq!(log.len(), 0, "never called");
 }
 
@@ -465,54 +695,58 @@ fn the_wrapper_of_an_endpoint_registered_with_another_parameter_count_returns_st
     hotswap.register(&table, None).unwrap();
     let address = hotswap.wrapper(&table, id).unwrap().address();
     // SAFETY: only passed to the kernel, which rejects it without calling it.
-    let routine = unsafe { core::mem::transmute::<usize, WorkerRoutine>(address) };
-    let mut start = valid_start(routine, Log::new(0, 1));
-    assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
+    let routine = unsafe { core::mem::transmute::<usize, RawWorker>(address) };
+    let mut start = valid_start(routine, RawLog::new(0, 1));
+    assert_invalid(raw_extension(&hotswap), Some(&mut start));
 }
 
 #[test]
 fn an_event_that_is_not_initialised_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
+    let (hotswap, routine) = registered_raw(&mut storage);
     let fresh: &'static mut sys::KEVENT = Box::leak(Box::new(sys::KEVENT::zeroed()));
     let mut start = raw_start(
         Some(routine.get()),
-        Log::new(0, 1),
+        RawLog::new(0, 1),
         [raw_event(sys::NotificationEvent, true), fresh],
     );
-    assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
-    let mut start = raw_start(Some(routine.get()), Log::new(0, 1), [std::ptr::null_mut()]);
-    assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
+    assert_invalid(raw_extension(&hotswap), Some(&mut start));
+    let mut start = raw_start(
+        Some(routine.get()),
+        RawLog::new(0, 1),
+        [std::ptr::null_mut()],
+    );
+    assert_invalid(raw_extension(&hotswap), Some(&mut start));
 }
 
 #[test]
 fn an_unknown_wait_type_or_wait_mode_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
-    let mut start = valid_start(routine.get(), Log::new(0, 1));
+    let (hotswap, routine) = registered_raw(&mut storage);
+    let mut start = valid_start(routine.get(), RawLog::new(0, 1));
     start.header.WaitType = 2;
-    assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
+    assert_invalid(raw_extension(&hotswap), Some(&mut start));
     start.header.WaitType = sys::WaitAny;
     start.header.WaitMode = 2;
-    assert_invalid(hotswap.extension().unwrap().as_raw(), Some(&mut start));
+    assert_invalid(raw_extension(&hotswap), Some(&mut start));
 }
 
 #[test]
 fn a_null_extension_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
-    let (_, routine) = registered(&mut storage);
-    let mut start = valid_start(routine.get(), Log::new(0, 1));
+    let (_, routine) = registered_raw(&mut storage);
+    let mut start = valid_start(routine.get(), RawLog::new(0, 1));
     assert_invalid(std::ptr::null_mut(), Some(&mut start));
 }
 
 #[test]
 fn a_null_thread_handle_pointer_returns_status_invalid_parameter() {
     let mut storage = HostDriverObject::new();
-    let (hotswap, routine) = registered(&mut storage);
-    let log = Log::new(0, 1);
+    let (hotswap, routine) = registered_raw(&mut storage);
+    let log = RawLog::new(0, 1);
     let mut start = valid_start(routine.get(), log);
     let status = raw_create(
-        hotswap.extension().unwrap().as_raw(),
+        raw_extension(&hotswap),
         std::ptr::null_mut(),
         Some(&mut start),
         std::ptr::null_mut(),

@@ -6,12 +6,13 @@
 mod common;
 
 use driver_proxy::{
-    Endpoint, EndpointEntry, EndpointId, EndpointTable, LookupError, WrapError, sys,
+    Endpoint, EndpointEntry, EndpointId, EndpointTable, LookupError, MAX_ENDPOINTS, NtStatus,
+    Phase, WrapError, sys,
 };
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control::{self, EndpointKey};
 
-use common::{extension, hotswap, image_hotswap};
+use common::{extension, hotswap, image_hotswap, raw_extension};
 
 type Op = extern "system" fn(u64) -> u64;
 extern "system" fn v1(x: u64) -> u64 {
@@ -95,10 +96,7 @@ fn lookup_by_an_id_never_registered_returns_null() {
     assert_eq!(hotswap.wrapper(&t, A), Err(LookupError::NotRegistered(1)));
     // SAFETY: a live extension.
     let raw = unsafe {
-        driver_proxy_host::kernel::IoGetDriverProxyEndpointWrapper(
-            hotswap.extension().unwrap().as_raw(),
-            77,
-        )
+        driver_proxy_host::kernel::IoGetDriverProxyEndpointWrapper(raw_extension(&hotswap), 77)
     };
     assert!(raw.is_none());
 }
@@ -134,7 +132,7 @@ fn after_a_swap_lookup_by_endpoint_finds_the_new_implementation_and_not_the_reti
     hotswap.register(&t2, None).unwrap();
     assert_eq!(hotswap.wrap(v2 as Op).unwrap(), wrapper);
     assert_eq!(hotswap.wrap(v1 as Op), Err(WrapError::NotAnEndpoint));
-    let (status, out) = raw_lookup(hotswap.extension().unwrap().as_raw(), Some(erased(v1)));
+    let (status, out) = raw_lookup(raw_extension(&hotswap), Some(erased(v1)));
     assert_eq!((status, out), (sys::STATUS_NOT_FOUND, None));
 }
 
@@ -146,10 +144,7 @@ fn an_endpoint_never_registered_returns_status_not_found_and_a_null_wrapper() {
         hotswap.wrap(never_registered as Op),
         Err(WrapError::NotAnEndpoint)
     );
-    let (status, out) = raw_lookup(
-        hotswap.extension().unwrap().as_raw(),
-        Some(erased(never_registered)),
-    );
+    let (status, out) = raw_lookup(raw_extension(&hotswap), Some(erased(never_registered)));
     assert_eq!(status, sys::STATUS_NOT_FOUND);
     assert!(out.is_none(), "*Wrapper is set to NULL");
 }
@@ -187,7 +182,7 @@ fn a_null_extension_returns_status_invalid_parameter_and_a_null_wrapper() {
 fn a_null_endpoint_returns_status_invalid_parameter_and_a_null_wrapper() {
     let mut storage = HostDriverObject::new();
     let hotswap = hotswap(&mut storage);
-    let (status, out) = raw_lookup(hotswap.extension().unwrap().as_raw(), None);
+    let (status, out) = raw_lookup(raw_extension(&hotswap), None);
     assert_eq!(status, sys::STATUS_INVALID_PARAMETER);
     assert!(out.is_none());
 }
@@ -199,7 +194,7 @@ fn a_null_wrapper_pointer_returns_status_invalid_parameter() {
     // SAFETY: a null out-pointer is the bad input under test; it is rejected, never written.
     let status = unsafe {
         driver_proxy_host::kernel::IofGetDriverProxyWrapperFromEndpoint(
-            hotswap.extension().unwrap().as_raw(),
+            raw_extension(&hotswap),
             Some(erased(v1)),
             std::ptr::null_mut(),
         )
@@ -351,4 +346,86 @@ fn a_control_swap_whose_callback_fails_is_rolled_back_with_the_callbacks_status(
         sys::STATUS_INSUFFICIENT_RESOURCES
     );
     assert_eq!(hotswap.wrap(image_a as Op).unwrap().get()(1), 10);
+}
+
+/// The first V2 lookup of an address writes the endpoint record, which a registration in
+/// progress holds: it is refused at once (a lookup never waits). Lookups the record already
+/// answers (V1 endpoints, addresses handed out before) need no writer and succeed.
+#[test]
+fn a_first_lookup_by_endpoint_during_a_registration_is_busy_and_known_endpoints_are_not() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = image_hotswap(&mut storage, &[code(image_a), code(image_b)]);
+    let t = EndpointTable::new([EndpointEntry::new(A, v1 as Op)]).unwrap();
+    hotswap.register(&t, None).unwrap();
+    let a = hotswap.wrap(image_a as Op).unwrap();
+    let mut seen = Vec::new();
+    let mut callback = |phase: Phase| {
+        seen.push((
+            phase,
+            hotswap.wrap(image_a as Op),
+            hotswap.wrap(image_b as Op),
+        ));
+        Ok(())
+    };
+    let t2 = EndpointTable::new([EndpointEntry::new(B, v2 as Op)]).unwrap();
+    hotswap.register(&t2, Some(&mut callback)).unwrap();
+    assert_eq!(seen.len(), 3, "one look per phase");
+    for (phase, known, first) in seen {
+        assert_eq!(known, Ok(a), "{phase:?}");
+        assert_eq!(first, Err(WrapError::Busy), "{phase:?}");
+    }
+    assert_eq!(NtStatus::from(WrapError::Busy), NtStatus::DEVICE_BUSY);
+    assert_eq!(
+        hotswap.wrap(image_b as Op).unwrap().get()(1),
+        30,
+        "free again"
+    );
+}
+
+/// Every V2 address handed out takes an entry of the endpoint record, like a V1 id.
+#[test]
+fn a_lookup_by_endpoint_when_the_endpoint_record_is_full_is_too_many_endpoints() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = image_hotswap(&mut storage, &[code(image_a)]);
+    let full: EndpointTable<MAX_ENDPOINTS> = EndpointTable::new(std::array::from_fn(|i| {
+        EndpointEntry::new(EndpointId::<Op>::new(u32::try_from(i).unwrap()), v1 as Op)
+    }))
+    .unwrap();
+    hotswap.register(&full, None).unwrap();
+    assert!(
+        hotswap.wrap(v1 as Op).is_ok(),
+        "a V1 endpoint takes no new entry"
+    );
+    let error = hotswap.wrap(image_a as Op).unwrap_err();
+    assert_eq!(error, WrapError::TooManyEndpoints);
+    assert_eq!(NtStatus::from(error), NtStatus::INSUFFICIENT_RESOURCES);
+}
+
+/// A lookup by id is checked against what this image registered, not only against the table
+/// passed in (`tests/soundness.rs` has the cases where the table lies).
+#[test]
+fn lookup_by_id_with_another_type_than_registered_is_a_type_mismatch_and_null_for_the_kernel() {
+    type Other = extern "system" fn(u32) -> u64;
+    extern "system" fn widen(x: u32) -> u64 {
+        u64::from(x)
+    }
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
+    let t = EndpointTable::new([EndpointEntry::new(A, v1 as Op)]).unwrap();
+    hotswap.register(&t, None).unwrap();
+    let other = EndpointTable::new([EndpointEntry::new(
+        EndpointId::<Other>::new(1),
+        widen as Other,
+    )])
+    .unwrap();
+    let error = hotswap
+        .wrapper(&other, EndpointId::<Other>::new(1))
+        .unwrap_err();
+    assert_eq!(error, LookupError::TypeMismatch(1));
+    assert_eq!(NtStatus::from(error), NtStatus::INVALID_PARAMETER);
+    assert_eq!(
+        hotswap.wrapper(&t, EndpointId::<Other>::new(1)),
+        Err(LookupError::TypeMismatch(1)),
+        "the table says so too"
+    );
 }

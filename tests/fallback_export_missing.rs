@@ -1,7 +1,9 @@
 //! On a kernel without the DriverProxy exports (every Windows before 24H2; here the host
 //! kernel with its seven DriverProxy exports hidden), a driver built on driver-proxy still
-//! loads and runs: wrappers are the endpoints themselves, registration is a no-op, and the API
-//! says why.
+//! loads and runs: wrappers are the endpoints themselves, registration is a no-op, worker
+//! threads are plain system threads running the library's loop, and the API says why. The
+//! other routines the library resolves are hidden one at a time in
+//! `fallback_kernel_routine_missing.rs`.
 //!
 //! The library resolves its routines once per process, on its first call, so every test
 //! starts with [`kernel_without_driver_proxy`], which hides the exports before anything else
@@ -9,16 +11,18 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
 
 use driver_proxy::{
-    CreateError, DriverObject, EndpointEntry, EndpointId, EndpointTable, EventKind, Extension,
-    HotSwap, LookupError, Phase, Timeout, Unavailable, WorkerError, WorkerRoutine, probe, sys,
+    DriverObject, EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, LookupError,
+    NtStatus, Phase, Timeout, Unavailable, Wake, WorkerContext, WorkerError, WorkerRoutine, probe,
+    sys,
 };
 use driver_proxy_host::HostDriverObject;
-use driver_proxy_host::kernel::control::{self, pool_usage};
+use driver_proxy_host::kernel::control;
 
-use common::{driver, event, join, leak, wait_until};
+use common::{driver, leak, thread_of, wait_until};
 
 type Handler = extern "system" fn(u64, u64) -> u64;
 extern "system" fn add(a: u64, b: u64) -> u64 {
@@ -53,7 +57,8 @@ fn a_missing_features_export_means_hot_swap_unavailable_not_a_failed_load() {
         hotswap.unavailable(),
         Some(Unavailable::ExportMissing("IoGetDriverProxyFeatures"))
     );
-    assert!(hotswap.extension().is_none());
+    assert!(!hotswap.is_hot_swappable());
+    assert!(hotswap.raw_extension().is_none());
     assert_eq!(
         probe(None),
         Err(Unavailable::ExportMissing("IoGetDriverProxyFeatures"))
@@ -92,13 +97,18 @@ fn fallback_registration_succeeds_without_calling_back_and_lookup_by_id_gives_th
     );
 }
 
+/// The entry of a new image taking over from a loaded one never fails because of it either.
 #[test]
-fn creating_an_extension_directly_names_the_missing_export() {
+fn taking_over_from_a_driver_object_falls_back_and_names_the_missing_export() {
     kernel_without_driver_proxy();
     let mut storage = HostDriverObject::new();
+    let hotswap = HotSwap::from_driver_object(driver(&mut storage)).unwrap();
+    let missing = Unavailable::ExportMissing("IoGetDriverProxyFeatures");
+    assert_eq!(hotswap.unavailable(), Some(missing));
     assert_eq!(
-        Extension::create(driver(&mut storage)).unwrap_err(),
-        CreateError::ExportMissing("IoCreateDriverProxyExtension")
+        NtStatus::from(missing),
+        NtStatus::NOT_SUPPORTED,
+        "for a driver that cannot do without"
     );
 }
 
@@ -107,151 +117,168 @@ fn a_null_driver_object_is_a_documented_error() {
     kernel_without_driver_proxy();
     // SAFETY: null is the bad input under test; it is rejected, never dereferenced.
     let error = unsafe { DriverObject::from_raw(std::ptr::null_mut()) }.unwrap_err();
-    assert_eq!(error.status(), driver_proxy::NtStatus::INVALID_PARAMETER);
+    assert_eq!(error.status(), NtStatus::INVALID_PARAMETER);
 }
 
-/// The fallback worker tests share the library's pool tag: one at a time.
-static WORKER_TESTS: Mutex<()> = Mutex::new(());
-
-/// The fallback thread's pool tag (`'kwPD'` in C).
-const WORKER_POOL_TAG: u32 = u32::from_le_bytes(*b"DPwk");
-
-/// What a worker routine saw: the wait status of every call.
+/// What a worker routine saw: the wait status and wake of every call.
+#[derive(Default)]
 struct Calls {
-    statuses: Mutex<Vec<i32>>,
+    seen: Mutex<Vec<(NtStatus, Wake)>>,
+    drops: Option<&'static AtomicUsize>,
 }
 
 impl Calls {
-    /// An empty record, leaked: the worker's context must outlive the thread.
-    fn new() -> &'static Self {
-        leak(Self {
-            statuses: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn statuses(&self) -> Vec<i32> {
-        self.statuses
+    fn seen(&self) -> Vec<(NtStatus, Wake)> {
+        self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 }
 
-/// The index of the stop event: the routine returns `FALSE` when it wakes the thread.
-const STOP_INDEX: i32 = 1;
-
-unsafe extern "system" fn recording_routine(
-    context: sys::PVOID,
-    status: sys::NTSTATUS,
-) -> sys::BOOLEAN {
-    // SAFETY: the context is the leaked `Calls` given to the builder.
-    let calls = unsafe { &*context.cast::<Calls>() };
-    let mut statuses = calls
-        .statuses
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    statuses.push(status);
-    if status == sys::STATUS_WAIT_0 + STOP_INDEX {
-        sys::FALSE
-    } else {
-        sys::TRUE
+impl Drop for Calls {
+    fn drop(&mut self) {
+        if let Some(drops) = self.drops {
+            drops.fetch_add(1, Ordering::SeqCst);
+        }
     }
+}
+
+/// A worker with one event of its own (a kick).
+type Worker = WorkerRoutine<Calls, 1>;
+
+extern "system" fn recording_routine(
+    worker: &'static WorkerContext<Calls, 1>,
+    status: NtStatus,
+) -> bool {
+    let wake = worker.wake(status);
+    worker
+        .get()
+        .seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((status, wake));
+    wake != Wake::Stop
 }
 
 #[test]
 fn without_driver_proxy_a_worker_thread_is_a_plain_system_thread_running_the_same_loop() {
     kernel_without_driver_proxy();
-    let _serial = WORKER_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
-    let before = pool_usage(WORKER_POOL_TAG);
     let mut storage = HostDriverObject::new();
     let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
-    let calls = Calls::new();
-    let kick = event(EventKind::Synchronization, true);
-    let stop = event(EventKind::Notification, false);
-    let routine = hotswap.wrap(recording_routine as WorkerRoutine).unwrap();
+    assert_eq!(
+        hotswap.worker_threads(),
+        Ok(()),
+        "known before any is started"
+    );
+    let blocks = storage.control().driver_object_extensions();
+    let routine = hotswap.wrap(recording_routine as Worker).unwrap();
+    assert_eq!(routine.address(), recording_routine as Worker as usize);
     let thread = hotswap
-        .worker_thread(routine)
-        .context(calls)
-        .event(kick)
-        .event(stop)
+        .worker_thread(routine, Calls::default())
+        .events([EventKind::Synchronization])
         .timeout(Timeout::from_millis(20))
         .spawn()
         .expect("the fallback thread starts");
     assert!(!thread.is_hot_swappable(), "the library's own loop");
+    assert!(!thread.context().is_hot_swappable());
     assert_eq!(
-        pool_usage(WORKER_POOL_TAG).outstanding,
-        before.outstanding + 1
+        storage.control().driver_object_extensions(),
+        blocks + 2,
+        "the context and the loop's state: storage the driver object owns"
     );
-
+    thread.event(0).unwrap().set();
+    let calls = thread.context().get();
     wait_until("a call on the kick, then one on the timeout", || {
-        calls.statuses().len() >= 2
+        calls.seen().len() >= 2
     });
-    stop.set().unwrap();
-    join(thread.handle());
-    let statuses = calls.statuses();
+    let ended = thread_of(thread.handle());
+    thread.stop_and_join().unwrap();
+    assert!(ended.has_ended());
+    let seen = calls.seen();
     assert_eq!(
-        statuses[0],
-        sys::STATUS_WAIT_0,
-        "the kick (index 0) woke it first"
+        seen[0],
+        (NtStatus(sys::STATUS_WAIT_1), Wake::Event(0)),
+        "the kick (object 1, after the stop event) woke it first"
     );
     assert_eq!(
-        statuses[statuses.len() - 1],
-        sys::STATUS_WAIT_0 + STOP_INDEX,
-        "the stop event (index 1) woke it last, and the loop ended on FALSE: {statuses:x?}"
+        seen[seen.len() - 1],
+        (NtStatus::WAIT_0, Wake::Stop),
+        "the stop event (object 0) woke it last, and the loop ended on FALSE: {seen:x?}"
     );
     assert!(
-        statuses.len() >= 3
-            && statuses[1..statuses.len() - 1]
+        seen.len() >= 3
+            && seen[1..seen.len() - 1]
                 .iter()
-                .all(|&s| s == sys::STATUS_TIMEOUT),
-        "in between, only timeouts (the kick is a synchronization event: its wait reset it): {statuses:x?}"
+                .all(|&call| call == (NtStatus::TIMEOUT, Wake::Timeout)),
+        "in between, only timeouts (the kick is a synchronization event: its wait reset it): {seen:x?}"
     );
     assert_eq!(
-        pool_usage(WORKER_POOL_TAG).outstanding,
-        before.outstanding,
-        "the thread freed its block"
+        storage.control().driver_object_extensions(),
+        blocks + 2,
+        "the storage stays with the driver object (the ended thread's routine may still read its context)"
+    );
+    let control = storage.control();
+    drop(storage);
+    assert_eq!(
+        control.driver_object_extensions(),
+        0,
+        "freed with the driver object"
     );
 }
 
 #[test]
-fn without_driver_proxy_a_failed_thread_creation_is_an_error_and_frees_its_block() {
+fn without_driver_proxy_dropping_a_worker_thread_stops_and_joins_it() {
     kernel_without_driver_proxy();
-    let _serial = WORKER_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
-    let before = pool_usage(WORKER_POOL_TAG);
     let mut storage = HostDriverObject::new();
     let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
-    let calls = Calls::new();
-    let kick = event(EventKind::Synchronization, true);
-    let routine = hotswap.wrap(recording_routine as WorkerRoutine).unwrap();
+    let routine = hotswap.wrap(recording_routine as Worker).unwrap();
+    let thread = hotswap
+        .worker_thread(routine, Calls::default())
+        .spawn()
+        .unwrap();
+    let (calls, ended) = (thread.context().get(), thread_of(thread.handle()));
+    drop(thread);
+    assert!(ended.has_ended());
+    assert_eq!(calls.seen(), [(NtStatus::WAIT_0, Wake::Stop)]);
+}
+
+#[test]
+fn without_driver_proxy_a_failed_thread_creation_is_an_error_and_drops_the_context() {
+    kernel_without_driver_proxy();
+    let mut storage = HostDriverObject::new();
+    let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
+    let routine = hotswap.wrap(recording_routine as Worker).unwrap();
+    let drops = leak(AtomicUsize::new(0));
+    let spawn = || {
+        hotswap
+            .worker_thread(
+                routine,
+                Calls {
+                    seen: Mutex::default(),
+                    drops: Some(drops),
+                },
+            )
+            .events([EventKind::Synchronization])
+            .spawn()
+            .map(drop)
+    };
+    let blocks = storage.control().driver_object_extensions();
 
     control::fail_thread_creation(1);
-    let error = hotswap
-        .worker_thread(routine)
-        .context(calls)
-        .event(kick)
-        .spawn()
-        .unwrap_err();
-    assert_eq!(error, WorkerError::InsufficientResources);
-    let after = pool_usage(WORKER_POOL_TAG);
-    assert_eq!(after.outstanding, before.outstanding, "nothing leaked");
-    assert_eq!(
-        after.allocated,
-        before.allocated + 1,
-        "the block was allocated, then freed"
-    );
+    assert_eq!(spawn(), Err(WorkerError::InsufficientResources));
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "the context was dropped");
+    // Driver-object extensions cannot be freed before the driver object: the storage of the
+    // failed thread stays allocated (and unused) until then.
+    let after = storage.control().driver_object_extensions();
+    assert_eq!(after, blocks + 2);
 
     control::fail_pool_allocation(1);
-    let error = hotswap
-        .worker_thread(routine)
-        .context(calls)
-        .event(kick)
-        .spawn()
-        .unwrap_err();
-    assert_eq!(error, WorkerError::InsufficientResources);
+    assert_eq!(spawn(), Err(WorkerError::InsufficientResources));
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
     assert_eq!(
-        pool_usage(WORKER_POOL_TAG).allocated,
-        after.allocated,
+        storage.control().driver_object_extensions(),
+        after,
         "no block"
     );
-    assert!(calls.statuses().is_empty(), "the routine never ran");
 }

@@ -212,10 +212,10 @@ extern "system" fn counts(worker: &'static WorkerContext<AtomicU32, 1>, status: 
 /// owns (driver-object extensions), not memory of the image that started it.
 #[test]
 fn a_worker_threads_context_and_events_belong_to_the_driver_object() {
-    let mut storage = HostDriverObject::new();
-    let hotswap = hotswap(&mut storage);
     type Worker = WorkerRoutine<AtomicU32, 1>;
     const WORKER: EndpointId<Worker> = EndpointId::new(1);
+    let mut storage = HostDriverObject::new();
+    let hotswap = hotswap(&mut storage);
     let table = EndpointTable::new([EndpointEntry::new(WORKER, counts as Worker)]).unwrap();
     hotswap.register(&table, None).unwrap();
     let before = storage.control().driver_object_extensions();

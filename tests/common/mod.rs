@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use driver_proxy::{DriverObject, Event, EventKind, HotSwap, sys};
+use driver_proxy::{DriverObject, Event, EventKind, EventRef, HotSwap, sys};
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control::{self, ExtensionControl};
 
@@ -24,6 +24,7 @@ pub fn hotswap(storage: &mut HostDriverObject) -> HotSwap {
         None,
         "hot-swap is available on the host"
     );
+    assert!(hotswap.is_hot_swappable());
     hotswap
 }
 
@@ -37,10 +38,14 @@ pub fn image_hotswap(storage: &mut HostDriverObject, endpoints: &[usize]) -> Hot
     hotswap(storage)
 }
 
+/// The raw `PDRIVER_PROXY_EXTENSION` of `hotswap`.
+pub fn raw_extension(hotswap: &HotSwap) -> sys::PDRIVER_PROXY_EXTENSION {
+    hotswap.raw_extension().expect("an extension")
+}
+
 /// The control of `hotswap`'s extension.
 pub fn extension(hotswap: &HotSwap) -> ExtensionControl {
-    ExtensionControl::from_raw(hotswap.extension().expect("extension").as_raw())
-        .expect("a live extension")
+    ExtensionControl::from_raw(raw_extension(hotswap)).expect("a live extension")
 }
 
 /// Waits until `condition` holds, at most 5 s.
@@ -56,12 +61,11 @@ pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
 }
 
 /// An initialised event in leaked (`'static`) storage.
-pub fn event(kind: EventKind, signalled: bool) -> &'static Event {
+pub fn event(kind: EventKind, signalled: bool) -> EventRef<'static> {
     let event: &'static Event = Box::leak(Box::new(Event::new()));
     Pin::static_ref(event)
         .initialize(kind, signalled)
-        .expect("initialize");
-    event
+        .expect("initialize")
 }
 
 /// Raw `KEVENT` storage initialised by the kernel, for start contexts built by hand for the
@@ -80,16 +84,20 @@ pub fn set(event: sys::PKEVENT) -> i32 {
     unsafe { driver_proxy_host::kernel::KeSetEvent(event, sys::IO_NO_INCREMENT, sys::FALSE) }
 }
 
+/// The thread behind an open thread handle (it outlives the handle).
+pub fn thread_of(handle: sys::HANDLE) -> control::ThreadControl {
+    control::thread(handle).expect("an open thread handle")
+}
+
 /// Waits (at most 5 s) for the thread behind `handle` to end.
 pub fn join(handle: sys::HANDLE) {
-    let thread = control::thread(handle).expect("an open thread handle");
     assert!(
-        thread.wait(Duration::from_secs(5)),
+        thread_of(handle).wait(Duration::from_secs(5)),
         "the thread did not end"
     );
 }
 
-/// A value leaked for the rest of the process (worker contexts must outlive their threads).
+/// A value leaked for the rest of the process.
 pub fn leak<T>(value: T) -> &'static T {
     Box::leak(Box::new(value))
 }
