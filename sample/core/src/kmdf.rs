@@ -85,7 +85,7 @@ pub const WORKER: EndpointSpec = EndpointSpec {
 pub const ENDPOINTS: [EndpointSpec; 3] = [DEVICE_CONTROL, DRIVER_UNLOAD, WORKER];
 
 const _: () = assert!(
-    <driver_proxy::WorkerRoutine as driver_proxy::Endpoint>::ARITY == WORKER.parameter_count
+    <crate::worker::SampleWorkerRoutine as driver_proxy::Endpoint>::ARITY == WORKER.parameter_count
 );
 
 /// The parameters KMDF passes to `EvtIoDeviceControl`.
@@ -435,7 +435,10 @@ mod tests {
         }
         assert_eq!(EvtIoDeviceControl::ARITY, DEVICE_CONTROL.parameter_count);
         assert_eq!(EvtDriverUnload::ARITY, DRIVER_UNLOAD.parameter_count);
-        assert_eq!(driver_proxy::WorkerRoutine::ARITY, WORKER.parameter_count);
+        assert_eq!(
+            crate::worker::SampleWorkerRoutine::ARITY,
+            WORKER.parameter_count
+        );
     }
 
     #[test]

@@ -16,13 +16,15 @@
 //! * [`state`]: the counters that survive a hot swap ([`State`]) and the versioned
 //!   hand-over snapshot ([`HandOverSnapshot`]) that the outgoing build exports and the
 //!   incoming build imports while the proxy is stalled.
-//! * [`worker`]: the body of the hot-swappable worker thread's routine.
+//! * [`worker`]: the body of the hot-swappable worker thread's routine, its type and its
+//!   events and period.
 //! * [`names`]: the device, symbolic-link, service and hardware-id names shared with the
 //!   front ends, the INF files and the client.
 //! * [`takeover`]: the incoming image's phased callback of a V1 swap ([`TakeOver`]), which
 //!   moves the outgoing image's [`State`] over in `ProxyStalled`.
 //! * [`shared`]: the block of memory every image of a driver reaches across swaps
-//!   ([`SharedBlock`]: worker events and handle, the serving image's exporter).
+//!   ([`SharedBlock`]: the worker thread handed from image to image, the serving image's
+//!   exporter and version).
 //! * [`kmdf`]: the framework-free half of the KMDF front end: the control device's SDDL,
 //!   the KMDF endpoint ids, and the mapping of `EvtIoDeviceControl`'s parameters and
 //!   buffers onto the dispatch.
@@ -75,7 +77,7 @@ pub use dispatch::{
     Completion, dispatch_buffered, dispatch_buffered_as, dispatch_device_control,
     dispatch_device_control_as,
 };
-pub use driver_proxy::NtStatus;
+pub use driver_proxy::{NtStatus, Wake};
 pub use ioctl::{
     Access, ControlCode, IOCTL_HOTSWAP_RESET, IOCTL_HOTSWAP_STATS, IOCTL_HOTSWAP_TRANSFORM,
     IOCTL_HOTSWAP_VERSION, Method, RequestKind, ctl_code,

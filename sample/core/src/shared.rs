@@ -1,18 +1,22 @@
 //! [`SharedBlock`]: the memory every image of the driver reaches, whichever image is serving.
 //!
-//! A hot swap replaces the driver's *code*; anything the kernel keeps a pointer to for longer
-//! than one image's life must live outside the images. For the sample that is:
+//! A hot swap replaces the driver's *code*; anything that must outlive one image, and that
+//! the next image must find, lives outside the images. For the sample that is:
 //!
-//! * the worker thread's **stop and kick events**: the kernel copied their addresses into
-//!   the thread's start context and waits on them for the thread's whole life, across every
-//!   swap (indices [`WORKER_STOP_EVENT`](crate::worker::WORKER_STOP_EVENT) and
-//!   [`WORKER_KICK_EVENT`](crate::worker::WORKER_KICK_EVENT));
-//! * the worker thread's **handle**, which the unload routine of whichever image is loaded
-//!   last needs, to wait for the thread to end;
+//! * the **worker thread**, as the address `driver_proxy::WorkerThread::into_raw` gives
+//!   ([`SharedBlock::store_worker`]): the library keeps the thread's storage (its context,
+//!   its kick event, the stop request) in a driver-object extension that outlives every
+//!   image, and this address is how the image that needs the thread next takes it back with
+//!   `WorkerThread::from_raw` ([`SharedBlock::take_worker`]): the incoming image of a swap
+//!   (to kick it, then store it again) and the unload routine of whichever image is loaded
+//!   last (to stop and join it);
 //! * the **exporter** of the image currently serving: the code address of its routine that
 //!   writes its state's hand-over snapshot ([`State::export_to`](crate::State::export_to)),
 //!   which the incoming image calls in `ProxyStalled` ([`crate::takeover`]);
 //! * the **version** of the image currently serving.
+//!
+//! The block holds no kernel object: the worker's events belong to the library
+//! (`driver_proxy::WorkerContext`), not to the sample.
 //!
 //! The WDM front end's control device extension **is** this block (`sample/wdm/src/device.rs`
 //! creates the device with an extension of `size_of::<SharedBlock>()` bytes and writes a
@@ -25,36 +29,37 @@
 //! outlives every image and is freed by the I/O manager with the driver object.
 //!
 //! Everything here is plain memory and atomics, so it builds and is tested on any host; the
-//! front end does the unsafe steps: placing the block in kernel memory and initialising its
-//! events pinned there ([`SharedBlock::events`]), making the exporter's buffer from raw
-//! arguments ([`export_state`] is the rest of its [`ExportState`] routine), turning the
-//! exporter's address back into an [`ExportState`] to call it, and waiting on and closing
-//! the worker thread's handle ([`SharedBlock::stop_worker_thread`]).
+//! front end does the unsafe steps: placing the block in kernel memory, making the
+//! exporter's buffer from raw arguments ([`export_state`] is the rest of its [`ExportState`]
+//! routine), turning the exporter's address back into an [`ExportState`] to call it, and
+//! taking the worker thread back from its address (`WorkerThread::from_raw`).
 //!
 //! # Layout contract between images
 //!
 //! [`SharedBlock`] is `#[repr(C)]`; its first eight bytes identify it ([`SHARED_MAGIC`],
 //! [`SHARED_LAYOUT`]). An image checks them with [`check_header`] before it treats memory
 //! it found through the driver object as a `SharedBlock`: another layout is refused with
-//! `STATUS_REVISION_MISMATCH`. The layout includes the size of `driver_proxy::Event`, so the
-//! images of a swap must be built against the same `driver-proxy`.
+//! `STATUS_REVISION_MISMATCH`. Format 2 (this one) replaced format 1's worker events and
+//! thread handle with the worker thread's address; the thread's storage behind that address
+//! is the library's, checked by `WorkerThread::from_raw` (its magic and type fingerprint),
+//! so the images of a swap must be built against the same `driver-proxy` (true of every pair
+//! `cargo xtask build-driver` writes).
 
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
-use driver_proxy::{Event, EventKind, NtStatus};
+use driver_proxy::NtStatus;
 
 use crate::state::State;
 use crate::version::{DriverVersion, THIS_BUILD};
-use crate::worker::WORKER_EVENT_COUNT;
 
 /// `magic` of the block: the bytes `"HSwK"`.
 pub const SHARED_MAGIC: u32 = u32::from_le_bytes(*b"HSwK");
 
 /// Format version of [`SharedBlock`].
-pub const SHARED_FORMAT: u32 = 1;
+pub const SHARED_FORMAT: u32 = 2;
 
 /// `layout` of the block: [`SHARED_FORMAT`] in the high half, the size in the low half.
 #[allow(
@@ -112,13 +117,9 @@ pub struct SharedBlock {
     reserved: u32,
     /// The serving image's exporter, as a code address.
     exporter: AtomicPtr<c_void>,
-    /// The worker thread's kernel handle (null when there is none).
-    worker_thread: AtomicPtr<c_void>,
-    /// Index `WORKER_STOP_EVENT` of the worker's wait: a notification event, set once to end
-    /// the thread.
-    stop_event: Event,
-    /// Index `WORKER_KICK_EVENT`: a synchronization event; one tick per set.
-    kick_event: Event,
+    /// The worker thread, as `WorkerThread::into_raw` gave it (null when there is none, or
+    /// while an image has taken it back).
+    worker: AtomicPtr<c_void>,
 }
 
 #[cfg(target_pointer_width = "64")]
@@ -127,14 +128,8 @@ const _: () = {
     assert!(offset_of!(SharedBlock, layout) == 4);
     assert!(offset_of!(SharedBlock, owner) == 8);
     assert!(offset_of!(SharedBlock, exporter) == 0x10);
-    assert!(offset_of!(SharedBlock, worker_thread) == 0x18);
-    assert!(offset_of!(SharedBlock, stop_event) == 0x20);
-    assert!(
-        size_of::<Event>() == 0x20,
-        "driver_proxy::Event changed size: raise SHARED_FORMAT"
-    );
-    assert!(offset_of!(SharedBlock, kick_event) == 0x40);
-    assert!(size_of::<SharedBlock>() == 0x60);
+    assert!(offset_of!(SharedBlock, worker) == 0x18);
+    assert!(size_of::<SharedBlock>() == 0x20);
 };
 const _: () = assert!(size_of::<SharedBlock>() <= 0xFFFF);
 
@@ -158,8 +153,7 @@ pub const fn check_header(magic: u32, layout: u32) -> Result<(), NtStatus> {
 
 impl SharedBlock {
     /// The value an image writes into freshly allocated block memory: `owner` serves,
-    /// `exporter` is its exporter's code address; no worker thread; events not yet
-    /// initialised (initialise them in place, once the block is at its final address).
+    /// `exporter` is its exporter's code address; no worker thread.
     ///
     /// IRQL: any.
     #[must_use]
@@ -170,9 +164,7 @@ impl SharedBlock {
             owner: AtomicU32::new(owner.raw() as u32),
             reserved: 0,
             exporter: AtomicPtr::new(exporter),
-            worker_thread: AtomicPtr::new(ptr::null_mut()),
-            stop_event: Event::new(),
-            kick_event: Event::new(),
+            worker: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
@@ -182,38 +174,6 @@ impl SharedBlock {
     #[must_use]
     pub const fn header(&self) -> (u32, u32) {
         (self.magic, self.layout)
-    }
-
-    /// The stop event (pinned where the block lives; it never moves).
-    ///
-    /// IRQL: any.
-    #[must_use]
-    pub const fn stop_event(&self) -> &Event {
-        &self.stop_event
-    }
-
-    /// The kick event.
-    ///
-    /// IRQL: any.
-    #[must_use]
-    pub const fn kick_event(&self) -> &Event {
-        &self.kick_event
-    }
-
-    /// The two events with the kind each is initialised as, in the order of the worker's
-    /// wait ([`WORKER_STOP_EVENT`](crate::worker::WORKER_STOP_EVENT),
-    /// [`WORKER_KICK_EVENT`](crate::worker::WORKER_KICK_EVENT)): the stop event a notification
-    /// event, the kick event a synchronization event. The image that created the block
-    /// initialises each in place, not signalled, before the worker thread starts (pinning
-    /// them there is its unsafe step: the block never moves).
-    ///
-    /// IRQL: any.
-    #[must_use]
-    pub const fn events(&self) -> [(&Event, EventKind); WORKER_EVENT_COUNT] {
-        [
-            (&self.stop_event, EventKind::Notification),
-            (&self.kick_event, EventKind::Synchronization),
-        ]
     }
 
     /// The version of the image currently serving.
@@ -255,27 +215,25 @@ impl SharedBlock {
         self.owner.store(owner.raw().into(), Ordering::Release);
     }
 
-    /// Records the worker thread's handle, which the block then owns (taken back, once, by
-    /// [`Self::stop_worker_thread`]).
+    /// Stores the worker thread's address (`WorkerThread::into_raw`): the block holds it
+    /// until [`Self::take_worker`]. The block holds one thread: store the thread the driver
+    /// started (first load), or the one it took out (a swap), never a second one.
     ///
     /// IRQL: any.
-    pub fn adopt_worker_thread(&self, handle: *mut c_void) {
-        self.worker_thread.store(handle, Ordering::Release);
+    pub fn store_worker(&self, raw: NonNull<c_void>) {
+        self.worker.store(raw.as_ptr(), Ordering::Release);
     }
 
-    /// Starts ending the worker thread: takes its handle out of the block and, if there was
-    /// one, sets the stop event. Returns the handle (`Some` once; `None` afterwards or when
-    /// no thread was adopted), which the caller waits on (`ZwWaitForSingleObject`: the
-    /// routine has returned for the last time) and closes (`ZwClose`).
+    /// Takes the worker thread's address out of the block: `Some` once per
+    /// [`Self::store_worker`], `None` when no thread was stored (the driver runs without its
+    /// worker) or it was taken already. The caller takes the thread back with
+    /// `WorkerThread::from_raw` and either stores it again (a swap) or stops and joins it
+    /// (unload).
     ///
-    /// IRQL: `<= DISPATCH_LEVEL` (`PASSIVE_LEVEL` for the wait that follows).
+    /// IRQL: any.
     #[must_use]
-    pub fn stop_worker_thread(&self) -> Option<NonNull<c_void>> {
-        let handle = NonNull::new(self.worker_thread.swap(ptr::null_mut(), Ordering::AcqRel))?;
-        // The thread was started waiting on this initialised event, whose routines were
-        // resolved then: setting it cannot fail.
-        let _ = self.stop_event.set();
-        Some(handle)
+    pub fn take_worker(&self) -> Option<NonNull<c_void>> {
+        NonNull::new(self.worker.swap(ptr::null_mut(), Ordering::Acquire))
     }
 }
 
@@ -283,7 +241,6 @@ impl SharedBlock {
 mod tests {
     use super::*;
     use crate::state::HANDOVER_SIZE;
-    use crate::worker::{WORKER_KICK_EVENT, WORKER_STOP_EVENT};
 
     fn address(value: usize) -> *mut c_void {
         ptr::without_provenance_mut(value)
@@ -295,7 +252,7 @@ mod tests {
         let (magic, layout) = block.header();
         assert_eq!(check_header(magic, layout), Ok(()));
         assert_eq!(magic.to_le_bytes(), *b"HSwK");
-        assert_eq!(layout, 0x0001_0060);
+        assert_eq!(layout, 0x0002_0020);
         assert_eq!(block.owner(), Some(DriverVersion::V1));
         assert_eq!(block.exporter().map(|e| e.as_ptr().addr()), Some(0x1000));
     }
@@ -311,7 +268,7 @@ mod tests {
             Err(NtStatus::REVISION_MISMATCH)
         );
         assert_eq!(
-            check_header(SHARED_MAGIC, (2 << 16) | 0x60),
+            check_header(SHARED_MAGIC, (1 << 16) | 0x60),
             Err(NtStatus::REVISION_MISMATCH)
         );
     }
@@ -340,51 +297,17 @@ mod tests {
         assert!(block.outgoing_exporter(address(0x1000)).is_some());
     }
 
-    /// A block at a fixed address with its events initialised as a front end does (on the
-    /// host kernel, which serves the event routines).
-    #[cfg(target_os = "linux")]
-    fn pinned_block() -> &'static SharedBlock {
-        extern crate std;
-        use driver_proxy_host as _;
-        use std::boxed::Box;
-        let block: &'static SharedBlock = Box::leak(Box::new(SharedBlock::new(
-            DriverVersion::V1,
-            ptr::null_mut(),
-        )));
-        for (event, kind) in block.events() {
-            core::pin::Pin::static_ref(event)
-                .initialize(kind, false)
-                .unwrap();
-        }
-        block
-    }
-
-    #[cfg(target_os = "linux")]
     #[test]
-    fn stopping_the_worker_sets_the_stop_event_and_hands_the_handle_back_once() {
-        let block = pinned_block();
-        assert_eq!(block.stop_worker_thread(), None, "no thread adopted");
-        assert_eq!(block.stop_event().is_set(), Ok(false), "nothing to stop");
-        block.adopt_worker_thread(address(0x44));
-        assert_eq!(
-            block.stop_worker_thread().map(|h| h.as_ptr().addr()),
-            Some(0x44)
-        );
-        assert_eq!(block.stop_event().is_set(), Ok(true));
-        assert_eq!(block.kick_event().is_set(), Ok(false));
-        assert_eq!(block.stop_worker_thread(), None, "taken once");
-    }
-
-    #[test]
-    fn the_events_are_listed_in_the_worker_wait_order_with_their_kinds() {
+    fn the_worker_is_stored_and_taken_back_once() {
         let block = SharedBlock::new(DriverVersion::V1, ptr::null_mut());
-        let [(stop, stop_kind), (kick, kick_kind)] = block.events();
-        assert!(ptr::eq(stop, block.stop_event()) && WORKER_STOP_EVENT == 0);
-        assert!(ptr::eq(kick, block.kick_event()) && WORKER_KICK_EVENT == 1);
-        assert_eq!(
-            (stop_kind, kick_kind),
-            (EventKind::Notification, EventKind::Synchronization)
-        );
+        assert_eq!(block.take_worker(), None, "no thread stored");
+        let thread = NonNull::new(address(0x44)).unwrap();
+        block.store_worker(thread);
+        assert_eq!(block.take_worker(), Some(thread));
+        assert_eq!(block.take_worker(), None, "taken once");
+        // A swap: taken, then stored again.
+        block.store_worker(thread);
+        assert_eq!(block.take_worker(), Some(thread));
     }
 
     #[test]

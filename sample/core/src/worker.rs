@@ -1,71 +1,84 @@
 //! The body of the sample's hot-swappable worker thread.
 //!
-//! The front end starts one worker with `IoDriverProxyCreateHotSwappableWorkerThread`
-//! (falling back to an ordinary system thread where hot swap is unavailable). The kernel
-//! waits on the [`WORKER_EVENT_COUNT`] events of its start context — `WaitAny`, with the
-//! relative timeout [`WORKER_PERIOD_100NS`] — and then calls the worker routine *through its
-//! wrapper* with the wait's status; the routine returns `TRUE` to wait again and `FALSE` to
-//! end the thread. Because the routine is an endpoint, a swap repoints it: ticks after the
-//! swap are run, and counted, by the incoming build ([`StatsInfo::worker_ticks_v2`](crate::StatsInfo)).
+//! The front end starts one worker with the library's builder
+//! (`HotSwap::worker_thread(wrapper, ()).events(WORKER_EVENTS).timeout(WORKER_PERIOD)`):
+//! a hot-swappable worker thread (`IoDriverProxyCreateHotSwappableWorkerThread`), or where
+//! hot swap is unavailable a plain system thread running the same loop. The library owns
+//! the thread's storage: its context (here `()`: the routine uses its own image's
+//! [`State`]), the **stop event** it adds at index 0 of the kernel's wait, and the routine's
+//! one event of its own, the **kick event** ([`WORKER_KICK_EVENT`], index 1 of the wait).
+//! After each wait — `WaitAny`, with the relative timeout [`WORKER_PERIOD`] — the kernel
+//! calls the worker routine *through its wrapper* with the wait's status; the front end's
+//! routine reads it with `WorkerContext::wake` and hands the resulting `Wake` to
+//! [`worker_routine`], which returns `true` to wait again and `false` to end the thread.
+//! Because the routine is an endpoint, a swap repoints it: ticks after the swap are run, and
+//! counted, by the incoming build ([`StatsInfo::worker_ticks_v2`](crate::StatsInfo)).
 //!
-//! The front end's routine is one line: `worker_routine(&STATE, wait_status.into()).into()`.
+//! The front end's routine is one line:
+//! `worker_routine(&STATE, worker.wake(wait_status))`.
 //!
-//! | wait status | meaning | [`WorkerWake`] | ticks | returns |
-//! |---|---|---|---|---|
-//! | `STATUS_TIMEOUT` | the period elapsed | `Periodic` | yes | `TRUE` |
-//! | `STATUS_WAIT_0` (index [`WORKER_STOP_EVENT`]) | the front end is stopping the worker (unload) | `Stop` | no | `FALSE` |
-//! | `STATUS_WAIT_1` (index [`WORKER_KICK_EVENT`]) | a tick was asked for now | `Kicked` | yes | `TRUE` |
-//! | `STATUS_ALERTED`, `STATUS_USER_APC` | the wait was interrupted | `Interrupted` | no | `TRUE` |
-//! | anything else (other wait indices, abandoned waits, errors) | the wait failed | `Failed` | no | `FALSE`: the thread ends rather than spin on a failing wait |
+//! | wait status | `Wake` | meaning | [`WorkerWake`] | ticks | returns |
+//! |---|---|---|---|---|---|
+//! | `STATUS_TIMEOUT` | `Timeout` | the period elapsed | `Periodic` | yes | `true` |
+//! | `STATUS_WAIT_0` (the library's stop event), or any status once a stop was requested | `Stop` | the thread is being stopped (`WorkerThread::stop_and_join`, at unload) | `Stop` | no | `false` |
+//! | `STATUS_WAIT_1` (the kick event, the routine's event [`WORKER_KICK_EVENT`]) | `Event(0)` | a tick was asked for now (a swap kicks it) | `Kicked` | yes | `true` |
+//! | `STATUS_ALERTED`, `STATUS_USER_APC` | `Alerted`, `UserApc` | the wait was interrupted | `Interrupted` | no | `true` |
+//! | anything else (abandoned waits, errors; an event or a `WaitAll` this worker does not have) | `Failed(status)`, `Event(1..)`, `All` | the wait failed | `Failed` | no | `false`: the thread ends rather than spin on a failing wait |
 
-use driver_proxy::NtStatus;
+use driver_proxy::{EventKind, Timeout, Wake, WorkerRoutine, WorkerThread};
 
 use crate::{
     state::State,
     version::{DriverVersion, THIS_BUILD},
 };
 
-/// Index of the stop event in the start context's `Events` (set on unload).
-pub const WORKER_STOP_EVENT: u32 = 0;
-/// Index of the kick event in the start context's `Events` (a tick on demand).
-pub const WORKER_KICK_EVENT: u32 = 1;
-/// Number of events the worker waits on.
-pub const WORKER_EVENT_COUNT: usize = 2;
-/// The worker's period: a relative timeout of 500 ms in 100 ns units (negative = relative),
-/// for the start context's `Timeout`.
+/// Index of the kick event among the worker routine's own events (`Wake::Event(0)`; index 1
+/// of the kernel's wait, after the library's stop event).
+pub const WORKER_KICK_EVENT: usize = 0;
+/// Number of events of the worker routine's own (the library adds its stop event).
+pub const WORKER_EVENT_COUNT: usize = 1;
+/// The kinds of the routine's events, for `WorkerThreadBuilder::events`: the kick event is
+/// a synchronization event (one tick per set).
+pub const WORKER_EVENTS: [EventKind; WORKER_EVENT_COUNT] = [EventKind::Synchronization];
+/// The worker's period: a relative timeout of 500 ms in 100 ns units (negative = relative).
 pub const WORKER_PERIOD_100NS: i64 = -5_000_000;
+/// [`WORKER_PERIOD_100NS`] as the builder's `Timeout`.
+pub const WORKER_PERIOD: Timeout = Timeout::relative_100ns(WORKER_PERIOD_100NS.unsigned_abs());
 
-/// Why the worker woke up, from its wait status (module table).
+/// The type of the front ends' worker routine: no context of its own (`()`), one event.
+/// Every image of the driver registers its routine under the same id with this type, and
+/// takes the thread back as a [`SampleWorkerThread`].
+pub type SampleWorkerRoutine = WorkerRoutine<(), WORKER_EVENT_COUNT>;
+/// The running worker thread, owned (`WorkerThread::into_raw` / `from_raw` hand it from one
+/// image to the next through [`crate::SharedBlock`]).
+pub type SampleWorkerThread = WorkerThread<(), WORKER_EVENT_COUNT>;
+
+/// Why the worker woke up, from its `Wake` (module table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkerWake {
     /// The period elapsed.
     Periodic,
     /// The kick event was set.
     Kicked,
-    /// The stop event was set.
+    /// The thread is asked to end.
     Stop,
     /// An alert or user APC interrupted the wait.
     Interrupted,
-    /// Any other status: the wait failed.
-    Failed(NtStatus),
+    /// Anything else: the wait failed, or woke for an event or a `WaitAll` this worker does
+    /// not have.
+    Failed(Wake),
 }
 
 impl WorkerWake {
-    /// Classifies a wait status.
+    /// Classifies a wake-up.
     #[must_use]
-    pub const fn classify(wait_status: NtStatus) -> Self {
-        if wait_status.raw() == NtStatus::TIMEOUT.raw() {
-            return Self::Periodic;
-        }
-        if wait_status.raw() == NtStatus::ALERTED.raw()
-            || wait_status.raw() == NtStatus::USER_APC.raw()
-        {
-            return Self::Interrupted;
-        }
-        match wait_status.wait_index() {
-            Some(WORKER_STOP_EVENT) => Self::Stop,
-            Some(WORKER_KICK_EVENT) => Self::Kicked,
-            _ => Self::Failed(wait_status),
+    pub const fn classify(wake: Wake) -> Self {
+        match wake {
+            Wake::Timeout => Self::Periodic,
+            Wake::Event(WORKER_KICK_EVENT) => Self::Kicked,
+            Wake::Stop => Self::Stop,
+            Wake::Alerted | Wake::UserApc => Self::Interrupted,
+            other @ (Wake::Event(_) | Wake::All | Wake::Failed(_)) => Self::Failed(other),
         }
     }
 
@@ -75,7 +88,7 @@ impl WorkerWake {
         matches!(self, Self::Periodic | Self::Kicked)
     }
 
-    /// Whether the worker waits again afterwards (the routine's `BOOLEAN`).
+    /// Whether the worker waits again afterwards (the routine's result).
     #[must_use]
     pub const fn keeps_running(self) -> bool {
         matches!(self, Self::Periodic | Self::Kicked | Self::Interrupted)
@@ -87,16 +100,16 @@ impl WorkerWake {
 ///
 /// IRQL: any (the worker calls it at `PASSIVE_LEVEL`).
 #[must_use]
-pub fn worker_routine(state: &State, wait_status: NtStatus) -> bool {
-    worker_routine_as(THIS_BUILD, state, wait_status)
+pub fn worker_routine(state: &State, wake: Wake) -> bool {
+    worker_routine_as(THIS_BUILD, state, wake)
 }
 
 /// The worker routine's body as `version` (see [`worker_routine`]).
 ///
 /// IRQL: any.
 #[must_use]
-pub fn worker_routine_as(version: DriverVersion, state: &State, wait_status: NtStatus) -> bool {
-    let wake = WorkerWake::classify(wait_status);
+pub fn worker_routine_as(version: DriverVersion, state: &State, wake: Wake) -> bool {
+    let wake = WorkerWake::classify(wake);
     if wake.ticks() {
         state.record_worker_tick(version);
     }
@@ -105,49 +118,38 @@ pub fn worker_routine_as(version: DriverVersion, state: &State, wait_status: NtS
 
 #[cfg(test)]
 mod tests {
+    use driver_proxy::NtStatus;
+
     use super::*;
 
     #[test]
-    fn every_documented_wait_status_is_handled_as_the_table_says() {
+    fn every_wake_is_handled_as_the_table_says() {
+        let failed = |wake| (wake, WorkerWake::Failed(wake), false, false);
         let cases = [
-            (NtStatus::TIMEOUT, WorkerWake::Periodic, true, true),
-            (NtStatus::WAIT_0, WorkerWake::Stop, false, false),
-            (NtStatus(1), WorkerWake::Kicked, true, true),
-            (NtStatus::ALERTED, WorkerWake::Interrupted, false, true),
-            (NtStatus::USER_APC, WorkerWake::Interrupted, false, true),
-            (NtStatus(2), WorkerWake::Failed(NtStatus(2)), false, false),
-            (
-                NtStatus::ABANDONED_WAIT_0,
-                WorkerWake::Failed(NtStatus::ABANDONED_WAIT_0),
-                false,
-                false,
-            ),
-            (
-                NtStatus::INVALID_PARAMETER,
-                WorkerWake::Failed(NtStatus::INVALID_PARAMETER),
-                false,
-                false,
-            ),
-            (
-                NtStatus::PENDING,
-                WorkerWake::Failed(NtStatus::PENDING),
-                false,
-                false,
-            ),
+            (Wake::Timeout, WorkerWake::Periodic, true, true),
+            (Wake::Stop, WorkerWake::Stop, false, false),
+            (Wake::Event(0), WorkerWake::Kicked, true, true),
+            (Wake::Alerted, WorkerWake::Interrupted, false, true),
+            (Wake::UserApc, WorkerWake::Interrupted, false, true),
+            failed(Wake::Event(1)),
+            failed(Wake::All),
+            failed(Wake::Failed(NtStatus::ABANDONED_WAIT_0)),
+            failed(Wake::Failed(NtStatus::INVALID_PARAMETER)),
+            failed(Wake::Failed(NtStatus::PENDING)),
         ];
-        for (status, wake, ticks, again) in cases {
+        for (wake, expected, ticks, again) in cases {
             let state = State::new();
-            assert_eq!(WorkerWake::classify(status), wake, "{status}");
+            assert_eq!(WorkerWake::classify(wake), expected, "{wake:?}");
             assert_eq!(
-                worker_routine_as(DriverVersion::V2, &state, status),
+                worker_routine_as(DriverVersion::V2, &state, wake),
                 again,
-                "{status}"
+                "{wake:?}"
             );
             let counters = state.stats();
-            assert_eq!(counters.worker_ticks_v2, u64::from(ticks), "{status}");
+            assert_eq!(counters.worker_ticks_v2, u64::from(ticks), "{wake:?}");
             assert_eq!(counters.worker_ticks_v1, 0);
             let last = if ticks { Some(DriverVersion::V2) } else { None };
-            assert_eq!(counters.last_worker_version(), last, "{status}");
+            assert_eq!(counters.last_worker_version(), last, "{wake:?}");
         }
     }
 
@@ -155,13 +157,13 @@ mod tests {
     fn ticks_are_credited_to_the_build_that_ran_them() {
         let state = State::new();
         for _ in 0..3 {
-            assert!(worker_routine_as(
-                DriverVersion::V1,
-                &state,
-                NtStatus::TIMEOUT
-            ));
+            assert!(worker_routine_as(DriverVersion::V1, &state, Wake::Timeout));
         }
-        assert!(worker_routine_as(DriverVersion::V2, &state, NtStatus(1)));
+        assert!(worker_routine_as(
+            DriverVersion::V2,
+            &state,
+            Wake::Event(WORKER_KICK_EVENT)
+        ));
         let counters = state.stats();
         assert_eq!(
             (
@@ -172,11 +174,70 @@ mod tests {
             (4, 3, 1)
         );
         assert_eq!(counters.last_worker_version(), Some(DriverVersion::V2));
-        assert!(worker_routine(&state, NtStatus::TIMEOUT));
+        assert!(worker_routine(&state, Wake::Timeout));
         assert_eq!(
             state.stats().worker_ticks_by(THIS_BUILD),
             if cfg!(feature = "v2") { 2 } else { 4 }
         );
         assert_eq!(state.stats().last_worker_version(), Some(THIS_BUILD));
+    }
+
+    #[test]
+    fn the_period_is_500_ms_relative() {
+        assert_eq!(WORKER_PERIOD, Timeout::from_millis(500));
+        assert_eq!(WORKER_PERIOD.raw(), WORKER_PERIOD_100NS);
+    }
+
+    /// The table's wait statuses as the library's worker thread produces them, on the host
+    /// kernel: a thread of the sample's types, kicked (`STATUS_WAIT_1`: a tick), handed
+    /// through its raw address as between images, then stopped (`STATUS_WAIT_0`: no tick,
+    /// the routine ends the thread).
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[allow(unsafe_code, reason = "a driver object, as DriverEntry receives one")]
+    fn a_worker_of_the_sample_s_type_ticks_when_kicked_and_ends_when_stopped() {
+        extern crate std;
+        use driver_proxy::{
+            DriverObject, EndpointEntry, EndpointId, EndpointTable, HotSwap, WorkerContext,
+        };
+        use driver_proxy_host::HostDriverObject;
+        use std::time::{Duration, Instant};
+
+        static STATE: State = State::new();
+        extern "system" fn routine(
+            worker: &'static WorkerContext<(), WORKER_EVENT_COUNT>,
+            wait_status: NtStatus,
+        ) -> bool {
+            worker_routine_as(DriverVersion::V1, &STATE, worker.wake(wait_status))
+        }
+        const WORKER: EndpointId<SampleWorkerRoutine> = EndpointId::new(5);
+
+        let mut object = HostDriverObject::new();
+        // SAFETY: a host driver object that outlives every use below.
+        let driver = unsafe { DriverObject::from_raw(object.as_raw()) }.unwrap();
+        let hotswap = HotSwap::new(driver).unwrap();
+        hotswap.worker_threads().unwrap();
+        let table =
+            EndpointTable::new([EndpointEntry::new(WORKER, routine as SampleWorkerRoutine)])
+                .unwrap();
+        hotswap.register(&table, None).unwrap();
+        let thread = hotswap
+            .worker_thread(hotswap.wrapper(&table, WORKER).unwrap(), ())
+            .events(WORKER_EVENTS)
+            .timeout(Timeout::from_millis(600_000)) // no periodic tick during the test
+            .spawn()
+            .unwrap();
+        thread.event(WORKER_KICK_EVENT).unwrap().set();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while STATE.stats().worker_ticks_v1 == 0 {
+            assert!(Instant::now() < deadline, "the kick made no tick");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let raw = thread.into_raw();
+        // SAFETY: the address `into_raw` just gave, taken back once.
+        let thread = unsafe { SampleWorkerThread::from_raw(raw) }.unwrap();
+        thread.stop_and_join().unwrap();
+        assert_eq!(STATE.stats().worker_ticks_v1, 1, "stopping is not a tick");
+        drop(object);
     }
 }

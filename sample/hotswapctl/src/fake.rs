@@ -36,7 +36,7 @@ use std::{
 };
 
 use hotswap_sample_core::{
-    Completion, DriverVersion, HandOverError, NtStatus, State, dispatch_device_control_as,
+    Completion, DriverVersion, HandOverError, NtStatus, State, Wake, dispatch_device_control_as,
     worker_routine_as,
 };
 
@@ -220,14 +220,14 @@ impl FakeDevice {
         Ok(())
     }
 
-    /// Runs the worker routine once with `wait_status`, as the loaded build; returns whether
-    /// the worker would wait again. Nothing ticks while the device is absent.
-    pub fn run_worker(&self, wait_status: NtStatus) -> bool {
+    /// Runs the worker routine once for `wake`, as the loaded build; returns whether the
+    /// worker would wait again. Nothing ticks while the device is absent.
+    pub fn run_worker(&self, wake: Wake) -> bool {
         let loaded = self.read();
         if loaded.presence != Presence::Present || loaded.worker_stopped {
             return true;
         }
-        worker_routine_as(loaded.version, &loaded.state, wait_status)
+        worker_routine_as(loaded.version, &loaded.state, wake)
     }
 
     /// Disables the device (absent; the driver's state is dropped, as `PnP` unloads a driver
@@ -277,7 +277,7 @@ impl FakeDevice {
         Swapper::spawn(period, move || {
             // A fresh state never refuses an import of a snapshot exported by the core.
             let _ = device.swap_to(device.version().other());
-            device.run_worker(NtStatus::TIMEOUT);
+            device.run_worker(Wake::Timeout);
         })
     }
 }
@@ -371,7 +371,7 @@ impl FakeLab {
     pub fn new(device: Arc<FakeDevice>, worker_period: Duration) -> Self {
         let ticking = Arc::clone(&device);
         let worker = Swapper::spawn(worker_period, move || {
-            ticking.run_worker(NtStatus::TIMEOUT);
+            ticking.run_worker(Wake::Timeout);
         });
         Self {
             device,
@@ -404,7 +404,7 @@ impl Lab for FakeLab {
             .swap_to(version)
             .map_err(|error| LabError::Failed(format!("hand-over refused: {error}")))?;
         // The driver sets its kick event after a swap: the worker ticks in the new code now.
-        self.device.run_worker(NtStatus::TIMEOUT);
+        self.device.run_worker(Wake::Timeout);
         Ok(())
     }
 
@@ -443,7 +443,7 @@ mod tests {
         let device = FakeDevice::new(DriverVersion::V1);
         let mut client = Client::new(device.connect());
         assert_eq!(client.transform(b"abc").unwrap().value, b"ABC");
-        assert!(device.run_worker(NtStatus::TIMEOUT));
+        assert!(device.run_worker(Wake::Timeout));
         device.swap_to(DriverVersion::V2).unwrap();
         let reply = client.transform(b"abc").unwrap();
         assert_eq!(

@@ -428,7 +428,7 @@ mod tests {
             // Between polls 2 and 3: v1 -> v2 with a worker tick; between 4 and 5: back to v1.
             if polls_done == 2 {
                 device.swap_to(V2).unwrap();
-                device.run_worker(NtStatus::TIMEOUT);
+                device.run_worker(hotswap_sample_core::Wake::Timeout);
             }
             if polls_done == 4 {
                 device.swap_to(V1).unwrap();

@@ -272,6 +272,7 @@ fn a_v2_that_does_not_re_register_every_endpoint_is_an_incomplete_swap_and_keeps
     let _serial = serial();
     let lab = lab(&images);
     let driver = lab.driver().unwrap();
+    driver_proxy_host::wdm::clear_dbg_print_log();
     let error = driver.swap_to(&partial).unwrap_err();
     let ImageDriverError::IncompleteSwap { endpoints, .. } = &error else {
         panic!("expected an incomplete swap, got {error}");
@@ -288,6 +289,20 @@ fn a_v2_that_does_not_re_register_every_endpoint_is_an_incomplete_swap_and_keeps
         version(&lab),
         DriverVersion::V2,
         "the endpoints it did re-register moved"
+    );
+    // Its DriverEntry committed the swap, then could not look up DriverUnload's wrapper: the
+    // library's endpoint record still gives id 4 to v1 (RegisteredByAnotherImage), not
+    // "not found".
+    let log = driver_proxy_host::wdm::dbg_print_log();
+    let refused = format!(
+        "HotSwapSample v2: wrapper lookup after the swap: 0x{:08X}",
+        NtStatus::OBJECT_TYPE_MISMATCH.raw().cast_unsigned()
+    );
+    assert!(log.iter().any(|line| line.trim_end() == refused), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|line| line.trim_end() == "HotSwapSample v2: took over from v1 (swap 1)"),
+        "{log:?}"
     );
     drop(driver);
     lab.unload()

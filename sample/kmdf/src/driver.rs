@@ -1,20 +1,14 @@
 //! `DriverEntry`: the first load, or swap mode when the driver object already carries this
 //! driver's shared block (crate docs).
 
-use driver_proxy::{
-    CreateError, DriverObject, HotSwap, LookupError, NtStatus, NullDriverObject, RegisterError,
-    Timeout,
-};
+use driver_proxy::{DriverObject, HotSwap, NtStatus, Wrapped};
 use hotswap_sample_core::worker::{
-    WORKER_EVENT_COUNT, WORKER_KICK_EVENT, WORKER_PERIOD_100NS, WORKER_STOP_EVENT,
+    SampleWorkerRoutine, SampleWorkerThread, WORKER_EVENTS, WORKER_PERIOD,
 };
 use wdk_sys::{NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, call_unsafe_wdf_function_binding};
 
 use crate::endpoints::{self, Wrappers};
-use crate::{device, log, log_status, shared, swap};
-
-// The worker's events are added in this order: stop, then kick.
-const _: () = assert!(WORKER_STOP_EVENT == 0 && WORKER_KICK_EVENT == 1 && WORKER_EVENT_COUNT == 2);
+use crate::{device, log, log_status, log_unavailable, shared, swap};
 
 /// The driver's entry, called by the framework's `FxDriverEntry` (the image's PE entry
 /// point, from `WdfDriverEntry.lib`) once it has bound this image to the framework.
@@ -45,8 +39,7 @@ pub unsafe extern "system" fn driver_entry(
 unsafe fn entry(driver: PDRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Result<(), NtStatus> {
     // SAFETY: the driver's own DRIVER_OBJECT (contract), valid until unload; wdk-sys and
     // driver-proxy declare the same kernel structure.
-    let proxy_driver =
-        unsafe { DriverObject::from_raw(driver.cast()) }.map_err(NullDriverObject::status)?;
+    let proxy_driver = unsafe { DriverObject::from_raw(driver.cast()) }?;
     // SAFETY: as above; no unload runs during DriverEntry.
     match unsafe { shared::existing(driver) }? {
         // SAFETY: DriverEntry's arguments.
@@ -64,17 +57,17 @@ unsafe fn first_load(
     registry_path: PCUNICODE_STRING,
     proxy_driver: DriverObject,
 ) -> Result<(), NtStatus> {
-    let hotswap = HotSwap::new(proxy_driver).map_err(CreateError::status)?;
-    log(if hotswap.unavailable().is_none() {
-        "DriverEntry: hot swap available"
-    } else {
-        "DriverEntry: hot swap unavailable, running without it"
-    });
-    let table = endpoints::table().map_err(RegisterError::status)?;
-    hotswap
-        .register(&table, None)
-        .map_err(RegisterError::status)?;
-    let wrappers = Wrappers::look_up(&hotswap, &table).map_err(LookupError::status)?;
+    let hotswap = HotSwap::new(proxy_driver)?;
+    match hotswap.unavailable() {
+        None => log("DriverEntry: hot swap available"),
+        Some(reason) => log_unavailable(
+            "DriverEntry: hot swap unavailable, running without it",
+            reason,
+        ),
+    }
+    let table = endpoints::table()?;
+    hotswap.register(&table, None)?;
+    let wrappers = Wrappers::look_up(&hotswap, &table)?;
 
     // SAFETY: DriverEntry's arguments; EvtDriverUnload is the unload wrapper.
     let wdf_driver = unsafe { device::create_driver(driver, registry_path, wrappers.unload) }?;
@@ -83,22 +76,16 @@ unsafe fn first_load(
     // SAFETY: our WDFDRIVER, in DriverEntry; EvtIoDeviceControl is the wrapper.
     let device = unsafe { device::create_control_device(wdf_driver, wrappers.device_control) }?;
 
-    // The events live in the shared block, which lives as long as the driver object: the
-    // borrows are 'static, so the safe `spawn` applies.
-    let spawned = hotswap
-        .worker_thread(wrappers.worker)
-        .event(block.stop_event())
-        .event(block.kick_event())
-        .timeout(Timeout::relative_100ns(WORKER_PERIOD_100NS.unsigned_abs()))
-        .spawn();
-    match spawned {
-        Ok(thread) => {
-            block.adopt_worker_thread(thread.handle());
-            // The block owns the handle now (closed by `shared::stop_worker` at unload).
-            core::mem::forget(thread);
+    match start_worker(&hotswap, wrappers.worker) {
+        Ok(worker) => {
+            if let Some(thread) = worker {
+                // The block holds the thread from now on: the unload routine of whichever
+                // image is loaded last takes it back to stop it (`shared::stop_worker`).
+                shared::give_worker(block, thread);
+            }
             Ok(())
         }
-        Err(error) => {
+        Err(status) => {
             // SAFETY: our control device; DriverEntry fails, so no request is served.
             unsafe {
                 call_unsafe_wdf_function_binding!(
@@ -106,7 +93,32 @@ unsafe fn first_load(
                     device.cast::<core::ffi::c_void>()
                 );
             }
-            Err(error.status())
+            Err(status)
         }
     }
+}
+
+/// Starts the worker thread (crate docs, step 6) with the library's builder, or `None` when
+/// this kernel cannot run it (`HotSwap::worker_threads` names the missing routine, logged):
+/// the driver then serves without its worker rather than fail to load. The library owns the
+/// thread's storage (context, stop and kick events) in a driver-object extension.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Errors
+/// The status of a failed `spawn` on a kernel that has every routine a worker needs.
+fn start_worker(
+    hotswap: &HotSwap,
+    routine: Wrapped<SampleWorkerRoutine>,
+) -> Result<Option<SampleWorkerThread>, NtStatus> {
+    if let Err(reason) = hotswap.worker_threads() {
+        log_unavailable("DriverEntry: no worker thread, running without it", reason);
+        return Ok(None);
+    }
+    let thread = hotswap
+        .worker_thread(routine, ())
+        .events(WORKER_EVENTS)
+        .timeout(WORKER_PERIOD)
+        .spawn()?;
+    Ok(Some(thread))
 }

@@ -14,9 +14,10 @@
 
 use driver_proxy::{
     Endpoint, EndpointEntry, EndpointId, EndpointTable, HotSwap, LookupError, NtStatus,
-    RegisterError, WorkerRoutine, Wrapped, sys,
+    RegisterError, WorkerContext, Wrapped,
 };
 use hotswap_sample_core::kmdf::{self, BufferKind, DeviceControlRequest, RetrievedBuffer};
+use hotswap_sample_core::worker::{SampleWorkerRoutine, WORKER_EVENT_COUNT};
 use hotswap_sample_core::worker_routine as core_worker_routine;
 use wdk_sys::{
     PFN_WDF_DRIVER_UNLOAD, PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL, PVOID, ULONG, ULONG_PTR, WDFDRIVER,
@@ -36,12 +37,12 @@ pub const DEVICE_CONTROL: EndpointId<EvtIoDeviceControl> = EndpointId::new(kmdf:
 /// V1 id of `EvtDriverUnload`.
 pub const DRIVER_UNLOAD: EndpointId<EvtDriverUnload> = EndpointId::new(kmdf::DRIVER_UNLOAD.id);
 /// V1 id of the worker routine.
-pub const WORKER: EndpointId<WorkerRoutine> = EndpointId::new(kmdf::WORKER.id);
+pub const WORKER: EndpointId<SampleWorkerRoutine> = EndpointId::new(kmdf::WORKER.id);
 
 const _: () = {
     assert!(EvtIoDeviceControl::ARITY == kmdf::DEVICE_CONTROL.parameter_count);
     assert!(EvtDriverUnload::ARITY == kmdf::DRIVER_UNLOAD.parameter_count);
-    assert!(WorkerRoutine::ARITY == kmdf::WORKER.parameter_count);
+    assert!(SampleWorkerRoutine::ARITY == kmdf::WORKER.parameter_count);
 };
 
 /// This image's V1 table.
@@ -52,7 +53,7 @@ pub fn table() -> Result<EndpointTable<3>, RegisterError> {
     EndpointTable::new([
         EndpointEntry::new(DEVICE_CONTROL, evt_io_device_control as EvtIoDeviceControl),
         EndpointEntry::new(DRIVER_UNLOAD, evt_driver_unload as EvtDriverUnload),
-        EndpointEntry::new(WORKER, worker_routine as WorkerRoutine),
+        EndpointEntry::new(WORKER, worker_routine as SampleWorkerRoutine),
     ])
 }
 
@@ -64,7 +65,7 @@ pub struct Wrappers {
     /// For `WDF_DRIVER_CONFIG` ([`c_abi::driver_unload`]).
     pub unload: Wrapped<EvtDriverUnload>,
     /// For the worker thread builder.
-    pub worker: Wrapped<WorkerRoutine>,
+    pub worker: Wrapped<SampleWorkerRoutine>,
 }
 
 impl Wrappers {
@@ -186,7 +187,8 @@ fn retrieve(request: WDFREQUEST, kind: BufferKind) -> Result<RetrievedBuffer, Nt
     Ok(RetrievedBuffer { address, length })
 }
 
-/// `EvtDriverUnload`: ends the worker thread (stop event, wait, close). The framework then
+/// `EvtDriverUnload`: ends the worker thread, if the driver runs one (takes it back from the
+/// shared block and stops and joins it: `crate::shared::stop_worker`). The framework then
 /// deletes the control device, its queue and symbolic link (they are its objects), and the
 /// I/O manager frees the shared block with the driver object. Whichever image is loaded last
 /// runs this, through the same wrapper.
@@ -207,16 +209,14 @@ pub unsafe extern "system" fn evt_driver_unload(driver: WDFDRIVER) {
 }
 
 /// The hot-swappable worker thread's routine: one wake-up of the core's worker body on this
-/// image's state. The context is unused: the kernel passes the same one for the thread's
-/// whole life, across swaps.
+/// image's state, with the wake-up read by the library (`WorkerContext::wake`: the stop
+/// request, the kick event, the timeout). The context's value (`()`) is unused: the library
+/// passes the same context for the thread's whole life, across swaps.
 ///
 /// IRQL: `PASSIVE_LEVEL`.
-///
-/// # Safety
-/// Called by the kernel's worker loop (through the wrapper).
-pub unsafe extern "system" fn worker_routine(
-    _context: sys::PVOID,
-    wait_status: sys::NTSTATUS,
-) -> sys::BOOLEAN {
-    sys::BOOLEAN::from(core_worker_routine(&STATE, NtStatus(wait_status)))
+pub extern "system" fn worker_routine(
+    worker: &'static WorkerContext<(), WORKER_EVENT_COUNT>,
+    wait_status: NtStatus,
+) -> bool {
+    core_worker_routine(&STATE, worker.wake(wait_status))
 }

@@ -17,30 +17,40 @@
 //! which binds the image to KMDF (`WdfVersionBind`) and calls [`driver::driver_entry`]:
 //!
 //! 1. `HotSwap::new`: probes DriverProxy and creates the driver's extension, or falls back
-//!    (kernel older than 24H2, no Secure Kernel, feature disabled): then every "wrapper" below
-//!    is the routine itself and the driver runs without hot swap, same code path.
+//!    (kernel older than 24H2, no Secure Kernel, feature disabled, a routine the library
+//!    needs missing, named in the log): then every "wrapper" below is the routine itself and
+//!    the driver runs without hot swap, same code path.
 //! 2. Registers one V1 `EndpointTable` with the three routines it hands out and looks their
 //!    wrappers up ([`endpoints`]).
 //! 3. `WdfDriverCreate` with `WdfDriverInitNonPnpDriver` and the **unload wrapper** as
 //!    `EvtDriverUnload`.
-//! 4. Allocates the shared block (`IoAllocateDriverObjectExtension`): worker events and
-//!    handle, this image's version and exporter ([`shared`]).
+//! 4. Allocates the shared block (`IoAllocateDriverObjectExtension`): the worker thread
+//!    (its address, `WorkerThread::into_raw`), this image's version and exporter
+//!    ([`shared`]).
 //! 5. The control device: `WdfControlDeviceInitAllocate` with SDDL
 //!    `D:P(A;;GA;;;SY)(A;;GA;;;BA)` (`SDDL_DEVOBJ_SYS_ALL_ADM_ALL`: system and administrators),
 //!    device type `0x8D57`, secure open, name `\Device\HotSwapSample`, `WdfDeviceCreate`,
 //!    symbolic link `\DosDevices\HotSwapSample` (names from `hotswap_sample_core::names`), a
 //!    default parallel queue whose `EvtIoDeviceControl` is the **device-control wrapper**,
 //!    `WdfControlFinishInitializing`.
-//! 6. Starts the hot-swappable worker thread with the library's builder on the **worker
-//!    wrapper**: `WaitAny` on the stop and kick events, 500 ms period. The kernel calls the
-//!    routine through its wrapper at each wake-up, so a swap takes effect at the next tick.
+//! 6. Starts the worker thread with the library's builder on the **worker wrapper**
+//!    (`hotswap.worker_thread(wrapper, ()).events(WORKER_EVENTS).timeout(WORKER_PERIOD)`):
+//!    `WaitAny` on the library's stop event and the routine's kick event, 500 ms period. The
+//!    kernel calls the routine through its wrapper at each wake-up, so a swap takes effect
+//!    at the next tick (where hot swap is unavailable, the library runs the same loop on a
+//!    plain system thread). The library owns the thread's context and events (a
+//!    driver-object extension); the block holds the thread's address. When
+//!    `HotSwap::worker_threads` says this kernel cannot run one (a routine missing, named in
+//!    the log), the driver runs **without its worker** rather than fail.
 //!
 //! `EvtIoDeviceControl` passes the request's parameters and the framework's buffer
 //! retrievals to the core's `kmdf::serve_device_control` (`METHOD_BUFFERED` only: one system
 //! buffer, `WdfRequestRetrieveInputBuffer` / `WdfRequestRetrieveOutputBuffer`), which runs
 //! `dispatch_buffered`, and completes the request with `WdfRequestCompleteWithInformation`.
-//! `EvtDriverUnload` stops the worker (stop event, wait for the thread, close its handle);
-//! the framework then deletes the control device, its link and queue.
+//! `EvtDriverUnload` takes the worker thread back from the block (`WorkerThread::from_raw`)
+//! and stops and joins it (`stop_and_join`: the library sets its stop event, waits for the
+//! thread and closes its handle); the framework then deletes the control device, its link
+//! and queue.
 //!
 //! # Which routines are wrappers
 //!
@@ -76,8 +86,9 @@
 //!   published; **`ProxyStalled`** calls it directly and imports the snapshot into this
 //!   image's counters (`State::import_from`); any failure rolls the swap back and
 //!   `DriverEntry` returns that status;
-//! * committed: the block names this image and its exporter, and the kick event makes the
-//!   worker tick in the new code at once.
+//! * committed: the block names this image and its exporter, and the worker thread, taken
+//!   from the block (`WorkerThread::from_raw`), kicked (its kick event makes it tick in the
+//!   new code at once) and given back (`into_raw`), keeps running for the new image.
 //!
 //! The incoming image's endpoints call the framework (`WdfRequest*`) through the incoming
 //! image's own binding; that calls on objects created under the first image's binding work
@@ -168,7 +179,7 @@ pub mod endpoints;
 pub mod shared;
 pub mod swap;
 
-use driver_proxy::NtStatus;
+use driver_proxy::{NtStatus, Unavailable};
 use hotswap_sample_core::{State, THIS_BUILD};
 
 /// The kernel allocator (`ExAllocatePool2`, non-paged). The sample never allocates: every
@@ -188,4 +199,10 @@ pub fn log(message: &str) {
 /// `DbgPrint("HotSwapSample v<version>: <message>: <status>")`.
 pub fn log_status(message: &str, status: NtStatus) {
     wdk::println!("HotSwapSample v{}: {message}: {status}", THIS_BUILD.raw());
+}
+
+/// `DbgPrint("HotSwapSample v<version>: <message>: <why>")`, naming the kernel routine that
+/// is missing when that is the reason (`Unavailable`'s `Display`).
+pub fn log_unavailable(message: &str, reason: Unavailable) {
+    wdk::println!("HotSwapSample v{}: {message}: {reason}", THIS_BUILD.raw());
 }

@@ -5,15 +5,15 @@
 
 use core::ffi::c_void;
 use core::mem::size_of;
-use core::pin::Pin;
 
-use driver_proxy::{EventError, NtStatus};
+use driver_proxy::NtStatus;
 use hotswap_sample_core::THIS_BUILD;
 use hotswap_sample_core::shared::{DRIVER_EXTENSION_KEY, SharedBlock, check_header};
-use wdk_sys::ntddk::{
-    IoAllocateDriverObjectExtension, IoGetDriverObjectExtension, ZwClose, ZwWaitForSingleObject,
-};
+use hotswap_sample_core::worker::SampleWorkerThread;
+use wdk_sys::ntddk::{IoAllocateDriverObjectExtension, IoGetDriverObjectExtension};
 use wdk_sys::{PDRIVER_OBJECT, PVOID, ULONG};
+
+use crate::log_status;
 
 /// The key, as the pointer the I/O manager compares (never dereferenced).
 fn key() -> PVOID {
@@ -47,15 +47,14 @@ pub unsafe fn existing(driver: PDRIVER_OBJECT) -> Result<Option<&'static SharedB
     Ok(Some(unsafe { &*raw.cast::<SharedBlock>() }))
 }
 
-/// Allocates the block (first load), owned by [`THIS_BUILD`] with `exporter`, and
-/// initialises its two events in place.
+/// Allocates the block (first load), owned by [`THIS_BUILD`] with `exporter`, no worker
+/// thread yet.
 ///
 /// IRQL: `PASSIVE_LEVEL`.
 ///
 /// # Errors
 /// `IoAllocateDriverObjectExtension`'s status (`STATUS_OBJECT_NAME_COLLISION` if a block
-/// exists); `STATUS_INVALID_DEVICE_STATE` if the memory is not aligned for the block; an
-/// event's initialisation error.
+/// exists); `STATUS_INVALID_DEVICE_STATE` if the memory is not aligned for the block.
 ///
 /// # Safety
 /// `driver` must be this driver's own `DRIVER_OBJECT`, in `DriverEntry`.
@@ -66,7 +65,7 @@ pub unsafe fn allocate(
     let mut raw: PVOID = core::ptr::null_mut();
     #[allow(
         clippy::cast_possible_truncation,
-        reason = "0x60 bytes, asserted in the core"
+        reason = "0x20 bytes, asserted in the core"
     )]
     let size = size_of::<SharedBlock>() as ULONG;
     // SAFETY: our driver object; a local out pointer.
@@ -81,28 +80,48 @@ pub unsafe fn allocate(
         block.write(SharedBlock::new(THIS_BUILD, exporter));
         &*block
     };
-    for (event, kind) in block.events() {
-        // SAFETY: the block never moves (driver object extension memory).
-        unsafe { Pin::new_unchecked(event) }
-            .initialize(kind, false)
-            .map_err(EventError::status)?;
-    }
     Ok(block)
 }
 
-/// Ends the worker thread, if there is one: sets the stop event
-/// ([`SharedBlock::stop_worker_thread`]), waits for the thread to exit (its routine returned
-/// `FALSE` for the last time) and closes its handle.
+/// Takes the worker thread back from the block, if it holds one
+/// ([`SharedBlock::take_worker`], `WorkerThread::from_raw`). `None` when the driver runs
+/// without its worker, or when the address is not a worker thread of the sample's type
+/// (logged; cannot happen with images of this driver built against the same
+/// `driver-proxy`): the address is then put back, untouched.
+///
+/// IRQL: any.
+pub fn take_worker(block: &SharedBlock) -> Option<SampleWorkerThread> {
+    let raw = block.take_worker()?;
+    // SAFETY: only `WorkerThread::into_raw` of a `SampleWorkerThread` started for this
+    // driver object is ever stored in the block (`give_worker`), and taking it out of the
+    // block above makes this the thread's only owner.
+    match unsafe { SampleWorkerThread::from_raw(raw) } {
+        Ok(thread) => Some(thread),
+        Err(error) => {
+            log_status("worker thread not taken back", error.into());
+            block.store_worker(raw);
+            None
+        }
+    }
+}
+
+/// Gives the worker thread to the block (`WorkerThread::into_raw`), for the next image or
+/// the unload routine to take.
+///
+/// IRQL: any.
+pub fn give_worker(block: &SharedBlock, thread: SampleWorkerThread) {
+    block.store_worker(thread.into_raw());
+}
+
+/// Ends the worker thread, if the block holds one: takes it back ([`take_worker`]) and
+/// stops and joins it (`WorkerThread::stop_and_join`: the library sets the thread's stop
+/// event, the routine returns `false`, the thread ends and its handle is closed).
 ///
 /// IRQL: `PASSIVE_LEVEL`.
 pub fn stop_worker(block: &SharedBlock) {
-    let Some(handle) = block.stop_worker_thread() else {
-        return;
-    };
-    // SAFETY: the worker thread's kernel handle, owned by the block and taken out of it
-    // above, so waited on and closed once.
-    unsafe {
-        let _ = ZwWaitForSingleObject(handle.as_ptr(), 0, core::ptr::null_mut());
-        let _ = ZwClose(handle.as_ptr());
+    if let Some(thread) = take_worker(block)
+        && let Err(error) = thread.stop_and_join()
+    {
+        log_status("unload: waiting for the worker thread failed", error.into());
     }
 }

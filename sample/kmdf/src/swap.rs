@@ -5,9 +5,10 @@
 
 use core::ffi::c_void;
 
-use driver_proxy::{CreateError, DriverObject, HotSwap, NtStatus, RegisterError};
+use driver_proxy::{DriverObject, HotSwap, NtStatus};
 use hotswap_sample_core::shared::{self, ExportState, SharedBlock};
 use hotswap_sample_core::state::HANDOVER_SIZE;
+use hotswap_sample_core::worker::WORKER_KICK_EVENT;
 use hotswap_sample_core::{THIS_BUILD, TakeOver};
 
 use crate::{STATE, endpoints, log, log_status};
@@ -33,16 +34,18 @@ unsafe extern "system" fn export_state(buffer: *mut u8, length: usize) -> i32 {
 /// Takes the driver over from the image serving it: re-registers the same endpoint ids with
 /// this image's routines and the core's [`TakeOver`] as the phased callback (the hand-over
 /// in `ProxyStalled`); once the registration returned success (committed), publishes this
-/// image in the block and kicks the worker so that it ticks in the new code at once.
+/// image in the block and kicks the worker (taken from the block, then given back) so that
+/// it ticks in the new code at once.
 ///
 /// IRQL: `PASSIVE_LEVEL` (`DriverEntry`).
 ///
 /// # Errors
-/// `STATUS_NOT_SUPPORTED` when hot-swap is unavailable; the status of a failed (rolled back)
-/// registration, e.g. `STATUS_INVALID_DEVICE_STATE` when no other image's exporter is
-/// published.
+/// `STATUS_NOT_SUPPORTED` when hot-swap is unavailable; `STATUS_REVISION_MISMATCH` when the
+/// driver's extension has no endpoint record of this library, or another layout of it; the
+/// status of a failed (rolled back) registration, e.g. `STATUS_INVALID_DEVICE_STATE` when no
+/// other image's exporter is published.
 pub fn take_over(proxy_driver: DriverObject, block: &SharedBlock) -> Result<(), NtStatus> {
-    let hotswap = HotSwap::from_driver_object(proxy_driver).map_err(CreateError::status)?;
+    let hotswap = HotSwap::from_driver_object(proxy_driver)?;
     if hotswap.unavailable().is_some() {
         log("swap refused: hot-swap is unavailable");
         return Err(NtStatus::NOT_SUPPORTED);
@@ -58,16 +61,22 @@ pub fn take_over(proxy_driver: DriverObject, block: &SharedBlock) -> Result<(), 
             NtStatus(unsafe { export(snapshot.as_mut_ptr(), snapshot.len()) })
         }
     });
-    let table = endpoints::table().map_err(RegisterError::status)?;
+    let table = endpoints::table()?;
     let mut callback = TakeOver::new(&STATE, outgoing);
     if let Err(error) = hotswap.register(&table, Some(&mut callback)) {
-        log_status("swap failed, rolled back", error.status());
-        return Err(error.status());
+        log_status("swap failed, rolled back", error.into());
+        return Err(error.into());
     }
     // Committed: every wrapper leads here now. The framework keeps the wrapper addresses it
     // was given, which V1 re-registration repointed: nothing to re-store.
     block.publish(THIS_BUILD, own);
-    let _ = block.kick_event().set();
+    // Kick the worker, if the driver runs one: it ticks in this image's code at once.
+    if let Some(thread) = crate::shared::take_worker(block) {
+        if let Some(kick) = thread.event(WORKER_KICK_EVENT) {
+            kick.set();
+        }
+        crate::shared::give_worker(block, thread);
+    }
     log("took over");
     Ok(())
 }

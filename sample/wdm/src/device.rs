@@ -3,9 +3,10 @@
 //!
 //! # Why the device extension
 //!
-//! Everything that must outlive the image that created it lives in the device extension, not
-//! in a `static`: the worker thread's stop and kick events and handle, and the exporter and
-//! version of the image currently serving. The extension **is** the core's
+//! Everything of the sample that must outlive the image that created it lives in the device
+//! extension, not in a `static`: the worker thread (the address `WorkerThread::into_raw`
+//! gives; the thread's context and events are the library's, in a driver-object extension),
+//! and the exporter and version of the image currently serving. The extension **is** the core's
 //! [`SharedBlock`] (its module docs list what is there and why; the KMDF front end keeps
 //! the same block in a driver object extension instead): this module creates the device
 //! with an extension of `size_of::<SharedBlock>()` bytes and writes the block there.
@@ -21,17 +22,18 @@
 //! The block's first eight bytes identify it (`SHARED_MAGIC`, the bytes `"HSwK"`, and
 //! `SHARED_LAYOUT`, format and size): an image refuses to take over a device whose
 //! extension does not carry both ([`check_header`]: `STATUS_INVALID_DEVICE_STATE`, or
-//! `STATUS_REVISION_MISMATCH` for another layout). The layout, asserted in the core,
-//! includes the size of `driver_proxy::Event`, so the images of a swap must be built
-//! against the same `driver-proxy` (true of every pair `cargo xtask build-driver` writes).
+//! `STATUS_REVISION_MISMATCH` for another layout). The worker thread's storage behind the
+//! address in the block is the library's, which `WorkerThread::from_raw` checks (magic and
+//! type fingerprint), so the images of a swap must be built against the same
+//! `driver-proxy` (true of every pair `cargo xtask build-driver` writes).
 
 use core::ffi::c_void;
 use core::mem::size_of;
-use core::pin::Pin;
 use core::ptr::{self, NonNull};
 
 use driver_proxy::NtStatus;
 use hotswap_sample_core::shared::{ExportState, SharedBlock, check_header};
+use hotswap_sample_core::worker::SampleWorkerThread;
 use hotswap_sample_core::{DriverVersion, ioctl, names};
 
 use crate::wdm_sys::{
@@ -44,20 +46,49 @@ use crate::wdm_sys::{
 static DEVICE_NAME: [u16; names::DEVICE_NAME_UTF16.len()] = names::DEVICE_NAME_UTF16;
 static DOS_DEVICE_NAME: [u16; names::DOS_DEVICE_NAME_UTF16.len()] = names::DOS_DEVICE_NAME_UTF16;
 
-/// Ends the worker thread, if there is one: sets the stop event
-/// ([`SharedBlock::stop_worker_thread`]), waits for the thread to exit (its routine has
-/// returned for the last time) and closes its handle.
+/// Takes the worker thread back from the extension, if it holds one
+/// ([`SharedBlock::take_worker`], `WorkerThread::from_raw`). `None` when the driver runs
+/// without its worker, or when the address is not a worker thread of the sample's type
+/// (logged; cannot happen with images of this driver built against the same
+/// `driver-proxy`): the address is then put back, untouched.
+///
+/// IRQL: any.
+pub fn take_worker(extension: &SharedBlock) -> Option<SampleWorkerThread> {
+    let raw = extension.take_worker()?;
+    // SAFETY: only `WorkerThread::into_raw` of a `SampleWorkerThread` started for this
+    // driver object is ever stored in the block (`first_load`, `give_worker`), and taking it
+    // out of the block above makes this the thread's only owner.
+    match unsafe { SampleWorkerThread::from_raw(raw) } {
+        Ok(thread) => Some(thread),
+        Err(error) => {
+            crate::log_status(c"worker thread not taken back", error.into());
+            extension.store_worker(raw);
+            None
+        }
+    }
+}
+
+/// Gives the worker thread back to the extension (`WorkerThread::into_raw`), for the next
+/// image or the unload routine to take.
+///
+/// IRQL: any.
+pub fn give_worker(extension: &SharedBlock, thread: SampleWorkerThread) {
+    extension.store_worker(thread.into_raw());
+}
+
+/// Ends the worker thread, if the extension holds one: takes it back ([`take_worker`]) and
+/// stops and joins it (`WorkerThread::stop_and_join`: the library sets the thread's stop
+/// event, the routine returns `false`, the thread ends and its handle is closed).
 ///
 /// IRQL: `PASSIVE_LEVEL`.
 pub fn stop_worker(extension: &SharedBlock) {
-    let Some(handle) = extension.stop_worker_thread() else {
-        return;
-    };
-    // SAFETY: the worker thread's kernel handle, owned by the extension and taken out of it
-    // above, so waited on and closed once.
-    unsafe {
-        let _ = wdm_sys::ZwWaitForSingleObject(handle.as_ptr(), FALSE, ptr::null_mut());
-        let _ = wdm_sys::ZwClose(handle.as_ptr());
+    if let Some(thread) = take_worker(extension)
+        && let Err(error) = thread.stop_and_join()
+    {
+        crate::log_status(
+            c"unload: waiting for the worker thread failed",
+            error.into(),
+        );
     }
 }
 
@@ -74,14 +105,13 @@ pub struct Device {
 
 impl Device {
     /// Creates the device (`IoCreateDevice`, secure open, not exclusive), initialises its
-    /// extension for `owner` with `exporter` and its two events, and creates the symbolic
+    /// extension for `owner` with `exporter` (no worker thread yet), and creates the symbolic
     /// link. On failure nothing is left behind.
     ///
     /// IRQL: `PASSIVE_LEVEL`.
     ///
     /// # Errors
-    /// The status of `IoCreateDevice` or `IoCreateSymbolicLink`; that of initialising an
-    /// event.
+    /// The status of `IoCreateDevice` or `IoCreateSymbolicLink`.
     ///
     /// # Safety
     /// `driver` must be the driver's own `DRIVER_OBJECT`, in `DriverEntry`.
@@ -92,7 +122,7 @@ impl Device {
     ) -> Result<Self, NtStatus> {
         let mut device_name = wdm_sys::unicode_string(&DEVICE_NAME);
         let mut raw: PDEVICE_OBJECT = ptr::null_mut();
-        #[allow(clippy::cast_possible_truncation, reason = "0x60 bytes, asserted")]
+        #[allow(clippy::cast_possible_truncation, reason = "0x20 bytes, asserted")]
         let extension_size = size_of::<SharedBlock>() as ULONG;
         // SAFETY: valid driver object (caller contract), name and out pointer.
         let status = NtStatus(unsafe {
@@ -116,17 +146,6 @@ impl Device {
             let extension = raw.as_ref().DeviceExtension.cast::<SharedBlock>();
             extension.write(SharedBlock::new(owner, exporter as *mut c_void));
         }
-        let device = Self { raw };
-        for (event, kind) in device.extension().events() {
-            // SAFETY: the extension lives at a fixed address until IoDeleteDevice (struct
-            // invariant), so the event is never moved.
-            let event = unsafe { Pin::new_unchecked(event) };
-            if let Err(error) = event.initialize(kind, false) {
-                // SAFETY: the device was created above and has no link yet.
-                unsafe { wdm_sys::IoDeleteDevice(raw.as_ptr()) };
-                return Err(error.status());
-            }
-        }
         let mut link = wdm_sys::unicode_string(&DOS_DEVICE_NAME);
         // SAFETY: two valid counted strings.
         let status =
@@ -136,7 +155,7 @@ impl Device {
             unsafe { wdm_sys::IoDeleteDevice(raw.as_ptr()) };
             return Err(status);
         }
-        Ok(device)
+        Ok(Self { raw })
     }
 
     /// The device another image of this driver created, found through
@@ -173,8 +192,7 @@ impl Device {
     #[must_use]
     pub fn extension(&self) -> &SharedBlock {
         // SAFETY: the extension is an initialised SharedBlock valid as long as `self`
-        // (struct invariant); only atomics and kernel-synchronised events are mutated
-        // through it.
+        // (struct invariant); only its atomics are mutated through it.
         unsafe { &*self.raw.as_ref().DeviceExtension.cast::<SharedBlock>() }
     }
 

@@ -21,15 +21,16 @@
 
 use driver_proxy::{
     EndpointEntry, EndpointId, EndpointTable, HotSwap, LookupError, NtStatus, RegisterError,
-    WorkerRoutine, Wrapped,
+    WorkerContext, Wrapped,
 };
+use hotswap_sample_core::worker::{SampleWorkerRoutine, WORKER_EVENT_COUNT};
 use hotswap_sample_core::{dispatch_buffered, worker_routine as core_worker_routine};
 
 use crate::STATE;
 use crate::device::Device;
 use crate::wdm_sys::{
-    self, BOOLEAN, DRIVER_DISPATCH, DRIVER_UNLOAD, IRP_MJ_CLOSE, IRP_MJ_CREATE,
-    IRP_MJ_DEVICE_CONTROL, METHOD_BUFFERED, NTSTATUS, PDEVICE_OBJECT, PDRIVER_OBJECT, PIRP, PVOID,
+    self, DRIVER_DISPATCH, DRIVER_UNLOAD, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL,
+    METHOD_BUFFERED, NTSTATUS, PDEVICE_OBJECT, PDRIVER_OBJECT, PIRP,
 };
 
 /// V1 id of the `IRP_MJ_CREATE` dispatch routine.
@@ -41,7 +42,7 @@ pub const DEVICE_CONTROL: EndpointId<DRIVER_DISPATCH> = EndpointId::new(3);
 /// V1 id of the unload routine.
 pub const UNLOAD: EndpointId<DRIVER_UNLOAD> = EndpointId::new(4);
 /// V1 id of the worker thread's routine.
-pub const WORKER: EndpointId<WorkerRoutine> = EndpointId::new(5);
+pub const WORKER: EndpointId<SampleWorkerRoutine> = EndpointId::new(5);
 
 /// Number of endpoints.
 pub const COUNT: usize = 5;
@@ -66,7 +67,7 @@ pub fn table() -> Result<EndpointTable<COUNT>, RegisterError> {
         EndpointEntry::new(CLOSE, dispatch_close as DRIVER_DISPATCH),
         EndpointEntry::new(DEVICE_CONTROL, dispatch_device_control as DRIVER_DISPATCH),
         EndpointEntry::new(UNLOAD, driver_unload as DRIVER_UNLOAD),
-        EndpointEntry::new(WORKER, worker_routine as WorkerRoutine),
+        EndpointEntry::new(WORKER, worker_routine as SampleWorkerRoutine),
     ])
 }
 
@@ -91,7 +92,7 @@ pub fn swap_table() -> Result<EndpointTable<SWAP_COUNT>, RegisterError> {
             EndpointEntry::new(CREATE, dispatch_create as DRIVER_DISPATCH),
             EndpointEntry::new(CLOSE, dispatch_close as DRIVER_DISPATCH),
             EndpointEntry::new(DEVICE_CONTROL, dispatch_device_control as DRIVER_DISPATCH),
-            EndpointEntry::new(WORKER, worker_routine as WorkerRoutine),
+            EndpointEntry::new(WORKER, worker_routine as SampleWorkerRoutine),
         ])
     }
 }
@@ -105,7 +106,7 @@ pub struct Wrappers {
     device_control: Wrapped<DRIVER_DISPATCH>,
     unload: Wrapped<DRIVER_UNLOAD>,
     /// The worker routine's wrapper, for the worker thread builder.
-    pub worker: Wrapped<WorkerRoutine>,
+    pub worker: Wrapped<SampleWorkerRoutine>,
 }
 
 impl Wrappers {
@@ -114,8 +115,10 @@ impl Wrappers {
     /// IRQL: any.
     ///
     /// # Errors
-    /// [`LookupError`] when an id has no wrapper, or is not in `table` (the swap table of
-    /// the test image of feature `test-omit-unload-endpoint` has no [`UNLOAD`]).
+    /// [`LookupError`] when an id is not in `table`, has no wrapper, or was registered by
+    /// another image of the driver (after the incomplete swap of the test image of feature
+    /// `test-omit-unload-endpoint`, [`UNLOAD`] is still the outgoing image's:
+    /// `LookupError::RegisteredByAnotherImage`).
     pub fn look_up<const N: usize>(
         hotswap: &HotSwap,
         table: &EndpointTable<N>,
@@ -232,8 +235,9 @@ pub unsafe extern "system" fn dispatch_device_control(
     unsafe { wdm_sys::complete_request(irp, completion.status.raw(), completion.information) }
 }
 
-/// `DriverUnload`: ends the worker thread (stop event, then a wait for the thread), deletes
-/// the symbolic link and the device. Whichever image is loaded last runs it: everything it
+/// `DriverUnload`: ends the worker thread, if the driver runs one (takes it back from the
+/// device extension and stops and joins it: `crate::device::stop_worker`), deletes the
+/// symbolic link and the device. Whichever image is loaded last runs it: everything it
 /// needs is reached through the driver object and the device extension.
 ///
 /// IRQL: `PASSIVE_LEVEL` (a system thread).
@@ -264,14 +268,16 @@ pub unsafe extern "system" fn driver_unload(driver: PDRIVER_OBJECT) {
 }
 
 /// The hot-swappable worker thread's routine: one wake-up of the core's worker body
-/// (`hotswap_sample_core::worker_routine`) on this image's state. The context is not used:
-/// the kernel passes the same context for the thread's whole life, across swaps, so the
-/// routine must not depend on a pointer into the image that started the thread.
+/// (`hotswap_sample_core::worker_routine`) on this image's state, with the wake-up read by
+/// the library (`WorkerContext::wake`: the stop request, the kick event, the timeout). The
+/// context's value (`()`) is not used: the library passes the same context for the thread's
+/// whole life, across swaps, so the routine must not depend on anything of the image that
+/// started the thread.
 ///
 /// IRQL: `PASSIVE_LEVEL` (the worker thread).
-///
-/// # Safety
-/// Called by the kernel's worker loop (through the wrapper).
-pub unsafe extern "system" fn worker_routine(_context: PVOID, wait_status: NTSTATUS) -> BOOLEAN {
-    BOOLEAN::from(core_worker_routine(&STATE, NtStatus(wait_status)))
+pub extern "system" fn worker_routine(
+    worker: &'static WorkerContext<(), WORKER_EVENT_COUNT>,
+    wait_status: NtStatus,
+) -> bool {
+    core_worker_routine(&STATE, worker.wake(wait_status))
 }

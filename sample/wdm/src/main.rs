@@ -11,27 +11,38 @@
 //! # What `DriverEntry` does (first load)
 //!
 //! 1. `HotSwap::new`: probes DriverProxy and creates the driver's extension, or falls back
-//!    (kernel older than 24H2, no Secure Kernel, feature disabled): then every "wrapper"
-//!    below is the routine itself and the driver runs without hot swap, same code path.
+//!    (kernel older than 24H2, no Secure Kernel, feature disabled, a routine the library
+//!    needs missing): then every "wrapper" below is the routine itself and the driver runs
+//!    without hot swap, same code path. Which one it is goes to `DbgPrint`, with the reason
+//!    (the missing routine by name).
 //! 2. Registers one V1 [`driver_proxy::EndpointTable`] with every routine the driver hands
 //!    out: the `IRP_MJ_CREATE`, `IRP_MJ_CLOSE` and `IRP_MJ_DEVICE_CONTROL` dispatch routines,
 //!    `DriverUnload` and the worker routine (ids 1 to 5, [`endpoints`]).
 //! 3. Looks up the five wrappers and stores them, never the routines, in
 //!    `MajorFunction[…]` and `DriverUnload`.
-//! 4. Creates `\Device\HotSwapSample` (device type `0x8D57`, the protocol's; secure open)
+//! 4. Starts the worker thread with the library's builder
+//!    (`hotswap.worker_thread(wrapper, ()).events(WORKER_EVENTS).timeout(WORKER_PERIOD)`):
+//!    its routine's wrapper, `WaitAny` on the library's stop event and the routine's kick
+//!    event (indices 0 and 1 of the wait, as the core's worker table says), a relative
+//!    timeout of 500 ms. The kernel calls the routine through its wrapper at each wake-up,
+//!    so a swap takes effect at the next tick. Where hot swap is unavailable the library
+//!    runs the same loop on a plain system thread. The library owns the thread's storage
+//!    (context and events, in a driver-object extension that outlives every image). When
+//!    `HotSwap::worker_threads` says this kernel cannot run one (a routine missing, named
+//!    in the log), the driver loads and serves **without its worker** rather than fail.
+//! 5. Creates `\Device\HotSwapSample` (device type `0x8D57`, the protocol's; secure open)
 //!    whose device extension is the core's shared block (`hotswap_sample_core::SharedBlock`,
 //!    see [`device`]), and the symbolic link `\DosDevices\HotSwapSample` (names from
-//!    `hotswap_sample_core::names`).
-//! 5. Starts the hot-swappable worker thread with the library's builder: its routine's
-//!    wrapper, `WaitAny` on the stop and kick events (indices 0 and 1, as the core's worker
-//!    table says), a relative timeout of 500 ms. The kernel calls the routine through its
-//!    wrapper at each wake-up, so a swap takes effect at the next tick.
+//!    `hotswap_sample_core::names`); stores the worker thread there
+//!    (`WorkerThread::into_raw`). If the device cannot be created, the worker thread is
+//!    stopped and joined (dropped) and `DriverEntry` fails.
 //! 6. Clears `DO_DEVICE_INITIALIZING`.
 //!
 //! `IRP_MJ_DEVICE_CONTROL` hands the `METHOD_BUFFERED` system buffer to the core's
 //! `dispatch_buffered` and completes the IRP with its status and `Information`.
-//! `DriverUnload` sets the stop event, waits for the worker thread to end, and deletes the
-//! link and the device.
+//! `DriverUnload` takes the worker thread back from the device extension
+//! (`WorkerThread::from_raw`), stops and joins it (`stop_and_join`: the library sets its
+//! stop event and waits for the thread), and deletes the link and the device.
 //!
 //! # Swap mode: how v2 takes over a loaded v1
 //!
@@ -53,11 +64,15 @@
 //!   `extern "system" fn(buffer, length) -> NTSTATUS`
 //!   (`hotswap_sample_core::shared::ExportState`), which writes that image's 64-byte
 //!   hand-over snapshot (`hotswap_sample_core::HandOverSnapshot`).
-//!   The device object and its extension are the only memory both images reach, and they
-//!   outlive every image; the worker's events and thread handle live there too, because
-//!   the worker thread outlives the image that started it.
+//!   The device object and its extension are the only memory of the sample both images
+//!   reach, and they outlive every image; the worker thread's address
+//!   (`WorkerThread::into_raw`) is there too, because the worker thread outlives the image
+//!   that started it (its context and events are the library's, in a driver-object
+//!   extension).
 //! * **The swap.** The incoming image gets the existing extension
-//!   (`HotSwap::from_driver_object`; fallback means no swap: `STATUS_NOT_SUPPORTED`) and
+//!   (`HotSwap::from_driver_object`; fallback means no swap: `STATUS_NOT_SUPPORTED`; an
+//!   extension without the library's endpoint record, or with another layout of it:
+//!   `STATUS_REVISION_MISMATCH`) and
 //!   registers the same five ids with its own routines and the core's phased callback
 //!   (`hotswap_sample_core::TakeOver`): `PreProcess` checks that an exporter is published
 //!   and is not its own;
@@ -67,9 +82,11 @@
 //!   makes the kernel roll back, and `DriverEntry` returns that status.
 //! * **Commit.** When the registration returns success, the incoming image publishes its
 //!   own exporter and version in the extension (only then, so a rolled-back swap leaves the
-//!   outgoing image's exporter in place), re-stores the wrappers (unchanged by V1
-//!   re-registration) and sets the kick event so that the worker ticks in the new code at
-//!   once. `DriverEntry` returns `STATUS_SUCCESS`.
+//!   outgoing image's exporter in place), looks its wrappers up again with its full table
+//!   and re-stores them (unchanged by V1 re-registration), and takes the worker thread
+//!   from the extension (`WorkerThread::from_raw`), sets its kick event so that the worker
+//!   ticks in the new code at once, and gives it back (`WorkerThread::into_raw`). A driver
+//!   running without its worker has none to kick. `DriverEntry` returns `STATUS_SUCCESS`.
 //! * **What the loader may do afterwards.** Success: the outgoing image is no longer
 //!   reachable through any wrapper and nothing points into it (its exporter was replaced),
 //!   so it may be unmapped once its in-flight calls have drained, which the registration
@@ -97,9 +114,13 @@
 //!   `ProxyStalled`, the same commit), except that the registered table holds only ids 1,
 //!   2, 3 and 5 ([`endpoints::swap_table`]): `DriverUnload`'s id 4 is left out, so after a
 //!   committed swap its wrapper still leads to the outgoing image's routine. The wrapper
-//!   lookup after the commit then fails on that id (`STATUS_NOT_FOUND`, logged as
-//!   "wrapper lookup after the swap") and the driver object's slots keep the wrappers
-//!   they hold; `DriverEntry` still returns `STATUS_SUCCESS`.
+//!   lookup after the commit (with the image's full table, as every image does) then fails
+//!   on that id: the library's endpoint record says id 4 is registered by another image,
+//!   so this image cannot get its wrapper (`LookupError::RegisteredByAnotherImage(4)`,
+//!   `STATUS_OBJECT_TYPE_MISMATCH`, logged as "wrapper lookup after the swap"), and the
+//!   driver object's slots keep the wrappers they hold; `DriverEntry` still returns
+//!   `STATUS_SUCCESS`. Unloading such a driver runs the outgoing image's `DriverUnload`,
+//!   which takes the worker thread back and stops it like any image's.
 //!
 //! `cargo xtask build-driver` builds it for x64 only, as
 //! `target/drivers/amd64/hotswap_sample_v2_missing_unload.sys` (and `.map`), with no install
@@ -130,12 +151,22 @@
 //!
 //! # Imports
 //!
-//! `ntoskrnl.exe` only: `MmGetSystemRoutineAddress` (through `driver-proxy`, which resolves
-//! every DriverProxy, event, thread and pool routine at run time), `IoCreateDevice`,
+//! `ntoskrnl.exe` only: `MmGetSystemRoutineAddress` (through `driver-proxy`), `IoCreateDevice`,
 //! `IoDeleteDevice`, `IoCreateSymbolicLink`, `IoDeleteSymbolicLink`, `IofCompleteRequest`,
-//! `ZwWaitForSingleObject`, `ZwClose`, `DbgPrint`, and `KeBugCheckEx` (the panic handler);
-//! on ARM64 also the C run-time routines the code calls (`memcpy`, `memset`, …). An image
-//! contains only the imports its code references.
+//! `DbgPrint`, and `KeBugCheckEx` (the panic handler); on ARM64 also the C run-time routines
+//! the code calls (`memcpy`, `memset`, …). An image contains only the imports its code
+//! references.
+//!
+//! Nothing the library resolves at run time is imported statically: the DriverProxy
+//! routines, the event routines (`KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`,
+//! `KeResetEvent`, `KeReadStateEvent`), `KeWaitForMultipleObjects`, `PsCreateSystemThread`,
+//! `ZwWaitForSingleObject`, `ZwClose`, `IoAllocateDriverObjectExtension` and
+//! `IoGetDriverObjectExtension`. A static import the kernel lacks fails the load
+//! (`STATUS_DRIVER_ENTRYPOINT_NOT_FOUND`); resolved at run time, a missing routine only
+//! costs what needs it, named in the log: hot swap (the DriverProxy routines and the
+//! driver-object extensions), or the worker thread (the driver then serves without it). The
+//! worker's stop, wait and handle are the library's (`WorkerThread::stop_and_join`), so the
+//! driver calls none of those routines itself.
 //!
 //! # Panics
 //!
@@ -165,12 +196,9 @@ pub mod wdm_sys;
 
 use core::ffi::CStr;
 
-use driver_proxy::{
-    CreateError, DriverObject, HotSwap, LookupError, NtStatus, NullDriverObject, RegisterError,
-    Timeout,
-};
+use driver_proxy::{DriverObject, HotSwap, NtStatus, Unavailable, Wrapped};
 use hotswap_sample_core::worker::{
-    WORKER_EVENT_COUNT, WORKER_KICK_EVENT, WORKER_PERIOD_100NS, WORKER_STOP_EVENT,
+    SampleWorkerRoutine, SampleWorkerThread, WORKER_EVENTS, WORKER_PERIOD,
 };
 use hotswap_sample_core::{State, THIS_BUILD};
 
@@ -183,9 +211,6 @@ pub static STATE: State = State::new();
 
 /// Bug check code of a Rust panic: `"HSWP"`.
 pub const PANIC_BUGCHECK_CODE: u32 = u32::from_be_bytes(*b"HSWP");
-
-// The worker's events are added in this order: stop, then kick.
-const _: () = assert!(WORKER_STOP_EVENT == 0 && WORKER_KICK_EVENT == 1 && WORKER_EVENT_COUNT == 2);
 
 /// The entry point (`/ENTRY:DriverEntry`): first load, or swap mode when the driver object
 /// already has this driver's device (crate docs).
@@ -216,8 +241,7 @@ pub unsafe extern "system" fn DriverEntry(
 /// As [`DriverEntry`].
 unsafe fn entry(driver: PDRIVER_OBJECT) -> Result<(), NtStatus> {
     // SAFETY: the driver's own DRIVER_OBJECT (contract), valid until unload.
-    let proxy_driver =
-        unsafe { DriverObject::from_raw(driver.cast()) }.map_err(NullDriverObject::status)?;
+    let proxy_driver = unsafe { DriverObject::from_raw(driver.cast()) }?;
     // SAFETY: the driver's own DRIVER_OBJECT; no unload can run during DriverEntry.
     match unsafe { Device::existing(driver) }? {
         // SAFETY: as above.
@@ -232,43 +256,54 @@ unsafe fn entry(driver: PDRIVER_OBJECT) -> Result<(), NtStatus> {
 /// # Safety
 /// As [`DriverEntry`]; the driver has no device yet.
 unsafe fn first_load(driver: PDRIVER_OBJECT, proxy_driver: DriverObject) -> Result<(), NtStatus> {
-    let hotswap = HotSwap::new(proxy_driver).map_err(CreateError::status)?;
-    log_version(if hotswap.unavailable().is_none() {
-        c"DriverEntry: hot swap available"
-    } else {
-        c"DriverEntry: hot swap unavailable, running without it"
-    });
-    let table = endpoints::table().map_err(RegisterError::status)?;
-    hotswap
-        .register(&table, None)
-        .map_err(RegisterError::status)?;
-    let wrappers = Wrappers::look_up(&hotswap, &table).map_err(LookupError::status)?;
+    let hotswap = HotSwap::new(proxy_driver)?;
+    match hotswap.unavailable() {
+        None => log_version(c"DriverEntry: hot swap available"),
+        Some(reason) => log_unavailable(
+            c"DriverEntry: hot swap unavailable, running without it",
+            reason,
+        ),
+    }
+    let table = endpoints::table()?;
+    hotswap.register(&table, None)?;
+    let wrappers = Wrappers::look_up(&hotswap, &table)?;
     // SAFETY: our driver object; it has no device yet, so nothing reads the slots.
     unsafe { wrappers.install(driver) };
-
+    // Dropped (stopped and joined) if the device cannot be created.
+    let worker = start_worker(&hotswap, wrappers.worker)?;
     // SAFETY: our driver object, in DriverEntry.
     let device = unsafe { Device::create(driver, THIS_BUILD, swap::exporter()) }?;
-    let extension = device.extension();
-    let builder = hotswap
-        .worker_thread(wrappers.worker)
-        .event(extension.stop_event())
-        .event(extension.kick_event())
-        .timeout(Timeout::relative_100ns(WORKER_PERIOD_100NS.unsigned_abs()));
-    // SAFETY: the events live in the device extension, which only `DriverUnload` deletes,
-    // after it has set the stop event and waited for this thread to end; the context is
-    // null.
-    let thread = match unsafe { builder.spawn_unchecked() } {
-        Ok(thread) => thread,
-        Err(error) => {
-            device.delete();
-            return Err(error.status());
-        }
-    };
-    extension.adopt_worker_thread(thread.handle());
-    // The extension owns the handle now (closed by `device::stop_worker` at unload).
-    core::mem::forget(thread);
+    if let Some(thread) = worker {
+        // The device extension holds the thread from now on: the unload routine of whichever
+        // image is loaded last takes it back to stop it (`device::stop_worker`).
+        device.extension().store_worker(thread.into_raw());
+    }
     device.start();
     Ok(())
+}
+
+/// Starts the worker thread (crate docs, step 5), or `None` when this kernel cannot run it
+/// (`HotSwap::worker_threads` names the missing routine, logged): the driver then serves
+/// without its worker rather than fail to load.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Errors
+/// The status of a failed `spawn` on a kernel that has every routine a worker needs.
+fn start_worker(
+    hotswap: &HotSwap,
+    routine: Wrapped<SampleWorkerRoutine>,
+) -> Result<Option<SampleWorkerThread>, NtStatus> {
+    if let Err(reason) = hotswap.worker_threads() {
+        log_unavailable(c"DriverEntry: no worker thread, running without it", reason);
+        return Ok(None);
+    }
+    let thread = hotswap
+        .worker_thread(routine, ())
+        .events(WORKER_EVENTS)
+        .timeout(WORKER_PERIOD)
+        .spawn()?;
+    Ok(Some(thread))
 }
 
 /// `DbgPrint("HotSwapSample v<version>: <message>")`.
@@ -293,6 +328,31 @@ fn log_status(message: &CStr, status: NtStatus) {
             u32::from(THIS_BUILD.raw()),
             message.as_ptr(),
             status.raw().cast_unsigned(),
+        );
+    }
+}
+
+/// `DbgPrint("HotSwapSample v<version>: <message>: <why>")`, naming the kernel routine
+/// that is missing when that is the reason.
+fn log_unavailable(message: &CStr, reason: Unavailable) {
+    let (why, name): (&CStr, &str) = match reason {
+        Unavailable::ExportMissing(name) => (c"the kernel does not export ", name),
+        Unavailable::FeatureDisabled => (c"DriverProxy is not enabled for this driver", ""),
+        Unavailable::NotSupported => (c"the system does not support DriverProxy", ""),
+        Unavailable::DriverBlocked => (c"the driver is blocked from DriverProxy by policy", ""),
+    };
+    // The routine names are short ASCII; a longer one would be cut, never overread.
+    let length = i32::try_from(name.len()).unwrap_or(0);
+    // SAFETY: as in `log_version`; `%.*s` takes an int length and reads at most that many
+    // bytes of `name` (no NUL needed).
+    unsafe {
+        wdm_sys::DbgPrint(
+            c"HotSwapSample v%u: %s: %s%.*s\n".as_ptr(),
+            u32::from(THIS_BUILD.raw()),
+            message.as_ptr(),
+            why.as_ptr(),
+            length,
+            name.as_ptr(),
         );
     }
 }

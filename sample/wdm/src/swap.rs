@@ -5,12 +5,13 @@
 use core::ffi::c_void;
 use core::ptr;
 
-use driver_proxy::{CreateError, DriverObject, HotSwap, LookupError, NtStatus, RegisterError};
+use driver_proxy::{DriverObject, HotSwap, NtStatus};
 use hotswap_sample_core::shared::{self, ExportState};
 use hotswap_sample_core::state::HANDOVER_SIZE;
+use hotswap_sample_core::worker::WORKER_KICK_EVENT;
 use hotswap_sample_core::{THIS_BUILD, TakeOver};
 
-use crate::device::Device;
+use crate::device::{self, Device};
 use crate::endpoints::{self, Wrappers};
 use crate::wdm_sys::{NTSTATUS, PDRIVER_OBJECT};
 use crate::{STATE, log_version};
@@ -46,13 +47,16 @@ unsafe extern "system" fn export_state(buffer: *mut u8, length: usize) -> NTSTAT
 /// with this image's routines and the core's [`TakeOver`] as the phased callback (the
 /// hand-over in `ProxyStalled`); once the registration has returned success (the swap is
 /// committed), makes this image the serving one in the device extension and kicks the
-/// worker so that it ticks in the new code at once.
+/// worker (taken from the device extension, then given back) so that it ticks in the new
+/// code at once.
 ///
 /// IRQL: `PASSIVE_LEVEL` (`DriverEntry`).
 ///
 /// # Errors
 /// Before the swap commits: `STATUS_NOT_SUPPORTED` when hot-swap is unavailable (there is
-/// nothing to swap: the outgoing image runs without DriverProxy); the status of a failed
+/// nothing to swap: the outgoing image runs without DriverProxy); `STATUS_REVISION_MISMATCH`
+/// when the driver's extension has no endpoint record of this library, or another layout of
+/// it (`CreateError::RecordMissing` / `IncompatibleRecord`); the status of a failed
 /// registration, including the rollback after a failed phase (e.g.
 /// `STATUS_INVALID_DEVICE_STATE` when there is no exporter, or when the exporter is this
 /// image's own, i.e. the same image entered twice; a hand-over error's status). Nothing
@@ -68,7 +72,7 @@ pub unsafe fn take_over(
 ) -> Result<(), NtStatus> {
     let extension = device.extension();
     let from = extension.owner().map_or(0, |v| u32::from(v.raw()));
-    let hotswap = HotSwap::from_driver_object(proxy_driver).map_err(CreateError::status)?;
+    let hotswap = HotSwap::from_driver_object(proxy_driver)?;
     if hotswap.unavailable().is_some() {
         log_version(c"swap refused: hot-swap is unavailable");
         return Err(NtStatus::NOT_SUPPORTED);
@@ -87,23 +91,35 @@ pub unsafe fn take_over(
         }
     });
     // All five ids, or four in the test image of feature `test-omit-unload-endpoint`.
-    let table = endpoints::swap_table().map_err(RegisterError::status)?;
+    let table = endpoints::swap_table()?;
     let mut on_phase = TakeOver::new(&STATE, outgoing);
     if let Err(error) = hotswap.register(&table, Some(&mut on_phase)) {
-        crate::log_status(c"swap failed, rolled back", error.status());
-        return Err(error.status());
+        crate::log_status(c"swap failed, rolled back", error.into());
+        return Err(error.into());
     }
     // Committed: every wrapper leads here now, and the outgoing image may be unmapped.
     extension.publish(THIS_BUILD, own);
-    // V1 re-registration keeps the wrappers; store them anyway in case they changed. (In the
-    // test image of feature `test-omit-unload-endpoint` the table has no UNLOAD: the lookup
-    // fails with STATUS_NOT_FOUND, logged, and every slot keeps the wrapper it holds.)
-    match Wrappers::look_up(&hotswap, &table).map_err(LookupError::status) {
+    // V1 re-registration keeps the wrappers; look them up with this image's full table and
+    // store them anyway in case they changed. (In the test image of feature
+    // `test-omit-unload-endpoint` the registered table has no UNLOAD, which the endpoint
+    // record still gives to the outgoing image: the lookup fails with
+    // `LookupError::RegisteredByAnotherImage(4)`, STATUS_OBJECT_TYPE_MISMATCH, logged, and
+    // every slot keeps the wrapper it holds.)
+    match endpoints::table()
+        .map_err(NtStatus::from)
+        .and_then(|full| Ok(Wrappers::look_up(&hotswap, &full)?))
+    {
         // SAFETY: our driver object (caller contract).
         Ok(wrappers) => unsafe { wrappers.install(driver) },
         Err(status) => crate::log_status(c"wrapper lookup after the swap", status),
     }
-    let _ = extension.kick_event().set();
+    // Kick the worker, if the driver runs one: it ticks in this image's code at once.
+    if let Some(thread) = device::take_worker(extension) {
+        if let Some(kick) = thread.event(WORKER_KICK_EVENT) {
+            kick.set();
+        }
+        device::give_worker(extension, thread);
+    }
     crate::log_swap(from, STATE.stats().swaps);
     Ok(())
 }

@@ -10,9 +10,12 @@
 //!
 //! Imports are `raw-dylib` from `ntoskrnl.exe`: rustc writes the import library itself, so
 //! no WDK import library is needed, and `+verbatim` keeps the DLL name exactly
-//! `ntoskrnl.exe`. Every routine imported here exists in every Windows 10 and 11 kernel; the
-//! DriverProxy routines, which do not, are resolved at run time by `driver-proxy`
-//! (its one static import, `MmGetSystemRoutineAddress`, comes from the same DLL).
+//! `ntoskrnl.exe`. Every routine imported here exists in every Windows 10 and 11 kernel.
+//! Nothing `driver-proxy` calls is imported here: it resolves its routines at run time
+//! (DriverProxy, which older kernels lack, and the event, wait, thread, handle and
+//! driver-object-extension routines of worker threads and of its endpoint record), through
+//! its one static import, `MmGetSystemRoutineAddress`, from the same DLL; a static import of
+//! one of them would make a kernel without it refuse the whole image instead.
 
 #![allow(
     non_snake_case,
@@ -319,17 +322,6 @@ unsafe extern "system" {
     /// `<= DISPATCH_LEVEL`.
     pub fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR);
 
-    /// `ZwWaitForSingleObject`: here, waits for the worker thread to end. IRQL:
-    /// `PASSIVE_LEVEL`.
-    pub fn ZwWaitForSingleObject(
-        Handle: HANDLE,
-        Alertable: BOOLEAN,
-        Timeout: *mut LARGE_INTEGER,
-    ) -> NTSTATUS;
-
-    /// `ZwClose`. IRQL: `PASSIVE_LEVEL`.
-    pub fn ZwClose(Handle: HANDLE) -> NTSTATUS;
-
     /// `KeBugCheckEx`: stops the system (here: on a Rust panic, which the driver's code is
     /// written never to reach). IRQL: any.
     pub fn KeBugCheckEx(
@@ -344,7 +336,8 @@ unsafe extern "system" {
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 unsafe extern "C" {
     /// `DbgPrint`: a `printf`-style message to the kernel debugger (512 bytes at most).
-    /// IRQL: any, for the ANSI conversions used here (`%u`, `%x`, `%p`, `%s` of ANSI text).
+    /// IRQL: any, for the ANSI conversions used here (`%u`, `%X`, `%s` and `%.*s` of ANSI
+    /// text).
     pub fn DbgPrint(Format: *const c_char, ...) -> ULONG;
 }
 
