@@ -332,7 +332,23 @@ impl HotSwap {
             }
             failure => {
                 if let Some(saved) = &saved {
-                    record.restore(&guard, saved);
+                    // A rollback that failed (its drain timed out) leaves new implementations in
+                    // force: the record keeps those. Where the kernel cannot tell (a V2 lookup
+                    // that does not find V1 endpoints), the record is restored.
+                    let in_force = |i: usize| {
+                        let endpoint = &endpoints[i];
+                        // SAFETY: resolved routines; live extension; the address is only
+                        // compared by the kernel.
+                        unsafe {
+                            implementation_in_force(
+                                extension,
+                                routines,
+                                endpoint.id,
+                                endpoint.address,
+                            )
+                        }
+                    };
+                    record.restore(&guard, saved, in_force);
                 }
                 Err(match failure {
                     Some((phase, status)) => RegisterError::Callback { phase, status },
@@ -448,6 +464,34 @@ unsafe fn wrapper_by_id<F: Endpoint>(
     let wrapper = unsafe { (routines.endpoint_wrapper_by_id)(extension.as_ptr(), id) }?;
     // SAFETY: the wrapper forwards calls of the endpoint's signature, `F` (caller contract).
     Some(unsafe { Wrapped::new_unchecked(F::unerase(wrapper)) })
+}
+
+/// Whether the wrapper of V1 id `id` forwards to `address` now: the kernel's V2 lookup of the
+/// address answers with that id's wrapper.
+///
+/// # Safety
+/// `extension` is live; the routines are resolved.
+unsafe fn implementation_in_force(
+    extension: NonNull<sys::DRIVER_PROXY_EXTENSION>,
+    routines: HotSwapRoutines,
+    id: u32,
+    address: usize,
+) -> bool {
+    if address == 0 {
+        return false;
+    }
+    let mut wrapper: sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION = None;
+    // SAFETY: a non-null code address as the erased endpoint type (the kernel only compares
+    // it); `wrapper` is a valid local; resolved routine; live extension (caller contract).
+    let status = NtStatus(unsafe {
+        let endpoint = core::mem::transmute::<usize, sys::DRIVER_PROXY_ENDPOINT_FUNCTION>(address);
+        (routines.wrapper_from_endpoint)(extension.as_ptr(), Some(endpoint), &raw mut wrapper)
+    });
+    // SAFETY: resolved routine; live extension.
+    let by_id = unsafe { (routines.endpoint_wrapper_by_id)(extension.as_ptr(), id) };
+    status.is_success()
+        && wrapper.is_some()
+        && wrapper.map(|w| w as usize) == by_id.map(|w| w as usize)
 }
 
 /// The kernel's V2 lookup of `endpoint`.

@@ -35,10 +35,10 @@
 //! before it publishes itself as the owner, and never rewrites it while it is the owner.
 
 use core::any::TypeId;
-use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 
 use crate::resolve::StorageRoutines;
 use crate::{CreateError, Endpoint, NtStatus, sys};
@@ -50,7 +50,11 @@ use crate::{CreateError, Endpoint, NtStatus, sys};
 pub(crate) const RECORD_KEY: usize = 0x4450_5258_5245_4331; // "DPRXREC1"
 
 /// The most entries (V1 ids plus V2 addresses handed out) a driver's record holds.
+#[cfg(not(loom))]
 pub const MAX_ENDPOINTS: usize = 64;
+/// Under loom: a small record (loom's atomics are large and every one is modelled).
+#[cfg(loom)]
+pub const MAX_ENDPOINTS: usize = 4;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"DPrxRec1");
 const LAYOUT: u32 = 1;
@@ -221,6 +225,33 @@ impl Record {
         Ok(record)
     }
 
+    /// An initialised, empty record by value (the kernel's zero-filled block, for the loom
+    /// models, whose atomics cannot be made from zeroed memory).
+    #[cfg(all(loom, test))]
+    pub(crate) fn new_for_model() -> Self {
+        let entry = || Entry {
+            id: AtomicU32::new(0),
+            kind: AtomicU32::new(0),
+            arity: AtomicU32::new(0),
+            _reserved: 0,
+            owner: AtomicUsize::new(NO_OWNER),
+            address: AtomicUsize::new(0),
+            signature: AtomicU64::new(0),
+            type_id: UnsafeCell::new(MaybeUninit::uninit()),
+        };
+        #[allow(clippy::cast_possible_truncation)] // small constants
+        Self {
+            magic: AtomicU64::new(MAGIC),
+            layout: AtomicU32::new(LAYOUT),
+            entry_size: AtomicU32::new(core::mem::size_of::<Entry>() as u32),
+            capacity: AtomicU32::new(MAX_ENDPOINTS as u32),
+            len: AtomicU32::new(0),
+            writer: AtomicU32::new(0),
+            worker_blocks: AtomicU32::new(0),
+            entries: core::array::from_fn(|_| entry()),
+        }
+    }
+
     fn is_compatible(&self) -> bool {
         self.magic.load(Ordering::Acquire) == MAGIC
             && self.layout.load(Ordering::Relaxed) == LAYOUT
@@ -245,9 +276,11 @@ impl Record {
         if entry.owner.load(Ordering::Acquire) != this_image() {
             return false;
         }
-        // SAFETY: this image owns the entry (observed with Acquire), so it wrote `type_id`
-        // before publishing itself and never rewrites it while it owns the entry (module docs).
-        unsafe { (*entry.type_id.get()).assume_init_read() == type_id }
+        entry.type_id.with(|stored| {
+            // SAFETY: this image owns the entry (observed with Acquire), so it wrote `type_id`
+            // before publishing itself and never rewrites it while it owns the entry.
+            unsafe { (*stored).assume_init_read() == type_id }
+        })
     }
 
     /// A V1 lookup: `id` must be registered by this image as `F`.
@@ -327,10 +360,12 @@ impl Record {
         entry.signature.store(endpoint.signature, Ordering::Relaxed);
         entry.address.store(endpoint.address, Ordering::Release);
         if entry.owner.load(Ordering::Relaxed) != this_image() {
-            // SAFETY: the writer holds the record and this image does not own the entry, so no
-            // reader of this image reads `type_id` (they check ownership first), and readers of
-            // other images do not run any more (module docs).
-            unsafe { (*entry.type_id.get()).write(endpoint.type_id) };
+            entry.type_id.with_mut(|stored| {
+                // SAFETY: the writer holds the record and this image does not own the entry,
+                // so no reader of this image reads `type_id` (they check ownership first), and
+                // readers of other images do not run any more (module docs).
+                unsafe { (*stored).write(endpoint.type_id) };
+            });
             entry.owner.store(this_image(), Ordering::Release);
         }
     }
@@ -429,9 +464,11 @@ impl Record {
                     address: entry.address.load(Ordering::Relaxed),
                     arity: entry.arity.load(Ordering::Relaxed),
                     signature: entry.signature.load(Ordering::Relaxed),
-                    // SAFETY: a plain copy of the bytes (possibly uninitialised), restored
-                    // as they were.
-                    type_id: unsafe { entry.type_id.get().read() },
+                    type_id: entry.type_id.with(|stored| {
+                        // SAFETY: a plain copy of the bytes (possibly uninitialised), restored as
+                        // they were; the writer holds the record.
+                        unsafe { stored.read() }
+                    }),
                 };
                 Self::take_over(entry, endpoint);
                 Some(saved)
@@ -451,13 +488,23 @@ impl Record {
         })
     }
 
-    /// Undoes [`Record::commit`] after the kernel refused the registration (writer only).
+    /// Undoes [`Record::commit`] after the kernel refused the registration (writer only), for
+    /// every endpoint `i` of the registration for which `in_force(i)` is false: a kernel whose
+    /// rollback failed keeps some new implementations, and the record must say what the
+    /// wrappers really forward to.
     pub(crate) fn restore<const N: usize>(
         &self,
         _guard: &WriteGuard<'_>,
         saved: &[Option<Saved>; N],
+        in_force: impl Fn(usize) -> bool,
     ) {
-        for saved in saved.iter().rev().flatten() {
+        let undone = saved
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(i, _)| !in_force(*i))
+            .filter_map(|(_, saved)| saved.as_ref());
+        for saved in undone {
             let Some(entry) = self.entries.get(saved.index) else {
                 continue;
             };
@@ -466,9 +513,11 @@ impl Record {
             entry.arity.store(saved.arity, Ordering::Relaxed);
             entry.signature.store(saved.signature, Ordering::Relaxed);
             entry.address.store(saved.address, Ordering::Release);
-            // SAFETY: no image reads `type_id` of an entry without an owner; the bytes are the
-            // ones the previous owner wrote.
-            unsafe { entry.type_id.get().write(saved.type_id) };
+            entry.type_id.with_mut(|stored| {
+                // SAFETY: no image reads `type_id` of an entry without an owner; the bytes are
+                // the ones the previous owner wrote.
+                unsafe { stored.write(saved.type_id) };
+            });
             entry.owner.store(saved.owner, Ordering::Release);
         }
     }
@@ -479,7 +528,7 @@ impl Record {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     extern crate std;
     use super::*;
@@ -495,7 +544,8 @@ mod tests {
     fn record() -> Box<Record> {
         let layout = std::alloc::Layout::new::<Record>();
         // SAFETY: nonzero size; all-zero is a valid Record (atomics and MaybeUninit); the Box
-        // takes the allocation with the same layout.
+        // takes the allocation with the same layout (hence the alignment).
+        #[allow(clippy::cast_ptr_alignment)]
         let record = unsafe { Box::from_raw(std::alloc::alloc_zeroed(layout).cast::<Record>()) };
         record.magic.store(MAGIC, Ordering::Relaxed);
         record.layout.store(LAYOUT, Ordering::Relaxed);
@@ -534,8 +584,10 @@ mod tests {
     fn hand_to_another_image(record: &Record, type_id_of_that_image: TypeId) {
         for entry in record.published() {
             entry.owner.store(0xDEAD_0000, Ordering::Release);
-            // SAFETY: test-only: no reader runs concurrently.
-            unsafe { (*entry.type_id.get()).write(type_id_of_that_image) };
+            entry.type_id.with_mut(|stored| {
+                // SAFETY: test-only: no reader runs concurrently.
+                unsafe { (*stored).write(type_id_of_that_image) };
+            });
         }
     }
 
@@ -637,7 +689,7 @@ mod tests {
         record.check_registration(&guard, &endpoints).unwrap();
         let saved = record.commit(&guard, &endpoints);
         assert_eq!(record.check_lookup::<G>(2), Ok(()));
-        record.restore(&guard, &saved);
+        record.restore(&guard, &saved, |_| false);
         drop(guard);
         assert_eq!(record.check_lookup::<F>(1), Ok(()));
         assert_eq!(
@@ -712,5 +764,110 @@ mod tests {
         record.layout.store(LAYOUT, Ordering::Relaxed);
         record.magic.store(0, Ordering::Relaxed);
         assert!(!record.is_compatible());
+    }
+}
+
+/// Loom models of the record's protocol (`cargo xtask test` runs them with
+/// `RUSTFLAGS="--cfg loom"`): a lookup concurrent with the registration that publishes or takes
+/// over its id never reads a `TypeId` being written (loom's `UnsafeCell` checks every access)
+/// and sees either the old state or the new one, never a mix; writers exclude each other.
+#[cfg(all(test, loom))]
+mod loom_models {
+    extern crate std;
+    use super::*;
+    use crate::LookupError;
+    use loom::sync::Arc;
+
+    type F = extern "system" fn(u64) -> u64;
+
+    fn endpoint(id: u32, address: usize) -> Registration {
+        Registration {
+            id,
+            arity: 1,
+            address,
+            signature: F::signature(),
+            type_id: F::type_id(),
+        }
+    }
+
+    fn register(record: &Record, endpoints: [Registration; 1]) -> bool {
+        let Some(guard) = record.try_write() else {
+            return false;
+        };
+        if record.check_registration(&guard, &endpoints).is_err() {
+            return false;
+        }
+        record.commit(&guard, &endpoints);
+        true
+    }
+
+    /// Runs `writer` and `reader` on two spawned threads (loom's exploration is complete for
+    /// spawned threads; with the main thread as one side it can miss orders) and returns what
+    /// the reader saw.
+    fn race<R: Send + 'static>(
+        record: &Arc<Record>,
+        writer: impl FnOnce(&Record) + Send + 'static,
+        reader: impl FnOnce(&Record) -> R + Send + 'static,
+    ) -> R {
+        let (for_writer, for_reader) = (record.clone(), record.clone());
+        let writer = loom::thread::spawn(move || writer(&for_writer));
+        let reader = loom::thread::spawn(move || reader(&for_reader));
+        writer.join().unwrap();
+        reader.join().unwrap()
+    }
+
+    #[test]
+    fn loom_a_lookup_during_the_first_registration_sees_nothing_or_the_whole_entry() {
+        loom::model(|| {
+            let record = Arc::new(Record::new_for_model());
+            let seen = race(
+                &record,
+                |record| assert!(register(record, [endpoint(1, 0x1000)])),
+                |record| record.check_lookup::<F>(1),
+            );
+            assert!(
+                matches!(seen, Ok(()) | Err(LookupError::NotRegistered(1))),
+                "{seen:?}"
+            );
+            assert_eq!(record.check_lookup::<F>(1), Ok(()));
+        });
+    }
+
+    #[test]
+    fn loom_a_lookup_during_a_takeover_from_another_image_never_mixes_the_two() {
+        loom::model(|| {
+            let record = Arc::new(Record::new_for_model());
+            assert!(register(&record, [endpoint(1, 0x1000)]));
+            // Another image (another compilation) owns the id now.
+            record.published()[0]
+                .owner
+                .store(0xDEAD_0000, Ordering::Release);
+            let seen = race(
+                &record,
+                |record| assert!(register(record, [endpoint(1, 0x2000)])),
+                |record| record.check_lookup::<F>(1),
+            );
+            assert!(
+                matches!(seen, Ok(()) | Err(LookupError::RegisteredByAnotherImage(1))),
+                "{seen:?}"
+            );
+            assert_eq!(record.check_lookup::<F>(1), Ok(()));
+        });
+    }
+
+    #[test]
+    fn loom_two_writers_never_hold_the_record_at_once() {
+        loom::model(|| {
+            let record = Arc::new(Record::new_for_model());
+            let (a, b) = (record.clone(), record.clone());
+            let first = loom::thread::spawn(move || register(&a, [endpoint(1, 0x1000)]));
+            let second = loom::thread::spawn(move || register(&b, [endpoint(2, 0x2000)]));
+            let (first, second) = (first.join().unwrap(), second.join().unwrap());
+            assert_eq!(
+                record.published().len(),
+                usize::from(first) + usize::from(second)
+            );
+            assert!(first || second, "at least one writer got the record");
+        });
     }
 }

@@ -1,15 +1,16 @@
 //! The one seam between the crate's synchronisation and a model checker.
 //!
-//! The run-time resolution cell (`resolve::once`) imports its primitives from here. A normal
-//! build uses `core`'s; a build with `RUSTFLAGS="--cfg loom"` swaps in loom's, so the loom
-//! model in the crate's unit tests explores every interleaving of the real code (the pattern
-//! of crossbeam-epoch's `primitive` module). [`crate::Event`] keeps `core`'s atomics: it must
+//! The run-time resolution cell (`resolve::once`) and the endpoint record (`record`) import
+//! their primitives from here. A normal build uses `core`'s; a build with
+//! `RUSTFLAGS="--cfg loom"` swaps in loom's, so the loom models in the crate's unit tests
+//! explore every interleaving of the real code (the pattern of crossbeam-epoch's `primitive`
+//! module). [`crate::Event`] keeps `core`'s atomics: it must
 //! be constructible in a `static` (`const fn new`), which loom's atomics are not.
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicU8, Ordering};
+pub(crate) use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Backs off inside a wait loop (loom must be told, or it reports an endless branch).
 #[inline]

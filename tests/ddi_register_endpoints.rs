@@ -542,7 +542,6 @@ fn a_post_process_failure_whose_rollback_cannot_drain_keeps_the_new_implementati
 /// stayed are those of the failed registration, so the retired `gate_v1` is no endpoint any
 /// more (as for a successful swap) and the table of `gate_v1` no longer describes id 9.
 #[test]
-#[ignore = "library bug (reported): after a PostProcess failure whose rollback timed out, the endpoint record is restored to the old registration while the kernel kept the new one"]
 fn after_a_post_process_failure_that_kept_the_new_implementations_the_retired_endpoint_is_not_found()
  {
     let mut storage = HostDriverObject::new();

@@ -307,7 +307,6 @@ fn a_swap_between_iterations_takes_effect_at_the_next_iteration() {
 }
 
 #[test]
-#[ignore = "library bug (reported): with WaitType::All the library's stop event is one of the objects waited for, so the routine's own events never satisfy the wait"]
 fn wait_all_calls_the_routine_only_when_every_event_is_signalled() {
     let mut storage = HostDriverObject::new();
     let (hotswap, routine) = registered::<2>(&mut storage);

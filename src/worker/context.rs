@@ -216,8 +216,9 @@ impl<T, const EVENTS: usize> WorkerContext<T, EVENTS> {
     }
 
     /// Why the routine was called: [`Wake::Stop`] whenever the thread was asked to end
-    /// (whatever the status), else the status read with this thread's events (index 0 of the
-    /// kernel's wait is the stop event; the routine's events follow).
+    /// (whatever the status), else the status read with this thread's events (`WaitAny`: index
+    /// 0 of the kernel's wait is the stop event, the routine's events follow; `WaitAll`: the
+    /// routine's events alone, and `STATUS_WAIT_0` means all of them).
     ///
     /// IRQL: any.
     #[must_use]
@@ -238,9 +239,23 @@ impl<T, const EVENTS: usize> WorkerContext<T, EVENTS> {
         }
     }
 
-    /// The address of the stop event and of each routine event, in the kernel's wait order.
+    /// The events the kernel waits on, in its order: the stop event, then the routine's
+    /// events (`WaitAny`); for `WaitAll`, the routine's events alone (the stop event would make
+    /// every wait need a stop; a stop request sets them all instead), or the stop event alone
+    /// when the routine has none.
     pub(crate) fn wait_objects(&self) -> impl Iterator<Item = sys::PKEVENT> + '_ {
-        core::iter::once(self.stop.get()).chain(self.events.iter().map(UnsafeCell::get))
+        let stop = (!self.header.wait_all || EVENTS == 0).then(|| self.stop.get());
+        stop.into_iter()
+            .chain(self.events.iter().map(UnsafeCell::get))
+    }
+
+    /// How many events the kernel waits on ([`WorkerContext::wait_objects`]).
+    pub(crate) fn wait_object_count(&self) -> usize {
+        if self.header.wait_all && EVENTS > 0 {
+            EVENTS
+        } else {
+            EVENTS + 1
+        }
     }
 
     /// Records the thread handle.

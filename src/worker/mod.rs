@@ -416,7 +416,7 @@ fn start_context<T: Sync + 'static, const EVENTS: usize>(
         )
     };
     #[allow(clippy::cast_possible_truncation)] // at most 64
-    let event_count = (EVENTS + 1) as u32;
+    let event_count = context.wait_object_count() as u32;
     StartContext {
         header: sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT {
             WorkerRoutine: Some(erased),
@@ -670,7 +670,7 @@ mod tests {
     }
 
     #[test]
-    fn start_context_has_the_documented_layout_with_the_stop_event_first() {
+    fn start_context_has_the_documented_layout_and_wait_all_leaves_the_stop_event_out() {
         let context = context::<2>(true);
         let wait = WaitParameters {
             wait_type: WaitType::All,
@@ -686,8 +686,8 @@ mod tests {
         );
         assert_eq!(
             start.len(),
-            0x30 + 8 * 3,
-            "two events of the routine's, one stop event"
+            0x30 + 8 * 2,
+            "WaitAll: the routine's two events, without the stop event"
         );
         assert_eq!(
             read::<usize>(&start, 0x00),
@@ -707,13 +707,42 @@ mod tests {
             -50_000,
             "5 ms relative, in 100 ns units"
         );
-        assert_eq!(read::<u32>(&start, 0x28), 3);
+        assert_eq!(read::<u32>(&start, 0x28), 2);
         let objects: std::vec::Vec<sys::PKEVENT> = context.wait_objects().collect();
         for (i, object) in objects.iter().enumerate() {
             assert_eq!(read::<sys::PKEVENT>(&start, 0x30 + 8 * i), *object);
         }
-        assert_eq!(objects.len(), 3);
+        assert_eq!(objects.len(), 2);
         assert!(objects.windows(2).all(|w| w[0] != w[1]), "distinct events");
+    }
+
+    #[test]
+    fn wait_any_waits_on_the_stop_event_first_then_the_routines_events() {
+        let context = context::<2>(false);
+        let wait = WaitParameters {
+            wait_type: WaitType::Any,
+            wait_reason: WaitReason::EXECUTIVE,
+            wait_mode: WaitMode::Kernel,
+            alertable: false,
+            timeout: None,
+        };
+        let start = start_context(
+            Wrapped::fallback(routine as WorkerRoutine<u32, 2>),
+            &wait,
+            context,
+        );
+        assert_eq!(start.len(), 0x30 + 8 * 3);
+        assert_eq!(read::<u8>(&start, 0x1A), 0, "HasTimeout");
+        let objects: std::vec::Vec<sys::PKEVENT> = context.wait_objects().collect();
+        assert_eq!(objects.len(), 3);
+        assert_eq!(objects[1], context.event(0).unwrap().as_raw());
+        assert_eq!(objects[2], context.event(1).unwrap().as_raw());
+        assert!(
+            !objects[1..].contains(&objects[0]),
+            "index 0 is the stop event"
+        );
+        // WaitAll without events of its own: the stop event alone.
+        assert_eq!(self::context::<0>(true).wait_objects().count(), 1);
     }
 
     #[test]

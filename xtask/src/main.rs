@@ -219,7 +219,13 @@ fn package_checks() -> Result<()> {
             &[("RUSTDOCFLAGS", "-D warnings")],
         )?;
     }
-    cargo(&["publish", "--dry-run", "--allow-dirty", "-p", "driver-proxy"])
+    cargo(&[
+        "publish",
+        "--dry-run",
+        "--allow-dirty",
+        "-p",
+        "driver-proxy",
+    ])
 }
 
 fn test() -> Result<()> {
