@@ -1,0 +1,236 @@
+//! The x64 image of v1 on kernels that lack one routine the library resolves at run time:
+//! for each such routine (every kernel routine `driver-proxy` resolves besides the seven of
+//! DriverProxy, and `ExAllocatePool2`, which nothing needs any more), hidden on the host
+//! kernel, the image loads, serves `VERSION`, `TRANSFORM` and `STATS`, and unloads with
+//! nothing left behind (no device, link, pool or thread), and its `DbgPrint` log names what
+//! is unavailable.
+//!
+//! What a missing routine costs is the documented behaviour of the library and the sample
+//! (`sample/wdm/src/main.rs`, *What `DriverEntry` does* and *Imports*):
+//!
+//! | hidden | hot swap | worker thread |
+//! |---|---|---|
+//! | an event routine, `ZwClose`, `ZwWaitForSingleObject` | available | none: the driver loads without it, naming the routine |
+//! | `KeWaitForMultipleObjects`, `PsCreateSystemThread` (only the fallback thread needs them) | available | runs (hot-swappable) |
+//! | `IoAllocateDriverObjectExtension`, `IoGetDriverObjectExtension` (the library's storage) | unavailable, named (fallback) | none, named |
+//! | `ExAllocatePool2` | available | runs |
+//!
+//! That the image loads at all is the point of resolving those routines at run time: one
+//! the image imported statically would make the loader refuse it
+//! (`STATUS_DRIVER_ENTRYPOINT_NOT_FOUND` on Windows; the host loader's "unknown import"),
+//! which is why the sample imports none of them. The contrast is a configuration of its
+//! own: `IoCreateDevice`, a static import, hidden, and the image is refused.
+//!
+//! Hiding an export is process-wide and must come before the library's first resolution,
+//! so each configuration runs in a child process of its own (`run_child` /
+//! `child_scenario` of the host kernel's WDM tests).
+
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+#[path = "../../../host/tests/wdm_common/mod.rs"]
+mod wdm_common;
+
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use driver_proxy_host::hide_export;
+use driver_proxy_host::image::LoadError;
+use driver_proxy_host::image_driver::ImageDriverError;
+use driver_proxy_host::wdm::dbg_print_log;
+use hotswap_sample_core::DriverVersion;
+use hotswapctl::client::Client;
+use hotswapctl::host::{HostBackend, HostLab};
+use hotswapctl::lab::Lab;
+use wdm_common::{child_scenario, run_child};
+
+/// One configuration: the routine hidden (`None`: the control, nothing hidden), and what the
+/// driver must then have.
+struct Case {
+    hidden: Option<&'static str>,
+    /// The loader binds the image (false: the routine is a static import of it).
+    loads: bool,
+    hot_swap: bool,
+    worker: bool,
+}
+
+const fn case(hidden: &'static str, hot_swap: bool, worker: bool) -> Case {
+    Case {
+        hidden: Some(hidden),
+        loads: true,
+        hot_swap,
+        worker,
+    }
+}
+
+/// The module table, one row per routine; the control; the contrast.
+const CASES: [Case; 14] = [
+    Case {
+        hidden: None,
+        loads: true,
+        hot_swap: true,
+        worker: true,
+    },
+    case("KeInitializeEvent", true, false),
+    case("KeSetEvent", true, false),
+    case("KeClearEvent", true, false),
+    case("KeResetEvent", true, false),
+    case("KeReadStateEvent", true, false),
+    case("KeWaitForMultipleObjects", true, true),
+    case("PsCreateSystemThread", true, true),
+    case("ZwClose", true, false),
+    case("ZwWaitForSingleObject", true, false),
+    case("IoAllocateDriverObjectExtension", false, false),
+    case("IoGetDriverObjectExtension", false, false),
+    case("ExAllocatePool2", true, true),
+    Case {
+        hidden: Some("IoCreateDevice"),
+        loads: false,
+        hot_swap: false,
+        worker: false,
+    },
+];
+
+const ENTRY: &str = "v1_loads_serves_and_unloads_with_each_resolved_routine_missing";
+
+/// The directory of the x64 images, or `None` (with the reason printed) when they are not
+/// built and not required.
+fn images() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/drivers/amd64");
+    if dir.join("hotswap_sample_v1.sys").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("DRIVER_PROXY_REQUIRE_IMAGES").is_none(),
+        "the driver images are missing in {}: cargo xtask build-driver",
+        dir.display()
+    );
+    eprintln!("skipped: images not built (cargo xtask build-driver)");
+    None
+}
+
+#[test]
+fn v1_loads_serves_and_unloads_with_each_resolved_routine_missing() {
+    let Some(images) = images() else { return };
+    if let Some(scenario) = child_scenario() {
+        let case = CASES
+            .iter()
+            .find(|case| case.hidden.unwrap_or("none") == scenario)
+            .unwrap_or_else(|| panic!("unknown scenario {scenario}"));
+        run(case, &images);
+        println!("scenario {scenario}: passed");
+        return;
+    }
+    // One child per configuration, all at once (they mostly wait for the worker's period).
+    let outputs: Vec<_> = thread::scope(|scope| {
+        let children: Vec<_> = CASES
+            .iter()
+            .map(|case| {
+                let scenario = case.hidden.unwrap_or("none");
+                (scenario, scope.spawn(move || run_child(ENTRY, scenario)))
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|(scenario, child)| (scenario, child.join().unwrap()))
+            .collect()
+    });
+    for (scenario, output) in outputs {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains(&format!("scenario {scenario}: passed")),
+            "{scenario} hidden: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            output.status
+        );
+    }
+}
+
+/// The child: hides the routine before anything resolves, then loads, serves, checks the
+/// log and the worker, and unloads.
+fn run(case: &Case, images: &Path) {
+    let hidden = case.hidden.unwrap_or("nothing");
+    if let Some(name) = case.hidden {
+        hide_export(name);
+    }
+    if !case.loads {
+        match HostLab::new(images, DriverVersion::V1) {
+            Err(ImageDriverError::Load {
+                source: LoadError::UnknownImport { name, .. },
+                ..
+            }) if name == hidden => {}
+            Err(error) => panic!("expected the loader to refuse the import {hidden}: {error}"),
+            Ok(_) => panic!("the image loaded without its static import {hidden}"),
+        }
+        assert!(dbg_print_log().is_empty(), "no DriverEntry ran");
+        return;
+    }
+    let lab = HostLab::new(images, DriverVersion::V1)
+        .unwrap_or_else(|error| panic!("v1 loads with {hidden} missing: {error}"));
+    let mut client: Client<HostBackend> = Client::new(lab.open().expect("the device opens"));
+    let version = client.version().expect("VERSION");
+    assert_eq!(version.driver_version, DriverVersion::V1);
+    let transform = client.transform(b"hot swap").expect("TRANSFORM");
+    assert_eq!(transform.value, b"HOT SWAP", "v1's transform");
+    let stats = client.stats().expect("STATS").value;
+    assert_eq!(
+        stats.served, 3,
+        "VERSION, TRANSFORM and this STATS: {stats:?}"
+    );
+
+    let driver = lab.driver().expect("loaded");
+    let extension = driver.extension();
+    assert_eq!(
+        extension.is_some(),
+        case.hot_swap,
+        "hot swap with {hidden} missing"
+    );
+    if let Some(extension) = &extension {
+        assert_eq!(
+            extension.worker_threads(),
+            usize::from(case.worker),
+            "hot-swappable worker threads with {hidden} missing"
+        );
+    }
+    // A running worker ticks once per period (500 ms); a driver without one never ticks.
+    let period = Duration::from_millis(500);
+    if case.worker {
+        let deadline = Instant::now() + 10 * period;
+        while client.stats().expect("STATS").value.worker_ticks == 0 {
+            assert!(Instant::now() < deadline, "the worker never ticked");
+            thread::sleep(Duration::from_millis(20));
+        }
+    } else {
+        thread::sleep(period + period / 2);
+        assert_eq!(
+            client.stats().expect("STATS").value.worker_ticks,
+            0,
+            "no worker, no tick"
+        );
+    }
+
+    let log: Vec<String> = dbg_print_log()
+        .iter()
+        .map(|line| line.trim_end().to_owned())
+        .collect();
+    let missing = format!("the kernel does not export {hidden}");
+    let expected_hot_swap = if case.hot_swap {
+        "HotSwapSample v1: DriverEntry: hot swap available".to_owned()
+    } else {
+        format!(
+            "HotSwapSample v1: DriverEntry: hot swap unavailable, running without it: {missing}"
+        )
+    };
+    assert!(log.contains(&expected_hot_swap), "{log:#?}");
+    let no_worker =
+        format!("HotSwapSample v1: DriverEntry: no worker thread, running without it: {missing}");
+    assert_eq!(log.contains(&no_worker), !case.worker, "{log:#?}");
+    assert!(log.iter().all(|line| !line.contains("failed")), "{log:#?}");
+
+    drop((client, extension, driver));
+    lab.unload().unwrap_or_else(|error| {
+        panic!(
+            "a clean unload (no device, link, pool or thread left) with {hidden} missing: {error}"
+        )
+    });
+}
