@@ -9,6 +9,7 @@
 //! | `subsystem` | `IMAGE_SUBSYSTEM_NATIVE` (1) |
 //! | `entry point` | `AddressOfEntryPoint` lies in an executable section, is the start of a function in the exception directory (`.pdata`), and equals the RVA of `DriverEntry` in the linker map written with the image (see below) |
 //! | `imports` | every imported DLL (plain and delay-load) is `ntoskrnl.exe` or `hal.dll`; any other is named |
+//! | `minimum Windows` | every imported routine exists on the oldest Windows the INF declares (Windows 10 1709, build 16299): it is in [`KERNEL_ROUTINES`] with a first build at most [`MINIMUM_WINDOWS_BUILD`]; a routine not in the table, or newer, is named (a newer routine must be resolved at run time, as the library does, never imported) |
 //! | `exports` | no export is a C or Rust run-time helper (`memcpy`, `__chkstk`, `_fltused`, …), as a `cdylib` link would export them |
 //! | `relocations` | a `.reloc` section and a base relocation directory with at least one relocation, all of them `DIR64` (or `ABSOLUTE` padding) |
 //! | `checksum` | the header's `CheckSum` is non-zero and equals the standard PE checksum of the file |
@@ -62,6 +63,42 @@ impl MachineArg {
 
 /// DLLs a kernel driver may import from.
 const ALLOWED_DLLS: [&str; 2] = ["ntoskrnl.exe", "hal.dll"];
+
+/// The oldest Windows the sample's INF declares (`NT$ARCH$.10.0...16299`: Windows 10 1709);
+/// a test of this module keeps the two in step.
+pub const MINIMUM_WINDOWS_BUILD: u32 = 16_299;
+
+/// Kernel routines an image may import, with the first Windows 10 build that exports them
+/// (`0`: every Windows 10, i.e. the routine predates it). Sources: the "Requirements" table of
+/// each routine's page on Microsoft Learn (`learn.microsoft.com/windows-hardware/drivers/ddi/`):
+/// "Minimum supported client: Windows 2000" or "available starting with Windows 2000" for the
+/// routines below marked 0, and "Windows 10, version 2004" (build 19041) for
+/// `ExAllocatePool2`. The C run-time routines are ntoskrnl exports since the first NT.
+pub const KERNEL_ROUTINES: &[(&str, u32)] = &[
+    ("DbgPrint", 0),
+    ("IoCreateDevice", 0),
+    ("IoCreateSymbolicLink", 0),
+    ("IoDeleteDevice", 0),
+    ("IoDeleteSymbolicLink", 0),
+    ("IofCompleteRequest", 0),
+    ("KeBugCheckEx", 0),
+    ("MmGetSystemRoutineAddress", 0),
+    ("ZwClose", 0),
+    ("ZwWaitForSingleObject", 0),
+    ("memcpy", 0),
+    ("memmove", 0),
+    ("memset", 0),
+    ("memcmp", 0),
+    ("ExAllocatePool2", 19_041),
+];
+
+/// The first build that exports `routine`, if the table knows it.
+fn first_build(routine: &str) -> Option<u32> {
+    KERNEL_ROUTINES
+        .iter()
+        .find(|(name, _)| *name == routine)
+        .map(|&(_, build)| build)
+}
 
 /// Run-time helpers no driver image may export (a `cdylib` link exports every
 /// `#[no_mangle]` symbol, these included).
@@ -710,6 +747,25 @@ fn check_linkage(facts: &Facts, fail: &mut impl FnMut(&'static str, String)) {
             ),
         );
     }
+    let too_new: Vec<String> = facts
+        .imports
+        .iter()
+        .flat_map(|(_, names)| names)
+        .filter_map(|name| match first_build(name) {
+            Some(build) if build <= MINIMUM_WINDOWS_BUILD => None,
+            Some(build) => Some(format!("{name} (from build {build})")),
+            None => Some(format!("{name} (not in the table of known routines)")),
+        })
+        .collect();
+    if !too_new.is_empty() {
+        fail(
+            "minimum Windows",
+            format!(
+                "imports {} but the INF declares Windows 10 build {MINIMUM_WINDOWS_BUILD}: resolve newer routines at run time",
+                too_new.join(", ")
+            ),
+        );
+    }
     if !facts.delay_imports.is_empty() {
         fail(
             "imports",
@@ -1099,6 +1155,66 @@ mod tests {
         let report = run(&data, &good().1);
         assert_eq!(failed_checks(&report), ["imports"]);
         assert!(report.failures[0].message.contains("kernel32.dll"));
+    }
+
+    /// Renames the import `from` to `to` (not longer) in the image's hint/name table.
+    fn renamed_import(from: &str, to: &str) -> Vec<u8> {
+        patched(|d| {
+            let mut name = from.as_bytes().to_vec();
+            name.push(0);
+            let at = d.windows(name.len()).position(|w| w == name).unwrap();
+            let mut new = to.as_bytes().to_vec();
+            new.resize(name.len(), 0);
+            d[at..at + name.len()].copy_from_slice(&new);
+        })
+    }
+
+    #[test]
+    fn the_minimum_windows_build_is_the_one_every_inx_declares() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for inx in ["inf/hotswap_sample.inx", "sample/kmdf/hotswap_sample.inx"] {
+            let Ok(text) = std::fs::read_to_string(root.join(inx)) else {
+                continue;
+            };
+            let declared = format!("NT$ARCH$.10.0...{MINIMUM_WINDOWS_BUILD}");
+            assert!(
+                text.contains(&declared),
+                "{inx} does not declare {declared}"
+            );
+            // Every decorated model section or manufacturer entry names the same build.
+            assert_eq!(
+                text.matches("NT$ARCH$.10.0...").count(),
+                text.matches(&declared).count(),
+                "{inx} declares another minimum somewhere"
+            );
+        }
+        assert!(root.join("inf/hotswap_sample.inx").exists());
+    }
+
+    #[test]
+    fn an_import_newer_than_the_declared_minimum_windows_is_named() {
+        let report = run(
+            &renamed_import("IoDeleteSymbolicLink", "ExAllocatePool2"),
+            &good().1,
+        );
+        assert_eq!(failed_checks(&report), ["minimum Windows"]);
+        assert!(
+            report.failures[0]
+                .message
+                .contains("ExAllocatePool2 (from build 19041)"),
+            "{}",
+            report.failures[0].message
+        );
+        let report = run(
+            &renamed_import("IoDeleteSymbolicLink", "IoUnknownRoutine"),
+            &good().1,
+        );
+        assert_eq!(failed_checks(&report), ["minimum Windows"]);
+        assert!(
+            report.failures[0]
+                .message
+                .contains("IoUnknownRoutine (not in the table")
+        );
     }
 
     #[test]
