@@ -187,7 +187,8 @@ pub enum RegisterError {
     /// endpoint type, or by another image with a type of another name (or the entry's address
     /// is an endpoint of another type or image). Checked before the kernel is called; nothing
     /// changed. Wrappers of the id may be held as `Wrapped<F>` of the first signature, so it
-    /// can never change.
+    /// can never change. Two ids whose endpoints share an address must share a type too (a
+    /// linker folding identical functions, `/OPT:ICF`, can give two functions one address).
     SignatureMismatch(u32),
     /// The endpoint record is full ([`crate::MAX_ENDPOINTS`]); nothing changed.
     TooManyEndpoints,

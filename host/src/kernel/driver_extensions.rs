@@ -113,7 +113,11 @@ pub(crate) fn count_of(driver: usize) -> usize {
 pub(crate) fn release(driver: usize) {
     let released: Vec<Block> = {
         let mut blocks = lock(&BLOCKS);
-        let keys: Vec<_> = blocks.keys().filter(|(d, _)| *d == driver).copied().collect();
+        let keys: Vec<_> = blocks
+            .keys()
+            .filter(|(d, _)| *d == driver)
+            .copied()
+            .collect();
         keys.iter().filter_map(|key| blocks.remove(key)).collect()
     };
     if threads::live_threads_total() > 0 {

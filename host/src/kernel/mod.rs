@@ -122,11 +122,11 @@ pub mod proxy;
 pub mod threads;
 mod worker;
 
+pub use driver_extensions::{IoAllocateDriverObjectExtension, IoGetDriverObjectExtension};
 pub use events::{
     KeClearEvent, KeInitializeEvent, KeReadStateEvent, KeResetEvent, KeSetEvent,
     KeWaitForMultipleObjects,
 };
-pub use driver_extensions::{IoAllocateDriverObjectExtension, IoGetDriverObjectExtension};
 pub use pool::{ExAllocatePool2, ExFreePoolWithTag};
 pub use proxy::{
     IoCreateDriverProxyExtension, IoDriverProxyCreateHotSwappableWorkerThread,

@@ -20,7 +20,9 @@ use driver_proxy::sys;
 
 use super::dbgprint;
 use super::io;
-use crate::kernel::{BugCheck, CallConv, bugcheck, driver_extensions, events, pool, proxy, threads};
+use crate::kernel::{
+    BugCheck, CallConv, bugcheck, driver_extensions, events, pool, proxy, threads,
+};
 
 /// Defines a Microsoft x64 entry point that forwards to the `SysV` export of the same name.
 macro_rules! forward {

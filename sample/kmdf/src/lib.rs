@@ -26,7 +26,11 @@
 //!    `EvtDriverUnload`.
 //! 4. Allocates the shared block (`IoAllocateDriverObjectExtension`): the worker thread
 //!    (its address, `WorkerThread::into_raw`), this image's version and exporter
-//!    ([`shared`]).
+//!    ([`shared`]). Unlike the WDM front end, which imports nothing the library resolves at
+//!    run time, this image imports `IoAllocateDriverObjectExtension` and
+//!    `IoGetDriverObjectExtension` statically (through `wdk-sys`): every Windows a KMDF 1.33
+//!    driver runs on has them, but a kernel without one would refuse the image instead of
+//!    running it without hot swap.
 //! 5. The control device: `WdfControlDeviceInitAllocate` with SDDL
 //!    `D:P(A;;GA;;;SY)(A;;GA;;;BA)` (`SDDL_DEVOBJ_SYS_ALL_ADM_ALL`: system and administrators),
 //!    device type `0x8D57`, secure open, name `\Device\HotSwapSample`, `WdfDeviceCreate`,
