@@ -282,7 +282,7 @@ unsafe fn first_load(driver: PDRIVER_OBJECT, proxy_driver: DriverObject) -> Resu
     Ok(())
 }
 
-/// Starts the worker thread (crate docs, step 5), or `None` when this kernel cannot run it
+/// Starts the worker thread (crate docs, step 4), or `None` when this kernel cannot run it
 /// (`HotSwap::worker_threads` names the missing routine, logged): the driver then serves
 /// without its worker rather than fail to load.
 ///
