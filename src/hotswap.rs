@@ -336,17 +336,18 @@ impl HotSwap {
                     // force: the record keeps those. Where the kernel cannot tell (a V2 lookup
                     // that does not find V1 endpoints), the record is restored.
                     let in_force = |i: usize| {
-                        let endpoint = &endpoints[i];
-                        // SAFETY: resolved routines; live extension; the address is only
-                        // compared by the kernel.
-                        unsafe {
-                            implementation_in_force(
-                                extension,
-                                routines,
-                                endpoint.id,
-                                endpoint.address,
-                            )
-                        }
+                        endpoints.get(i).is_some_and(|endpoint| {
+                            // SAFETY: resolved routines; live extension; the address is only
+                            // compared by the kernel.
+                            unsafe {
+                                implementation_in_force(
+                                    extension,
+                                    routines,
+                                    endpoint.id,
+                                    endpoint.address,
+                                )
+                            }
+                        })
                     };
                     record.restore(&guard, saved, in_force);
                 }

@@ -403,7 +403,7 @@ impl Record {
         let mut new_ids = 0;
         for (i, endpoint) in endpoints.iter().enumerate() {
             // One address, one type, within the registration too.
-            if endpoints[..i].iter().any(|earlier| {
+            if endpoints.iter().take(i).any(|earlier| {
                 earlier.address == endpoint.address && earlier.type_id != endpoint.type_id
             }) {
                 return Err(Conflict::Signature(endpoint.id));
@@ -455,8 +455,7 @@ impl Record {
         guard: &WriteGuard<'_>,
         endpoints: &[Registration; N],
     ) -> [Option<Saved>; N] {
-        core::array::from_fn(|i| {
-            let endpoint = &endpoints[i];
+        endpoints.each_ref().map(|endpoint| {
             if let Some((index, entry)) = self.find_v1(endpoint.id) {
                 let saved = Saved {
                     index,
