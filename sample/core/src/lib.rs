@@ -9,7 +9,8 @@
 //!   `FILE_ANY_ACCESS`, vendor device type) and their decoding into fields.
 //! * [`protocol`]: the versioned request and response structures, their byte encodings and
 //!   the validation of every length and field, with the table of NTSTATUS codes each
-//!   malformed input gets.
+//!   malformed input gets; [`malformed`], one request per row of that table, for the
+//!   tests and for `hotswapctl malformed`.
 //! * [`dispatch`]: the endpoint logic behind `IRP_MJ_DEVICE_CONTROL` /
 //!   `EvtIoDeviceControl`: [`dispatch_device_control`] (separate buffers) and
 //!   [`dispatch_buffered`] (the one in-place `METHOD_BUFFERED` system buffer).
@@ -64,6 +65,7 @@
 pub mod dispatch;
 pub mod ioctl;
 pub mod kmdf;
+pub mod malformed;
 pub mod names;
 pub mod protocol;
 pub mod shared;
