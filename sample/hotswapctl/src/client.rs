@@ -92,6 +92,11 @@ impl<B: Backend> Client<B> {
         &self.backend
     }
 
+    /// The backend, to send raw requests on the same connection.
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
     /// Sends `request` and hands the decoded response to `take`.
     ///
     /// # Errors

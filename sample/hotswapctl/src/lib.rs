@@ -8,6 +8,8 @@
 //! * `host` (Linux): the in-process host kernel running the WDM sample's real `.sys`
 //!   images, as a backend and a lab; `hotswapctl --backend host` and `cargo xtask demo`.
 //! * [`client`]: typed requests (`VERSION`, `TRANSFORM`, `STATS`, `RESET`) over any backend.
+//! * [`malformed`]: every malformed request of the core's table, each checked for its
+//!   documented status.
 //! * [`stress`]: N threads × M requests with a tally per answering build and per failure
 //!   status, and a check that the driver's served counter lost nothing.
 //! * [`watch`]: polls and reports when the answering build changes, so a swap is visible.
@@ -32,6 +34,7 @@ pub mod fake;
 pub mod host;
 pub mod junit;
 pub mod lab;
+pub mod malformed;
 pub mod scenarios;
 pub mod stress;
 pub mod watch;

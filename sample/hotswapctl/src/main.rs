@@ -4,6 +4,7 @@
 //! hotswapctl version
 //! hotswapctl transform "hello"
 //! hotswapctl stats | reset
+//! hotswapctl malformed
 //! hotswapctl stress --threads 8 --requests 10000
 //! hotswapctl watch --interval-ms 250
 //! hotswapctl scenarios --quick --junit results.xml --swap-command "…{version}…"
@@ -70,6 +71,9 @@ enum Command {
     },
     /// Print the driver's counters (STATS).
     Stats,
+    /// Send every malformed request of the protocol's status table; check that each is
+    /// refused with its documented status and counted as rejected.
+    Malformed,
     /// Print the driver's counters, then zero them (RESET).
     Reset,
     /// Send THREADS x REQUESTS requests; summary per answering build and per failure status.
@@ -308,6 +312,13 @@ fn execute(cli: &Cli) -> Result<ExitCode, ClientError> {
             "counters before reset",
             &Client::new(connector.connect()?).reset()?,
         ),
+        Command::Malformed => {
+            let report = hotswapctl::malformed::run(&mut Client::new(connector.connect()?))?;
+            println!("{report}");
+            if !report.passed() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Stress { threads, requests } => {
             let config = StressConfig {
                 threads: *threads as usize,
