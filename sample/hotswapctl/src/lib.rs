@@ -18,6 +18,8 @@
 //! * [`lab`]: the [`Lab`](lab::Lab) trait (a backend plus swap, disable, enable, unload,
 //!   reload), implemented by the fake, the host kernel and the command-running lab of the
 //!   Windows VM suite (`tests/vm/`).
+//! * `service` (Windows): the driver's kernel service through the Service Control Manager
+//!   (stop, start, point at another image), and `ServiceLab`, the lab of the WDM build.
 //! * `demo` (Linux): `hotswapctl --backend host demo`, a stress run with a hot swap in the
 //!   middle and a summary.
 //! * [`scenarios`]: the HLK-style scenarios (`hotswapctl scenarios`) with their pass/fail
@@ -36,5 +38,7 @@ pub mod junit;
 pub mod lab;
 pub mod malformed;
 pub mod scenarios;
+#[cfg(windows)]
+pub mod service;
 pub mod stress;
 pub mod watch;

@@ -5,6 +5,7 @@
 //! hotswapctl transform "hello"
 //! hotswapctl stats | reset
 //! hotswapctl malformed
+//! hotswapctl service HotSwapSampleWdm stop | start | set-image C:\…\v2.sys | query
 //! hotswapctl stress --threads 8 --requests 10000
 //! hotswapctl watch --interval-ms 250
 //! hotswapctl scenarios --quick --junit results.xml --swap-command "…{version}…"
@@ -97,6 +98,18 @@ enum Command {
     /// Run the HLK-style scenarios (smoke, swap-stress, worker-swap, disable-enable,
     /// unload-reload), each with pass/fail criteria; optionally write `JUnit` XML.
     Scenarios(Box<ScenariosArgs>),
+    /// Windows: control the driver's kernel service NAME through the Service Control
+    /// Manager. A cold swap (another image loaded from scratch) is stop, set-image, start.
+    Service {
+        /// The service (the WDM build: `HotSwapSampleWdm`).
+        name: String,
+        /// What to do.
+        #[command(subcommand)]
+        action: ServiceAction,
+        /// Longest wait for stop or start to take effect, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// `--backend host` only: stress the driver and hot-swap it from v1 to v2 in the middle,
     /// then summarise (served per build, errors, drain and stall of the swap).
     Demo {
@@ -110,6 +123,47 @@ enum Command {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
         swap_at_percent: u8,
     },
+}
+
+/// What `hotswapctl service` does.
+#[derive(Debug, Subcommand)]
+enum ServiceAction {
+    /// Stop the service (the driver unloads) and wait until it is stopped.
+    Stop,
+    /// Start the service (the driver loads) and wait until it is running.
+    Start,
+    /// Point the service at another image (takes effect at the next start).
+    SetImage {
+        /// The image's path, as the service database takes it (`C:\…\x.sys`).
+        path: String,
+    },
+    /// Print the service's state.
+    Query,
+}
+
+/// `service`: one action through the Service Control Manager.
+#[cfg(windows)]
+fn execute_service(name: &str, action: &ServiceAction, timeout: u64) -> Result<(), String> {
+    let service = hotswapctl::service::Service::new(name);
+    let timeout = Duration::from_secs(timeout);
+    let (what, result) = match action {
+        ServiceAction::Stop => ("stopping", service.stop(timeout)),
+        ServiceAction::Start => ("starting", service.start(timeout)),
+        ServiceAction::SetImage { path } => ("re-pointing", service.set_image(path)),
+        ServiceAction::Query => (
+            "querying",
+            service
+                .state()
+                .map(|state| println!("{name}: state {state}")),
+        ),
+    };
+    result.map_err(|error| format!("{what} service {name}: {error}"))
+}
+
+/// `service` where there is no Service Control Manager.
+#[cfg(not(windows))]
+fn execute_service(_: &str, _: &ServiceAction, _: u64) -> Result<(), String> {
+    Err("the service command needs Windows (or Wine)".to_owned())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -364,8 +418,8 @@ fn execute(cli: &Cli) -> Result<ExitCode, ClientError> {
             );
         }
         // Handled in `main` (their errors are not the client's).
-        Command::Scenarios(_) | Command::Demo { .. } => {
-            unreachable!("scenarios and demo run through their own functions")
+        Command::Scenarios(_) | Command::Demo { .. } | Command::Service { .. } => {
+            unreachable!("scenarios, demo and service run through their own functions")
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -378,6 +432,20 @@ fn main() -> ExitCode {
             eprintln!("hotswapctl: {error}");
             ExitCode::FAILURE
         });
+    }
+    if let Command::Service {
+        name,
+        action,
+        timeout,
+    } = &cli.command
+    {
+        return match execute_service(name, action, *timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("hotswapctl: {error}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Command::Demo {
         threads,

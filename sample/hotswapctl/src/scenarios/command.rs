@@ -45,6 +45,13 @@ pub struct ScenariosArgs {
     #[arg(long, value_name = "COMMAND")]
     pub enable_command: Option<String>,
 
+    /// Windows: unload and reload by stopping and starting the kernel service NAME through
+    /// the Service Control Manager (the WDM build: `HotSwapSampleWdm`), instead of
+    /// --unload-command and --reload-command; disable and enable are then unsupported
+    /// (no device node), and a hot swap needs --swap-command.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["unload_command", "reload_command", "instance_id", "disable_command", "enable_command"])]
+    pub service: Option<String>,
+
     /// Command that unloads the driver, e.g. `sc stop HotSwapSampleWdm`.
     #[arg(long, value_name = "COMMAND")]
     pub unload_command: Option<String>,
@@ -132,12 +139,21 @@ impl ScenariosArgs {
         ))
     }
 
-    /// The installed driver at `device_path` as a [`Self::command_lab`] (Windows).
+    /// The installed driver at `device_path` (Windows): a `ServiceLab` with `--service`,
+    /// otherwise a [`Self::command_lab`].
     #[cfg(windows)]
     #[must_use]
     pub fn device_lab(&self, device_path: &str) -> Arc<dyn Lab> {
         use crate::backend::{Backend, windows::DeviceBackend};
 
+        if let Some(name) = &self.service {
+            return Arc::new(crate::service::ServiceLab::new(
+                crate::service::Service::new(name),
+                device_path,
+                self.swap_command.clone(),
+                Duration::from_secs(self.command_timeout),
+            ));
+        }
         let path = device_path.to_owned();
         self.command_lab(
             Box::new(move || Ok(Box::new(DeviceBackend::open(&path)?) as Box<dyn Backend>)),
