@@ -5,6 +5,7 @@ mod driver;
 mod kmdf;
 mod toolchain;
 mod verify;
+mod wine;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +56,17 @@ enum Task {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// The real x64 images and the Windows client under Wine: loads v1.sys as a kernel
+    /// service in Wine's winedevice.exe, runs hotswapctl.exe against it (requests, every
+    /// malformed request, stress, watch, scenarios, cold swap v1 -> v2 -> v1) and checks
+    /// Wine's log. Installs Wine and mingw-w64 when root with apt; otherwise skips loudly
+    /// (fails under CI=true).
+    Wine {
+        /// Register this image (a v1 build) instead of the freshly built v1, e.g. a
+        /// modified copy, to see the stage fail.
+        #[arg(long)]
+        image: Option<PathBuf>,
+    },
     /// Checks a driver image: PE32+, machine, NATIVE subsystem, entry point = DriverEntry,
     /// kernel-only imports, no exported run-time helpers, relocations, checksum.
     Verify {
@@ -77,6 +89,7 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Demo { threads, requests } => demo(threads, requests),
         Task::Disasm => disasm::check(&workspace_root()),
+        Task::Wine { image } => wine::run_stage(&workspace_root(), &wine::Options { image }),
         Task::BuildDriver { out_dir } => {
             let root = workspace_root();
             toolchain::ensure_targets(&WINDOWS_TARGETS)?;
@@ -294,6 +307,9 @@ fn test() -> Result<()> {
             false,
         )?;
     }
+    // The x64 images and the Windows client under Wine (skipped loudly where Wine cannot be
+    // installed; required under CI=true).
+    wine::run_stage(&root, &wine::Options::default())?;
     // The images were built above: the end-to-end tests must run, not skip.
     cargo_with_env(
         &["test", "--workspace"],
