@@ -257,3 +257,70 @@ fn build_client(root: &Path) -> Result<PathBuf> {
         .map_or_else(|| root.join("target"), |dir| root.join(dir));
     Ok(base.join(target).join("release").join("hotswapctl.exe"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy of `image` whose build tag `"hotswap v1"` reads `"hotswap v7"`: a v1 that
+    /// answers VERSION wrongly, everything else intact (same length, same code).
+    fn version_string_mutant(image: &Path, out: &Path) -> PathBuf {
+        let mut bytes = fs::read(image).unwrap();
+        let tag = b"hotswap v1";
+        let at: Vec<usize> = bytes
+            .windows(tag.len())
+            .enumerate()
+            .filter(|(_, window)| window == tag)
+            .map(|(at, _)| at)
+            .collect();
+        assert_eq!(
+            at.len(),
+            1,
+            "the build tag must occur once in {}",
+            image.display()
+        );
+        bytes[at[0] + tag.len() - 1] = b'7';
+        fs::create_dir_all(out.parent().unwrap()).unwrap();
+        fs::write(out, bytes).unwrap();
+        out.to_path_buf()
+    }
+
+    /// The stage fails, with a message naming the wrong answer, when the driver answers
+    /// wrongly. Runs Wine (about 30 s after the one-time install):
+    /// `cargo test -p xtask -- --ignored a_mutant_image_fails_the_stage`.
+    #[test]
+    #[ignore = "runs Wine; by hand: cargo test -p xtask -- --ignored a_mutant_image_fails_the_stage"]
+    fn a_mutant_image_fails_the_stage() {
+        let root = crate::workspace_root();
+        let out = driver::default_out_dir(&root);
+        let v1 = driver::build_one(
+            &root,
+            &driver::target_dir(&root),
+            &out,
+            driver::ARCHES[0],
+            Version::V1,
+        )
+        .unwrap();
+        let mutant = version_string_mutant(
+            &v1.path,
+            &stage_dir(&root)
+                .join("mutant")
+                .join("hotswap_sample_v1_v7tag.sys"),
+        );
+        let error = run_stage(
+            &root,
+            &Options {
+                image: Some(mutant),
+            },
+        )
+        .expect_err("the stage must fail on a driver that answers wrongly");
+        let message = format!("{error:#}");
+        println!("{message}");
+        assert!(message.contains("the Wine stage FAILED"), "{message}");
+        assert!(
+            message.contains("VERSION under Wine: expected `v1 answers: build \"hotswap v1\""),
+            "{message}"
+        );
+        assert!(message.contains("build \"hotswap v7\""), "{message}");
+    }
+}

@@ -317,7 +317,15 @@ fn stop_server(prefix: &Path) -> Vec<u32> {
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    // `wineserver -w` waits for the server to end; bound it by polling our own processes.
+    // `wineserver -w` returns when the server has ended; then no process of it may be left.
+    if let Ok(child) = command_for(prefix, "wineserver")
+        .arg("-w")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        let _ = wait(child, Duration::from_secs(20), "wineserver -w");
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut left = processes_of(prefix);
     while !left.is_empty() && Instant::now() < deadline {
