@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`crate::fake::FakeLab`] | everywhere | change an in-memory fake of the driver; **not a driver**, it only tests the scenarios' own logic |
 //! | [`CommandLab`] | built everywhere, meant for Windows | run the commands given on the command line (`pnputil`, `sc`, `tests/vm/*.ps1`); requests go to the installed driver through [`crate::backend::windows::DeviceBackend`] |
+//! | `crate::service::ServiceLab` | Windows (and Wine) | the WDM build's kernel service through the Service Control Manager: unload and reload stop and start it; no hot swap without a swap command (under Wine: none, no DriverProxy), no disable (no device node); `cargo xtask wine` runs the scenarios with it |
 //! | `crate::host::HostLab` | x86-64 Linux | the WDM sample's real `.sys` images in the in-process host kernel: swap, unload and reload them there (module docs of `host`) |
 //!
 //! # The documented error of an absent device
