@@ -21,6 +21,10 @@ pub enum Unavailable {
     NotSupported,
     /// `IoCreateDriverProxyExtension` returned `STATUS_DRIVER_BLOCKED` (registry policy).
     DriverBlocked,
+    /// The kernel refused the storage of the endpoint record (`IoAllocateDriverObjectExtension`
+    /// answered this status; Wine 8 implements it as a stub answering
+    /// `STATUS_NOT_IMPLEMENTED`): wrapper lookups could not be checked, so hot swap is not used.
+    RecordRefused(NtStatus),
 }
 
 impl Unavailable {
@@ -44,6 +48,10 @@ impl fmt::Display for Unavailable {
             Self::FeatureDisabled => f.write_str("DriverProxy is not enabled for this driver"),
             Self::NotSupported => f.write_str("the system does not support DriverProxy"),
             Self::DriverBlocked => f.write_str("this driver is blocked from DriverProxy by policy"),
+            Self::RecordRefused(status) => write!(
+                f,
+                "the kernel refused the storage of the endpoint record ({status})"
+            ),
         }
     }
 }

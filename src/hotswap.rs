@@ -25,7 +25,7 @@ pub struct HotSwap {
     driver: DriverObject,
     mode: Mode,
     /// What worker threads need, or the routine this kernel lacks.
-    workers: Result<(WorkerRoutines, &'static Record), Unavailable>,
+    workers: Result<WorkerRoutines, Unavailable>,
 }
 
 #[derive(Clone, Copy)]
@@ -83,16 +83,24 @@ impl HotSwap {
         let exports = exports();
         let routines = match exports.hot_swap() {
             Ok(routines) => routines,
-            Err(name) => return Self::fallback(driver, missing(name)),
+            Err(name) => return Ok(Self::fallback(driver, missing(name))),
         };
         // Zero-initialised before the call, as the DDI asks.
         let mut flags = sys::DRIVER_PROXY_FEATURE_FLAGS::default();
         // SAFETY: resolved routine; live driver object (DriverObject invariant); valid local.
         unsafe { (routines.get_features)(driver.as_raw(), &raw mut flags) };
         if !flags.Enabled() {
-            return Self::fallback(driver, Unavailable::FeatureDisabled);
+            return Ok(Self::fallback(driver, Unavailable::FeatureDisabled));
         }
-        let record = Record::of_driver(routines.storage, driver.as_raw(), true)?;
+        let record = match Record::of_driver(routines.storage, driver.as_raw(), true) {
+            Ok(record) => record,
+            // A kernel that refuses the storage (Wine 8 implements the routine as a stub that
+            // answers STATUS_NOT_IMPLEMENTED): lookups could not be checked, so no hot swap.
+            Err(CreateError::Unexpected(status)) => {
+                return Ok(Self::fallback(driver, Unavailable::RecordRefused(status)));
+            }
+            Err(error) => return Err(error),
+        };
         let mut raw = core::ptr::null_mut();
         let creation = sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS { AsUlong: 0 };
         // SAFETY: resolved routine; live driver object; `raw` is a valid local; flags are 0 as
@@ -103,7 +111,7 @@ impl HotSwap {
         if !status.is_success() {
             let error = CreateError::from_status(status);
             return match error.unavailable() {
-                Some(reason) => Self::fallback(driver, reason),
+                Some(reason) => Ok(Self::fallback(driver, reason)),
                 None => Err(error),
             };
         }
@@ -125,12 +133,12 @@ impl HotSwap {
         let exports = exports();
         let routines = match exports.hot_swap() {
             Ok(routines) => routines,
-            Err(name) => return Self::fallback(driver, missing(name)),
+            Err(name) => return Ok(Self::fallback(driver, missing(name))),
         };
         // SAFETY: resolved routine; live driver object.
         let raw = unsafe { (routines.extension_from_driver_object)(driver.as_raw()) };
         let Some(extension) = NonNull::new(raw) else {
-            return Self::fallback(driver, Unavailable::FeatureDisabled);
+            return Ok(Self::fallback(driver, Unavailable::FeatureDisabled));
         };
         let record = Record::of_driver(routines.storage, driver.as_raw(), false)?;
         Ok(Self::enabled(driver, extension, routines, record))
@@ -140,28 +148,19 @@ impl HotSwap {
     /// `reason` as [`HotSwap::unavailable`]. Worker threads are plain system threads when the
     /// kernel has what they need.
     ///
-    /// IRQL: `PASSIVE_LEVEL`.
-    ///
-    /// # Errors
-    /// [`CreateError::InsufficientResources`], [`CreateError::IncompatibleRecord`] or an
-    /// unexpected status from allocating the storage of worker threads.
-    pub fn fallback(driver: DriverObject, reason: Unavailable) -> Result<Self, CreateError> {
+    /// IRQL: `PASSIVE_LEVEL` on the first call into this crate (run-time resolution); any IRQL
+    /// afterwards.
+    #[must_use]
+    pub fn fallback(driver: DriverObject, reason: Unavailable) -> Self {
         let exports = exports();
-        let workers = match exports.workers() {
-            Ok(routines) => Ok((
-                routines,
-                Record::of_driver(routines.storage, driver.as_raw(), true)?,
-            )),
-            Err(name) => Err(missing(name)),
-        };
-        Ok(Self {
+        Self {
             driver,
             mode: Mode::Fallback {
                 reason,
                 threads: exports.fallback_threads().map_err(missing),
             },
-            workers,
-        })
+            workers: exports.workers().map_err(missing),
+        }
     }
 
     fn enabled(
@@ -177,10 +176,7 @@ impl HotSwap {
                 routines,
                 record,
             },
-            workers: exports()
-                .workers()
-                .map(|workers| (workers, record))
-                .map_err(missing),
+            workers: exports().workers().map_err(missing),
         }
     }
 
@@ -234,7 +230,7 @@ impl HotSwap {
         }
     }
 
-    pub(crate) fn worker_support(&self) -> Result<(WorkerRoutines, &'static Record), Unavailable> {
+    pub(crate) fn worker_support(&self) -> Result<WorkerRoutines, Unavailable> {
         let support = self.workers?;
         if let Mode::Fallback { threads, .. } = self.mode {
             threads?;

@@ -71,8 +71,9 @@
 //! one code path.
 //!
 //! The crate needs nothing newer than Windows 10 1709 outside DriverProxy itself: it allocates
-//! no pool (`ExAllocatePool2` exists only from Windows 10 2004); its storage is
-//! driver-object extensions (`IoAllocateDriverObjectExtension`, Windows 2000).
+//! pool with `ExAllocatePool2` where the kernel has it (Windows 10 2004 and later) and with
+//! `ExAllocatePoolWithTag` and zeroing elsewhere, and keeps its endpoint record in a
+//! driver-object extension (`IoAllocateDriverObjectExtension`, Windows 2000).
 //!
 //! # Soundness
 //!
@@ -98,12 +99,14 @@
 //! 3. **A worker routine gets the context it reads.** [`WorkerRoutine<T, EVENTS>`] carries
 //!    the context's type and the event count; [`HotSwap::worker_thread`] takes a `T`.
 //! 4. **Nothing the kernel holds lives in an image.** A worker thread's context, events and
-//!    stop request live in a [`WorkerContext`], a driver-object extension: it outlives every
-//!    image of the driver (the old image is unmapped after a swap while the kernel keeps
-//!    waiting on those events). No `static` of the image is ever handed to the kernel by safe
-//!    code. The endpoint record lives there too.
-//! 5. **A thread is stopped before its owner forgets it.** Dropping a [`WorkerThread`] stops
-//!    and joins it; [`WorkerThread::into_raw`] hands it on explicitly.
+//!    stop request live in storage this crate allocates (non-paged pool, tag `DPwk`), never in
+//!    the image, which a swap unmaps while the kernel keeps waiting on those events. No
+//!    `static` of the image is ever handed to the kernel by safe code. The endpoint record
+//!    lives in a driver-object extension, which outlives every image.
+//! 5. **The storage outlives every use of it.** The routine sees its context through a
+//!    [`WorkerRef`], which cannot leave the worker thread (it is neither `Send` nor `Sync`),
+//!    and [`WorkerThread`] frees the storage only after the thread has ended; dropping a
+//!    `WorkerThread` stops and joins it, [`WorkerThread::into_raw`] hands it on explicitly.
 //!
 //! Each of these has a test that fails without it (`tests/soundness.rs`, and the
 //! compile-fail examples on [`HotSwap::worker_thread`] and [`Endpoint`]).
@@ -133,7 +136,7 @@
 //! use core::sync::atomic::{AtomicU32, Ordering};
 //! use driver_proxy::{
 //!     DriverObject, EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, NtStatus,
-//!     Phase, Timeout, Wake, WorkerContext, WorkerRoutine, sys,
+//!     Phase, Timeout, Wake, WorkerRef, WorkerRoutine, sys,
 //! };
 //!
 //! /// `DRIVER_DISPATCH`: `NTSTATUS Dispatch(PDEVICE_OBJECT, PIRP)`.
@@ -151,7 +154,7 @@
 //!     NtStatus::SUCCESS // complete the IRP here
 //! }
 //!
-//! extern "system" fn worker(worker: &'static WorkerContext<Ticks, 1>, status: NtStatus) -> bool {
+//! extern "system" fn worker(worker: WorkerRef<Ticks, 1>, status: NtStatus) -> bool {
 //!     match worker.wake(status) {
 //!         Wake::Stop => false, // asked to end: end
 //!         Wake::Event(0) | Wake::Timeout => {
@@ -231,7 +234,7 @@ pub use record::MAX_ENDPOINTS;
 pub use status::{NtStatus, Severity};
 pub use table::{EndpointEntry, EndpointId, EndpointTable};
 pub use worker::{
-    MAX_WORKER_EVENTS, Timeout, WaitMode, WaitReason, WaitType, Wake, WorkerContext, WorkerRoutine,
+    MAX_WORKER_EVENTS, Timeout, WaitMode, WaitReason, WaitType, Wake, WorkerRef, WorkerRoutine,
     WorkerThread, WorkerThreadBuilder,
 };
 pub use wrapped::Wrapped;

@@ -104,8 +104,6 @@ pub(crate) struct Record {
     len: AtomicU32,
     /// 1 while a writer holds the record.
     writer: AtomicU32,
-    /// Worker-thread storage blocks allocated so far (their keys).
-    worker_blocks: AtomicU32,
     entries: [Entry; MAX_ENDPOINTS],
 }
 
@@ -247,7 +245,6 @@ impl Record {
             capacity: AtomicU32::new(MAX_ENDPOINTS as u32),
             len: AtomicU32::new(0),
             writer: AtomicU32::new(0),
-            worker_blocks: AtomicU32::new(0),
             entries: core::array::from_fn(|_| entry()),
         }
     }
@@ -519,11 +516,6 @@ impl Record {
             });
             entry.owner.store(saved.owner, Ordering::Release);
         }
-    }
-
-    /// Takes the next worker-storage key.
-    pub(crate) fn next_worker_block(&self) -> u32 {
-        self.worker_blocks.fetch_add(1, Ordering::Relaxed)
     }
 }
 

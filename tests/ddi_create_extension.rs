@@ -1,5 +1,6 @@
-//! `IoCreateDriverProxyExtension` (DDI reference §4.13) and
-//! `IoGetDriverProxyExtensionFromDriverObject` (§4.14): one extension per driver object, the
+//! `IoCreateDriverProxyExtension` (`docs/ddi.md#iocreatedriverproxyextension`) and
+//! `IoGetDriverProxyExtensionFromDriverObject`
+//! (`docs/ddi.md#iogetdriverproxyextensionfromdriverobject`): one extension per driver object, the
 //! documented failures on demand, and a failed call changes nothing. Through the library
 //! (`HotSwap::new`, `HotSwap::from_driver_object`), creation also allocates the driver's
 //! endpoint record (a driver-object extension) and a take-over requires it.

@@ -1,4 +1,5 @@
-//! `IoGetDriverProxyFeatures` (DDI reference §4.12, §4.2): whether DriverProxy can be used by a
+//! `IoGetDriverProxyFeatures` (`docs/ddi.md#iogetdriverproxyfeatures`, and
+//! `#driver_proxy_feature_flags`): whether DriverProxy can be used by a
 //! driver, or by drivers in general; `Enabled` is bit 0. The system-wide switch is tested in
 //! `ddi_system_switch.rs` (a process-wide knob, in a binary of its own).
 

@@ -1,4 +1,5 @@
-//! `IoRegisterDriverProxyEndpoints` (V1, DDI reference §4.15, §4.7–§4.9): the first
+//! `IoRegisterDriverProxyEndpoints` (V1, `docs/ddi.md#ioregisterdriverproxyendpoints`, and the
+//! sections it links: endpoint information, phases, phased callback): the first
 //! registration makes wrappers; registering existing ids again is the hot swap, with the
 //! phased callback, the drain and the rollback; every documented failure changes nothing.
 

@@ -1,5 +1,7 @@
-//! The system-wide DriverProxy switch ("configured and not globally disabled", DDI reference
-//! §4.2, §4.12, §4.13, §4.19). A process-wide knob: this binary's tests take turns (a lock) and
+//! The system-wide DriverProxy switch ("configured and not globally disabled",
+//! `docs/ddi.md#concepts`; it governs `#iogetdriverproxyfeatures`, `#iocreatedriverproxyextension`
+//! and `#iodriverproxycreatehotswappableworkerthread`). A process-wide knob: this binary's tests
+//! take turns (a lock) and
 //! each sets the switch as it needs.
 
 mod common;

@@ -1,4 +1,6 @@
-//! `IoDriverProxyCreateHotSwappableWorkerThread` (DDI reference §4.19, §4.10, §4.11): a real
+//! `IoDriverProxyCreateHotSwappableWorkerThread`
+//! (`docs/ddi.md#iodriverproxycreatehotswappableworkerthread`, and the sections it links: the
+//! worker routine, the start context): a real
 //! thread that waits on the events, calls the routine through its wrapper with the wait
 //! status, loops while it returns TRUE, and runs the new implementation after a swap.
 //!

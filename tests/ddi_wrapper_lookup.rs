@@ -1,5 +1,7 @@
-//! Lookups of wrappers: by id (`IoGetDriverProxyEndpointWrapper`, V1, DDI reference §4.16)
-//! and by endpoint (`IofGetDriverProxyWrapperFromEndpoint`, V2, §4.17/§4.18), for endpoints
+//! Lookups of wrappers: by id (`IoGetDriverProxyEndpointWrapper`, V1,
+//! `docs/ddi.md#iogetdriverproxyendpointwrapper`) and by endpoint
+//! (`IofGetDriverProxyWrapperFromEndpoint`, V2, `docs/ddi.md#iofgetdriverproxywrapperfromendpoint`
+//! and the macro, `#iogetdriverproxywrapperfromendpoint`), for endpoints
 //! registered by V1 and for endpoints of the image's `.shsept` list; and the control swap to a
 //! new image that the image loader uses to hot-swap a `.sys` image.
 

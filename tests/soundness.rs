@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use driver_proxy::{
     DriverObject, EndpointEntry, EndpointId, EndpointTable, HotSwap, LookupError, NtStatus,
-    RegisterError, WorkerContext, WorkerRoutine, WrapError,
+    RegisterError, WorkerRef, WorkerRoutine, WrapError,
 };
 use driver_proxy_host::HostDriverObject;
+use driver_proxy_host::kernel::control;
 
 /// A safe endpoint type and another of the same arity: the kernel cannot tell them apart.
 type Takes = extern "system" fn(u64) -> u64;
@@ -199,7 +200,7 @@ fn an_address_handed_out_by_the_v2_lookup_keeps_its_type() {
 
 static TICKS: AtomicU32 = AtomicU32::new(0);
 
-extern "system" fn counts(worker: &'static WorkerContext<AtomicU32, 1>, status: NtStatus) -> bool {
+extern "system" fn counts(worker: WorkerRef<AtomicU32, 1>, status: NtStatus) -> bool {
     TICKS.fetch_add(1, Ordering::Relaxed);
     if worker.wake(status) == driver_proxy::Wake::Stop {
         return false;
@@ -208,29 +209,29 @@ extern "system" fn counts(worker: &'static WorkerContext<AtomicU32, 1>, status: 
     true
 }
 
-/// Hole 1c: the events and context a hot-swappable thread uses are storage the driver object
-/// owns (driver-object extensions), not memory of the image that started it.
+/// Hole 1c: the events and context a hot-swappable thread uses are storage the crate owns
+/// (pool, tag `DPwk`), not memory of the image that started it, and that storage is freed only
+/// after the thread has ended.
 #[test]
-fn a_worker_threads_context_and_events_belong_to_the_driver_object() {
+fn a_worker_threads_context_and_events_are_the_crates_storage_not_the_images() {
     type Worker = WorkerRoutine<AtomicU32, 1>;
     const WORKER: EndpointId<Worker> = EndpointId::new(1);
+    const TAG: u32 = u32::from_le_bytes(*b"DPwk");
     let mut storage = HostDriverObject::new();
     let hotswap = hotswap(&mut storage);
     let table = EndpointTable::new([EndpointEntry::new(WORKER, counts as Worker)]).unwrap();
     hotswap.register(&table, None).unwrap();
-    let before = storage.control().driver_object_extensions();
+    let before = control::pool_usage(TAG).allocated;
     let thread = hotswap
         .worker_thread(hotswap.wrapper(&table, WORKER).unwrap(), AtomicU32::new(0))
         .spawn()
         .unwrap();
     assert!(thread.is_hot_swappable());
-    assert_eq!(
-        storage.control().driver_object_extensions(),
-        before + 1,
-        "one block for the thread's context and events"
+    assert!(
+        control::pool_usage(TAG).allocated > before,
+        "the thread's context and events are a pool block of the crate's"
     );
-    let context = thread.context();
-    let context_address = core::ptr::from_ref(context) as usize;
+    let context_address = core::ptr::from_ref(thread.get()) as usize;
     let image = core::ptr::from_ref(&TICKS) as usize;
     assert!(
         context_address.abs_diff(image) > 1 << 20,
@@ -238,12 +239,17 @@ fn a_worker_threads_context_and_events_belong_to_the_driver_object() {
     );
     thread.event(0).unwrap().set();
     let start = std::time::Instant::now();
-    while context.get().load(Ordering::Relaxed) == 0 {
+    while thread.get().load(Ordering::Relaxed) == 0 {
         assert!(start.elapsed().as_secs() < 5, "the routine ran");
         std::thread::yield_now();
     }
+    let freed = control::pool_usage(TAG).freed;
     thread.stop_and_join().unwrap();
     let after_stop = TICKS.load(Ordering::Relaxed);
+    assert!(
+        control::pool_usage(TAG).freed > freed,
+        "the storage is freed once the thread has ended"
+    );
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(
         TICKS.load(Ordering::Relaxed),

@@ -8,7 +8,7 @@
 //! table printed at the end gives the ratios of medians measured side by side in this one
 //! run. The callee is `#[inline(never)] extern "C" fn(u64, u64) -> u64` (an add); the loop
 //! carries a dependency (`acc = f(acc, black_box(i))`), as in the project's reference
-//! benchmark (project notes: `../shared/reference/anchors.md`, section C).
+//! benchmark (`docs/host-kernel.md#benchmarks`).
 //!
 //! Variants: a direct call, a plain indirect call (the baseline), a host wrapper
 //! single-threaded, and, for reference, a bare call-through thunk that counts nothing (the

@@ -65,6 +65,7 @@ static ROUTINES: &[ExportedRoutine] = exported![
     threads::ZwClose,
     threads::ZwWaitForSingleObject,
     pool::ExAllocatePool2,
+    pool::ExAllocatePoolWithTag,
     pool::ExFreePoolWithTag,
     driver_extensions::IoAllocateDriverObjectExtension,
     driver_extensions::IoGetDriverObjectExtension,

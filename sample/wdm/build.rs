@@ -2,8 +2,8 @@
 //!
 //! rustc links the `[[bin]]` with `rust-lld` in lld-link mode (the repository's
 //! `.cargo/config.toml` sets `linker = "rust-lld"`); these arguments turn its output into a
-//! kernel driver image (see `../shared/reference/cross-link-sys.md`, "How lld-link handled
-//! each flag"):
+//! kernel driver image (why each one: `docs/cross-link.md#link-flags` at the repository
+//! root):
 //!
 //! | flag | effect |
 //! |---|---|

@@ -49,6 +49,9 @@ pub(crate) struct KernelRoutines {
     pub(crate) wait_for_single_object: Option<sys::PFN_ZwWaitForSingleObject>,
     pub(crate) allocate_driver_object_extension: Option<sys::PFN_IoAllocateDriverObjectExtension>,
     pub(crate) get_driver_object_extension: Option<sys::PFN_IoGetDriverObjectExtension>,
+    pub(crate) allocate_pool2: Option<sys::PFN_ExAllocatePool2>,
+    pub(crate) allocate_pool_with_tag: Option<sys::PFN_ExAllocatePoolWithTag>,
+    pub(crate) free_pool: Option<sys::PFN_ExFreePoolWithTag>,
 }
 
 /// Every routine the crate may call, as resolved on this system.
@@ -99,11 +102,59 @@ pub(crate) struct EventRoutines {
     pub(crate) read_state: sys::PFN_KeReadStateEvent,
 }
 
-/// What every worker thread needs, hot-swappable or not: its storage and events, and waiting
-/// for and closing its handle.
+/// Non-paged pool: `ExAllocatePool2` where the kernel has it (zeroed), else
+/// `ExAllocatePoolWithTag(NonPagedPoolNx)` and zeroing by hand; `ExFreePoolWithTag`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolRoutines {
+    pub(crate) allocate: Allocate,
+    pub(crate) free: sys::PFN_ExFreePoolWithTag,
+}
+
+/// How [`PoolRoutines`] allocates.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Allocate {
+    /// `ExAllocatePool2(POOL_FLAG_NON_PAGED, …)`: zeroed (Windows 10 2004 and later).
+    Pool2(sys::PFN_ExAllocatePool2),
+    /// `ExAllocatePoolWithTag(NonPagedPoolNx, …)`, then zeroed here (every Windows).
+    WithTag(sys::PFN_ExAllocatePoolWithTag),
+}
+
+impl PoolRoutines {
+    /// A zeroed, 16-byte aligned non-paged block of `size` bytes tagged `tag`, or null.
+    ///
+    /// # Safety
+    /// `IRQL <= DISPATCH_LEVEL`; the block is the caller's until freed with [`PoolRoutines::free`].
+    pub(crate) unsafe fn allocate_zeroed(self, size: usize, tag: u32) -> *mut u8 {
+        match self.allocate {
+            // SAFETY: resolved routine; non-paged pool of `size` bytes.
+            Allocate::Pool2(allocate) => unsafe { allocate(sys::POOL_FLAG_NON_PAGED, size, tag) }.cast(),
+            Allocate::WithTag(allocate) => {
+                // SAFETY: resolved routine; non-paged pool of `size` bytes.
+                let block = unsafe { allocate(sys::NonPagedPoolNx, size, tag) }.cast::<u8>();
+                if !block.is_null() {
+                    // SAFETY: a fresh block of `size` bytes, not zeroed by this allocator.
+                    unsafe { block.write_bytes(0, size) };
+                }
+                block
+            }
+        }
+    }
+
+    /// Frees a block of [`PoolRoutines::allocate_zeroed`].
+    ///
+    /// # Safety
+    /// `block` came from `allocate_zeroed` with `tag` and is not used any more.
+    pub(crate) unsafe fn free(self, block: *mut u8, tag: u32) {
+        // SAFETY: caller contract.
+        unsafe { (self.free)(block.cast(), tag) };
+    }
+}
+
+/// What every worker thread needs, hot-swappable or not: pool for its storage, events, and
+/// waiting for and closing its handle.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WorkerRoutines {
-    pub(crate) storage: StorageRoutines,
+    pub(crate) pool: PoolRoutines,
     pub(crate) events: EventRoutines,
     pub(crate) wait_for_single_object: sys::PFN_ZwWaitForSingleObject,
     pub(crate) close: sys::PFN_ZwClose,
@@ -163,6 +214,21 @@ impl Exports {
         })
     }
 
+    /// Pool, with the down-level allocator where `ExAllocatePool2` is missing. A kernel with
+    /// neither allocator is named by the newer one's name.
+    pub(crate) fn pool(&self) -> Result<PoolRoutines, Missing> {
+        let k = &self.kernel;
+        let allocate = match (k.allocate_pool2, k.allocate_pool_with_tag) {
+            (Some(pool2), _) => Allocate::Pool2(pool2),
+            (None, Some(with_tag)) => Allocate::WithTag(with_tag),
+            (None, None) => return Err(kernel_names::EX_ALLOCATE_POOL_WITH_TAG.ascii),
+        };
+        Ok(PoolRoutines {
+            allocate,
+            free: need(k.free_pool, &kernel_names::EX_FREE_POOL_WITH_TAG)?,
+        })
+    }
+
     /// The event routines.
     pub(crate) fn events(&self) -> Result<EventRoutines, Missing> {
         let k = &self.kernel;
@@ -179,7 +245,7 @@ impl Exports {
     pub(crate) fn workers(&self) -> Result<WorkerRoutines, Missing> {
         let k = &self.kernel;
         Ok(WorkerRoutines {
-            storage: self.storage()?,
+            pool: self.pool()?,
             events: self.events()?,
             wait_for_single_object: need(
                 k.wait_for_single_object,
@@ -229,7 +295,7 @@ impl Exports {
     /// Resolves every routine through `resolve`, which returns null for a missing export.
     pub(crate) fn resolve_with(resolve: &mut dyn FnMut(&RoutineName) -> *mut c_void) -> Self {
         // SAFETY: for every `lookup` below, the field's type is the PFN_ type declared in `sys`
-        // for the routine of that name, transcribed from the DDI reference.
+        // for the routine of that name, transcribed from `docs/ddi.md`.
         unsafe {
             Self {
                 proxy: ProxyRoutines {
@@ -277,6 +343,12 @@ impl Exports {
                         resolve,
                         &kernel_names::IO_GET_DRIVER_OBJECT_EXTENSION,
                     ),
+                    allocate_pool2: lookup(resolve, &kernel_names::EX_ALLOCATE_POOL2),
+                    allocate_pool_with_tag: lookup(
+                        resolve,
+                        &kernel_names::EX_ALLOCATE_POOL_WITH_TAG,
+                    ),
+                    free_pool: lookup(resolve, &kernel_names::EX_FREE_POOL_WITH_TAG),
                 },
             }
         }
@@ -345,12 +417,9 @@ mod tests {
         let before = asked.len();
         asked.dedup();
         assert_eq!(before, asked.len(), "a routine was resolved twice");
-        assert_eq!(asked.len(), 18);
-        for name in ["ExAllocatePool2", "ExFreePoolWithTag"] {
-            assert!(
-                !asked.contains(&name),
-                "{name}: the library allocates no pool (ExAllocatePool2 is newer than Windows 10 1709)"
-            );
+        assert_eq!(asked.len(), 21);
+        for name in ["ExAllocatePool2", "ExAllocatePoolWithTag", "ExFreePoolWithTag"] {
+            assert!(asked.contains(&name), "{name} not resolved");
         }
         for name in [
             "IoGetDriverProxyFeatures",
@@ -385,5 +454,61 @@ mod tests {
             Some("IoCreateDriverProxyExtension")
         );
         assert_eq!(exports.events().err(), Some("KeInitializeEvent"));
+        assert_eq!(exports.pool().err(), Some("ExAllocatePoolWithTag"));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod pool_tests {
+    extern crate std;
+    use super::*;
+    use std::cell::RefCell;
+    use std::vec::Vec;
+
+    std::thread_local! {
+        static BLOCKS: RefCell<Vec<(usize, usize, u32)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A down-level allocator that, like the real one, does not zero.
+    unsafe extern "system" fn with_tag(pool_type: sys::POOL_TYPE, size: usize, tag: u32) -> sys::PVOID {
+        assert_eq!(pool_type, sys::NonPagedPoolNx);
+        let layout = std::alloc::Layout::from_size_align(size, 16).unwrap();
+        // SAFETY: nonzero size in these tests.
+        let block = unsafe { std::alloc::alloc(layout) };
+        // SAFETY: a fresh block of `size` bytes.
+        unsafe { block.write_bytes(0xA5, size) };
+        BLOCKS.with(|b| b.borrow_mut().push((block as usize, size, tag)));
+        block.cast()
+    }
+
+    unsafe extern "system" fn free(block: sys::PVOID, tag: u32) {
+        let (_, size, allocated_tag) = BLOCKS.with(|b| {
+            let mut blocks = b.borrow_mut();
+            let at = blocks.iter().position(|&(a, _, _)| a == block as usize).unwrap();
+            blocks.remove(at)
+        });
+        assert_eq!(tag, allocated_tag);
+        let layout = std::alloc::Layout::from_size_align(size, 16).unwrap();
+        // SAFETY: allocated above with this layout.
+        unsafe { std::alloc::dealloc(block.cast(), layout) };
+    }
+
+    #[test]
+    fn without_exallocatepool2_the_down_level_allocator_is_used_and_zeroed() {
+        let exports = Exports::resolve_with(&mut |name| match name.ascii {
+            "ExAllocatePoolWithTag" => with_tag as *mut c_void,
+            "ExFreePoolWithTag" => free as *mut c_void,
+            _ => core::ptr::null_mut(),
+        });
+        let pool = exports.pool().unwrap();
+        assert!(matches!(pool.allocate, Allocate::WithTag(_)));
+        // SAFETY: a test block, freed below with its tag.
+        unsafe {
+            let block = pool.allocate_zeroed(100, 0x1234);
+            assert!(!block.is_null());
+            assert!(core::slice::from_raw_parts(block, 100).iter().all(|&b| b == 0));
+            pool.free(block, 0x1234);
+        }
+        assert!(BLOCKS.with(|b| b.borrow().is_empty()));
     }
 }

@@ -4,9 +4,9 @@
 //! every image of the driver), waiting for and closing a thread, and what the fallback worker
 //! thread needs when hot-swap is unavailable (a system thread, a multi-object wait).
 //!
-//! `ExAllocatePool2` and `ExFreePoolWithTag` are bound for completeness (the host kernel and
-//! drivers use them); the library itself allocates no pool: `ExAllocatePool2` only exists from
-//! Windows 10 2004, and the library must load on every Windows its users declare.
+//! Pool: `ExAllocatePool2` (Windows 10 2004 and later) where the kernel has it, else the
+//! down-level `ExAllocatePoolWithTag` with `NonPagedPoolNx` and zeroing (what Microsoft's own
+//! down-level helper `ExAllocatePoolZero` does); `ExFreePoolWithTag` for both.
 
 use core::ffi::c_void;
 
@@ -101,6 +101,15 @@ pub const POOL_FLAG_NON_PAGED: POOL_FLAGS = 0x0000_0000_0000_0040;
 /// `<= DISPATCH_LEVEL` for non-paged pool.
 pub type PFN_ExAllocatePool2 =
     unsafe extern "system" fn(Flags: POOL_FLAGS, NumberOfBytes: usize, Tag: ULONG) -> PVOID;
+/// `POOL_TYPE` (C enum, 4 bytes).
+pub type POOL_TYPE = i32;
+/// `NonPagedPoolNx`: non-paged, not executable (Windows 8 and later).
+pub const NonPagedPoolNx: POOL_TYPE = 512;
+/// `PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)`: memory
+/// that is *not* zeroed, or null. Deprecated from Windows 10 2004 in favour of
+/// `ExAllocatePool2`, and present on every Windows. `<= DISPATCH_LEVEL` for non-paged pool.
+pub type PFN_ExAllocatePoolWithTag =
+    unsafe extern "system" fn(PoolType: POOL_TYPE, NumberOfBytes: usize, Tag: ULONG) -> PVOID;
 /// `VOID ExFreePoolWithTag(PVOID P, ULONG Tag)`. `<= DISPATCH_LEVEL`.
 pub type PFN_ExFreePoolWithTag = unsafe extern "system" fn(P: PVOID, Tag: ULONG);
 
@@ -135,6 +144,9 @@ pub mod kernel_names {
         crate::__routine_name!("IoGetDriverObjectExtension");
     /// `ExAllocatePool2`.
     pub const EX_ALLOCATE_POOL2: RoutineName = crate::__routine_name!("ExAllocatePool2");
+    /// `ExAllocatePoolWithTag`.
+    pub const EX_ALLOCATE_POOL_WITH_TAG: RoutineName =
+        crate::__routine_name!("ExAllocatePoolWithTag");
     /// `ExFreePoolWithTag`.
     pub const EX_FREE_POOL_WITH_TAG: RoutineName = crate::__routine_name!("ExFreePoolWithTag");
 }

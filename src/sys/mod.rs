@@ -1,4 +1,4 @@
-//! Raw bindings: the DriverProxy DDI family of `wdm.h`, exactly as the DDI reference gives it.
+//! Raw bindings: the DriverProxy DDI family of `wdm.h`, exactly as `docs/ddi.md` gives it.
 //!
 //! Nothing here is safe to use directly; the rest of the crate builds a typed API on top of
 //! it. Names follow the C headers (hence the `non_snake_case` / `non_camel_case_types`
@@ -19,7 +19,7 @@
 //! Layouts are LLP64 (x64 and ARM64): Driver Hot-Swap needs the Secure Kernel, which only
 //! exists on 64-bit Windows. On a 64-bit host (the host kernel's tests) the same layouts hold.
 //!
-//! Where the reference marks a declaration UNCONFIRMED, the most likely form is bound and
+//! Where `docs/ddi.md` marks a declaration UNCONFIRMED, the most likely form is bound and
 //! the item's documentation says so.
 
 #![allow(

@@ -1,5 +1,5 @@
-//! The DriverProxy types of `wdm.h` (DDI reference §4.1–§4.11), with compile-time layout
-//! checks against the sizes and offsets the reference gives for x64 (PDB dumps and
+//! The DriverProxy types of `wdm.h` (`docs/ddi.md#types`), with compile-time layout
+//! checks against the sizes and offsets given there for x64 (PDB dumps and
 //! in-box drivers).
 
 use core::mem::{align_of, offset_of, size_of};

@@ -1,4 +1,4 @@
-//! The documented DriverProxy routines (DDI reference §4.12–§4.19): pointer types and
+//! The documented DriverProxy routines (`docs/ddi.md#routines`): pointer types and
 //! export names for run-time resolution, the Rust form of the
 //! `IoGetDriverProxyWrapperFromEndpoint` macro, and the crate's single static import.
 //!

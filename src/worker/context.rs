@@ -1,7 +1,10 @@
-//! [`WorkerContext`]: a worker thread's storage, owned by the driver object, and [`Wake`].
+//! A worker thread's storage ([`WorkerContext`], pool the crate owns), the routine's view of it
+//! ([`WorkerRef`]), and [`Wake`].
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use crate::resolve::EventRoutines;
@@ -21,7 +24,98 @@ pub const MAX_WORKER_EVENTS: usize = sys::MAXIMUM_WAIT_OBJECTS as usize - 1;
 /// cannot be started with a context the routine does not read as its own
 /// ([`crate::HotSwap::worker_thread`]).
 pub type WorkerRoutine<T, const EVENTS: usize> =
-    extern "system" fn(worker: &'static WorkerContext<T, EVENTS>, wait_status: NtStatus) -> bool;
+    extern "system" fn(worker: WorkerRef<T, EVENTS>, wait_status: NtStatus) -> bool;
+
+/// What a worker routine gets: its thread's context, events and stop request.
+///
+/// The kernel passes the storage's address (the start context's `WorkerContext`); this type is
+/// that pointer, typed. It is neither `Send`, `Sync`, `Copy` nor `Clone`: it stays on the
+/// worker thread, which ends before the storage is freed ([`crate::WorkerThread::stop_and_join`]),
+/// and the borrows it gives ([`WorkerRef::get`], [`WorkerRef::event`]) cannot outlive it.
+///
+/// ```compile_fail,E0277
+/// use driver_proxy::{NtStatus, WorkerRef};
+/// extern "system" fn routine(worker: WorkerRef<u64, 0>, _: NtStatus) -> bool {
+///     // error[E0277]: `*mut ()` cannot be sent between threads safely: the storage is freed
+///     // once the worker thread has ended, so its view must not leave that thread.
+///     std::thread::spawn(move || *worker.get());
+///     false
+/// }
+/// ```
+#[repr(transparent)]
+pub struct WorkerRef<T, const EVENTS: usize> {
+    context: NonNull<WorkerContext<T, EVENTS>>,
+    _on_its_thread: PhantomData<*mut ()>,
+}
+
+impl<T, const EVENTS: usize> core::fmt::Debug for WorkerRef<T, EVENTS> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.context().fmt(f)
+    }
+}
+
+impl<T, const EVENTS: usize> WorkerRef<T, EVENTS> {
+    /// The routine's view of `context`.
+    ///
+    /// # Safety
+    /// `context` is a live worker context, alive until the thread that gets this value ends.
+    pub(crate) unsafe fn new(context: NonNull<WorkerContext<T, EVENTS>>) -> Self {
+        Self {
+            context,
+            _on_its_thread: PhantomData,
+        }
+    }
+
+    fn context(&self) -> &WorkerContext<T, EVENTS> {
+        // SAFETY: alive until the worker thread ends, and this value lives on it (type docs).
+        unsafe { self.context.as_ref() }
+    }
+
+    /// The context value.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn get(&self) -> &T {
+        self.context().get()
+    }
+
+    /// The routine's event `index` (0-based, in the order given to
+    /// [`crate::WorkerThreadBuilder::events`]), or `None` past the last.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn event(&self, index: usize) -> Option<EventRef<'_>> {
+        self.context().event(index)
+    }
+
+    /// Whether the thread was asked to end.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn stop_requested(&self) -> bool {
+        self.context().stop_requested()
+    }
+
+    /// Whether the kernel runs the loop (a hot-swappable worker thread), or this crate's
+    /// fallback thread does.
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn is_hot_swappable(&self) -> bool {
+        self.context().is_hot_swappable()
+    }
+
+    /// Why the routine was called: [`Wake::Stop`] whenever the thread was asked to end
+    /// (whatever the status), else the status read with this thread's events (`WaitAny`: index
+    /// 0 of the kernel's wait is the stop event, the routine's events follow; `WaitAll`: the
+    /// routine's events alone, and `STATUS_WAIT_0` means all of them).
+    ///
+    /// IRQL: any.
+    #[must_use]
+    pub fn wake(&self, wait_status: NtStatus) -> Wake {
+        self.context().wake(wait_status)
+    }
+}
 
 const MAGIC: u64 = u64::from_le_bytes(*b"DPrxWrk1");
 
@@ -61,19 +155,15 @@ struct Header {
     hot_swappable: bool,
 }
 
-/// A worker thread's storage: its context (a `T`), its events, the stop request. The routine
-/// gets it as `&'static WorkerContext<T, EVENTS>`.
+/// A worker thread's storage: its context (a `T`), its events, the stop request.
 ///
-/// **Who owns it.** The driver object: it is a driver-object extension
-/// (`IoAllocateDriverObjectExtension`), which the I/O manager frees when the driver object is
-/// deleted, after the driver unloaded, and never earlier. So it outlives every image of the
-/// driver: a swap unmaps the old image, while the kernel keeps waiting on these events and
-/// passing this context to the routine's wrapper (a `static` of the image would be unmapped
-/// under it). `'static` here means "as long as any code of the driver can run". The context
-/// is never dropped (its storage is not reused either): a thread's context lives as long as
-/// the driver.
+/// **Who owns it.** The crate, in non-paged pool (tag `DPwk`), not the image: a swap unmaps the
+/// old image while the kernel keeps waiting on these events and passing this context to the
+/// routine's wrapper (a `static` of the image would be unmapped under it). The
+/// [`crate::WorkerThread`] that owns the thread frees it, in whichever image ends the thread,
+/// once the thread has ended ([`crate::WorkerThread::stop_and_join`]).
 #[repr(C)]
-pub struct WorkerContext<T, const EVENTS: usize> {
+pub(crate) struct WorkerContext<T, const EVENTS: usize> {
     header: Header,
     stop: UnsafeCell<sys::KEVENT>,
     events: [UnsafeCell<sys::KEVENT>; EVENTS],
@@ -158,12 +248,12 @@ impl<T, const EVENTS: usize> WorkerContext<T, EVENTS> {
         }
     }
 
-    /// Drops the value of a context no thread ever used.
+    /// Drops the context (the value; the events need no teardown).
     ///
     /// # Safety
-    /// `block` holds an initialised context that nothing references any more and that is
-    /// never used again.
-    pub(crate) unsafe fn drop_value(block: core::ptr::NonNull<Self>) {
+    /// `block` holds an initialised context that nothing references any more (its thread has
+    /// ended or never started) and that is never used again.
+    pub(crate) unsafe fn drop_in_place(block: NonNull<Self>) {
         // SAFETY: caller contract; the place is derived from the block's own pointer.
         unsafe { core::ptr::drop_in_place(&raw mut (*block.as_ptr()).value) };
     }
@@ -180,38 +270,24 @@ impl<T, const EVENTS: usize> WorkerContext<T, EVENTS> {
     }
 
     /// The context value.
-    ///
-    /// IRQL: any.
-    #[must_use]
-    pub fn get(&self) -> &T {
+    pub(crate) fn get(&self) -> &T {
         &self.value
     }
 
-    /// The routine's event `index` (0-based, in the order given to
-    /// [`crate::WorkerThreadBuilder::events`]), or `None` past the last.
-    ///
-    /// IRQL: any.
-    #[must_use]
-    pub fn event(&self, index: usize) -> Option<EventRef<'_>> {
+    /// The routine's event `index`, or `None` past the last.
+    pub(crate) fn event(&self, index: usize) -> Option<EventRef<'_>> {
         let raw = self.events.get(index)?;
         // SAFETY: initialised before the thread started, in storage that never moves.
         Some(unsafe { EventRef::from_initialized(raw, self.header.routines) })
     }
 
     /// Whether the thread was asked to end.
-    ///
-    /// IRQL: any.
-    #[must_use]
-    pub fn stop_requested(&self) -> bool {
+    pub(crate) fn stop_requested(&self) -> bool {
         self.header.stop_requested.load(Ordering::Acquire)
     }
 
-    /// Whether the kernel runs the loop (a hot-swappable worker thread), or this crate's
-    /// fallback thread does.
-    ///
-    /// IRQL: any.
-    #[must_use]
-    pub fn is_hot_swappable(&self) -> bool {
+    /// Whether the kernel runs the loop.
+    pub(crate) fn is_hot_swappable(&self) -> bool {
         self.header.hot_swappable
     }
 
@@ -220,9 +296,7 @@ impl<T, const EVENTS: usize> WorkerContext<T, EVENTS> {
     /// 0 of the kernel's wait is the stop event, the routine's events follow; `WaitAll`: the
     /// routine's events alone, and `STATUS_WAIT_0` means all of them).
     ///
-    /// IRQL: any.
-    #[must_use]
-    pub fn wake(&self, wait_status: NtStatus) -> Wake {
+    pub(crate) fn wake(&self, wait_status: NtStatus) -> Wake {
         if self.stop_requested() {
             return Wake::Stop;
         }

@@ -13,14 +13,16 @@
 //!   [`WorkerRoutine<T, EVENTS>`](WorkerRoutine) and the builder takes a `T`: the kernel
 //!   passes the routine exactly the context it was started with.
 //! * **Nothing the kernel holds goes away with an image.** The context, the events and the
-//!   stop request live in a [`WorkerContext`], storage this crate allocates as a
-//!   driver-object extension: the driver object owns it, so it outlives every image of the
-//!   driver. No event or context of the image itself (a `static`) is ever given to the kernel.
-//! * **The thread ends before its owner forgets it.** A [`WorkerThread`] owns the thread:
-//!   [`WorkerThread::stop_and_join`] (and dropping it) asks the routine to end ([`Wake::Stop`])
-//!   and waits for the thread. To hand the thread on to the next image of the driver, store
-//!   [`WorkerThread::into_raw`] where that image finds it (the device extension) and take it
-//!   back with [`WorkerThread::from_raw`].
+//!   stop request live in storage this crate allocates (non-paged pool, tag `DPwk`), not in the
+//!   image, so a swap that unmaps the old image leaves them in place. No event or context of
+//!   the image itself (a `static`) is ever given to the kernel.
+//! * **The storage outlives every use.** The routine sees it through a [`WorkerRef`], which
+//!   stays on the worker thread; the [`WorkerThread`] that owns the thread frees it only after
+//!   the thread has ended: [`WorkerThread::stop_and_join`] (and dropping it) asks the routine to
+//!   end ([`Wake::Stop`]), waits for the thread, drops the context and frees the storage. To
+//!   hand the thread on to the next image of the driver, store [`WorkerThread::into_raw`] where
+//!   that image finds it (the device extension) and take it back with
+//!   [`WorkerThread::from_raw`].
 //!
 //! Where hot-swap is unavailable, [`WorkerThreadBuilder::spawn`] starts a plain system thread
 //! (`PsCreateSystemThread`) running the same loop in this crate's code
@@ -30,12 +32,14 @@ mod context;
 mod fallback;
 
 use core::ffi::c_void;
+use core::marker::PhantomData;
 use core::mem::{ManuallyDrop, offset_of};
 use core::ptr::NonNull;
 
-pub use context::{MAX_WORKER_EVENTS, Wake, WorkerContext, WorkerRoutine};
+pub(crate) use context::WorkerContext;
+pub use context::{MAX_WORKER_EVENTS, Wake, WorkerRef, WorkerRoutine};
 
-use crate::resolve::{StorageRoutines, WorkerRoutines};
+use crate::resolve::WorkerRoutines;
 use crate::{EventKind, EventRef, HotSwap, NtStatus, Unavailable, WorkerError, Wrapped, sys};
 
 /// How the thread's wait is satisfied.
@@ -170,15 +174,16 @@ impl<T: Sync + 'static, const EVENTS: usize> core::fmt::Debug for WorkerThreadBu
 impl HotSwap {
     /// A builder for a worker thread that runs `routine` with `context`. `routine` must be a
     /// wrapper (or, in fallback, the endpoint itself) of a worker routine: obtain it with
-    /// [`HotSwap::wrapper`] (or [`HotSwap::wrap`]). The context moves into storage the driver
-    /// object owns ([`WorkerContext`]). Defaults: `WaitAny`, `Executive`, kernel mode, not
-    /// alertable, no timeout, every event a synchronization event.
+    /// [`HotSwap::wrapper`] (or [`HotSwap::wrap`]). The context moves into storage this crate
+    /// owns (not the image's), which the routine sees through a [`WorkerRef`]. Defaults:
+    /// `WaitAny`, `Executive`, kernel mode, not alertable, no timeout, every event a
+    /// synchronization event.
     ///
     /// The context must be the routine's (its type is part of [`WorkerRoutine`]):
     ///
     /// ```compile_fail,E0308
-    /// use driver_proxy::{HotSwap, NtStatus, WorkerContext, WorkerRoutine, Wrapped};
-    /// extern "system" fn counts(worker: &'static WorkerContext<u64, 0>, _: NtStatus) -> bool {
+    /// use driver_proxy::{HotSwap, NtStatus, WorkerRef, WorkerRoutine, Wrapped};
+    /// extern "system" fn counts(worker: WorkerRef<u64, 0>, _: NtStatus) -> bool {
     ///     *worker.get() < 10
     /// }
     /// fn start(hotswap: HotSwap, routine: Wrapped<WorkerRoutine<u64, 0>>) {
@@ -291,9 +296,9 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThreadBuilder<T, EVENTS> {
         self
     }
 
-    /// Starts the thread: allocates its storage (owned by the driver object), moves the
-    /// context in, initialises the events, and creates the thread (hot-swappable, or the
-    /// fallback system thread).
+    /// Starts the thread: allocates its storage (pool the crate owns), moves the context in,
+    /// initialises the events, and creates the thread (hot-swappable, or the fallback system
+    /// thread).
     ///
     /// IRQL: `PASSIVE_LEVEL`.
     ///
@@ -301,8 +306,8 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThreadBuilder<T, EVENTS> {
     /// [`WorkerError::Unavailable`] (a routine missing: see [`HotSwap::worker_threads`]);
     /// [`WorkerError::InsufficientResources`] (storage or thread);
     /// [`WorkerError::NotSupported`], [`WorkerError::InvalidParameter`] (the routine is not a
-    /// wrapper of this extension) from the kernel. On error no thread runs and the context
-    /// has been dropped.
+    /// wrapper of this extension) from the kernel. On error no thread runs, the context has
+    /// been dropped and the storage freed.
     pub fn spawn(self) -> Result<WorkerThread<T, EVENTS>, WorkerError> {
         let () = WorkerContext::<T, EVENTS>::VALID;
         let Self {
@@ -312,8 +317,8 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThreadBuilder<T, EVENTS> {
             kinds,
             wait,
         } = self;
-        let support = hotswap.worker_support().map_err(WorkerError::Unavailable)?;
-        let fallback_routines = match hotswap.extension_and_routines() {
+        let routines = hotswap.worker_support().map_err(WorkerError::Unavailable)?;
+        let threads = match hotswap.extension_and_routines() {
             Some(_) => None,
             None => Some(
                 hotswap
@@ -321,37 +326,33 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThreadBuilder<T, EVENTS> {
                     .map_err(WorkerError::Unavailable)?,
             ),
         };
-        let (routines, record) = support;
-        let driver = hotswap.driver().as_raw();
-        let block = allocate(
-            routines.storage,
-            driver,
-            worker_key(record.next_worker_block()),
-            core::mem::size_of::<WorkerContext<T, EVENTS>>(),
-        )?
-        .cast::<WorkerContext<T, EVENTS>>();
-        // SAFETY: a fresh, zero-filled block of the context's size, 16-byte aligned (checked
-        // by VALID), owned by the driver object and never freed before it: nothing else
-        // references it, and it never moves.
-        let context: &'static WorkerContext<T, EVENTS> = unsafe {
+        let size = core::mem::size_of::<WorkerContext<T, EVENTS>>();
+        // SAFETY: PASSIVE_LEVEL; the block is freed by the WorkerThread that owns the thread,
+        // or below if no thread starts.
+        let block = NonNull::new(unsafe { routines.pool.allocate_zeroed(size, POOL_TAG) })
+            .ok_or(WorkerError::InsufficientResources)?
+            .cast::<WorkerContext<T, EVENTS>>();
+        // SAFETY: a fresh, zeroed block of the context's size, 16-byte aligned (checked by
+        // VALID): nothing else references it, and it never moves.
+        let context = unsafe {
             block.write(WorkerContext::new(
                 value,
                 routines.events,
                 wait.wait_type == WaitType::All,
-                fallback_routines.is_none(),
+                threads.is_none(),
             ));
             let context = block.as_ref();
             context.initialize_events(&kinds);
             context
         };
         let mut start = start_context(routine, &wait, context);
-        let created = match (hotswap.extension_and_routines(), fallback_routines) {
+        let created = match (hotswap.extension_and_routines(), threads) {
             (Some((extension, proxy)), _) => {
                 let mut handle = core::ptr::null_mut();
                 let mut attributes = kernel_handle_attributes();
                 // SAFETY: resolved routine; live extension; `start` is a complete start context
                 // (header followed by its events) that the kernel copies; the events and the
-                // context live in storage the driver object owns.
+                // context live in the block, which outlives the thread.
                 let status = NtStatus(unsafe {
                     (proxy.create_worker_thread)(
                         extension,
@@ -369,27 +370,27 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThreadBuilder<T, EVENTS> {
                     Err(WorkerError::from_status(status))
                 }
             }
-            (None, Some(threads)) => fallback::spawn(
-                routines.storage,
-                driver,
-                worker_key(record.next_worker_block()),
-                threads,
-                routine.get(),
-                context,
-                start,
-            ),
+            (None, Some(threads)) => {
+                fallback::spawn(routines.pool, threads, routine.get(), block, start)
+            }
             (None, None) => Err(WorkerError::Unexpected(NtStatus::UNSUCCESSFUL)),
         };
         match created {
             Ok(handle) => {
                 context.set_handle(handle);
-                Ok(WorkerThread { context, routines })
+                Ok(WorkerThread {
+                    block,
+                    routines,
+                    _owns: PhantomData,
+                })
             }
             Err(error) => {
-                // SAFETY: no thread started, so nothing uses the context any more (the
-                // reference above is not used after this); the value is dropped once, here,
-                // through the block's own pointer, and the storage is never used again.
-                unsafe { WorkerContext::drop_value(block) };
+                // SAFETY: no thread started, so nothing references the context (the reference
+                // above is not used after this): dropped and freed once, here.
+                unsafe {
+                    WorkerContext::drop_in_place(block);
+                    routines.pool.free(block.as_ptr().cast(), POOL_TAG);
+                }
                 Err(error)
             }
         }
@@ -400,7 +401,7 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThreadBuilder<T, EVENTS> {
 fn start_context<T: Sync + 'static, const EVENTS: usize>(
     routine: Wrapped<WorkerRoutine<T, EVENTS>>,
     wait: &WaitParameters,
-    context: &'static WorkerContext<T, EVENTS>,
+    context: &WorkerContext<T, EVENTS>,
 ) -> StartContext {
     let mut events = [core::ptr::null_mut(); sys::MAXIMUM_WAIT_OBJECTS as usize];
     for (slot, event) in events.iter_mut().zip(context.wait_objects()) {
@@ -408,8 +409,9 @@ fn start_context<T: Sync + 'static, const EVENTS: usize>(
     }
     // SAFETY: function pointers of the same size; the C routine type is
     // `BOOLEAN (PVOID, NTSTATUS)`, which the kernel calls with the context below (a
-    // `&WorkerContext<T, EVENTS>`, as the routine's type says) and a status (`NtStatus` is a
-    // transparent `NTSTATUS`); the routine returns `bool` as one byte 0 or 1, a valid BOOLEAN.
+    // `WorkerRef<T, EVENTS>` is a transparent pointer to it, as the routine's type says) and a
+    // status (`NtStatus` is a transparent `NTSTATUS`); the routine returns `bool` as one byte
+    // 0 or 1, a valid BOOLEAN.
     let erased = unsafe {
         core::mem::transmute::<WorkerRoutine<T, EVENTS>, sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE>(
             routine.get(),
@@ -442,38 +444,8 @@ fn start_context<T: Sync + 'static, const EVENTS: usize>(
     }
 }
 
-/// Identification addresses of worker storage among the driver object's extensions: not
-/// canonical on x64 or ARM64, like the record's, one per block (`n` from the record).
-const WORKER_KEY_BASE: u64 = 0x4450_5258_574B_0000; // "DPRXWK\0\0"
-
-fn worker_key(n: u32) -> u64 {
-    WORKER_KEY_BASE + u64::from(n)
-}
-
-/// A zero-filled block of `size` bytes owned by `driver` (a driver-object extension under
-/// `key`), alive until the driver object is deleted.
-pub(crate) fn allocate(
-    storage: StorageRoutines,
-    driver: sys::PDRIVER_OBJECT,
-    key: u64,
-    size: usize,
-) -> Result<NonNull<u8>, WorkerError> {
-    let size = u32::try_from(size).map_err(|_| WorkerError::InsufficientResources)?;
-    let mut block = core::ptr::null_mut();
-    // SAFETY: live driver object (HotSwap invariant); `block` is a valid local; the key is
-    // only compared.
-    let status = NtStatus(unsafe {
-        #[allow(clippy::cast_possible_truncation)] // 64-bit targets only
-        (storage.allocate)(driver, key as usize as sys::PVOID, size, &raw mut block)
-    });
-    match NonNull::new(block.cast::<u8>()) {
-        Some(block) if status.is_success() => Ok(block),
-        _ if status == NtStatus::INSUFFICIENT_RESOURCES || status.is_success() => {
-            Err(WorkerError::InsufficientResources)
-        }
-        _ => Err(WorkerError::Unexpected(status)),
-    }
-}
+/// The pool tag of worker threads' storage: `'kwPD'` in a debugger's byte order.
+pub(crate) const POOL_TAG: u32 = u32::from_le_bytes(*b"DPwk");
 
 fn kernel_handle_attributes() -> sys::OBJECT_ATTRIBUTES {
     sys::OBJECT_ATTRIBUTES {
@@ -488,43 +460,52 @@ fn kernel_handle_attributes() -> sys::OBJECT_ATTRIBUTES {
 }
 
 /// A running worker thread, owned: [`WorkerThread::stop_and_join`] (or dropping it) asks its
-/// routine to end and waits for the thread, then closes the handle. It can be handed to the
-/// next image of the driver with [`WorkerThread::into_raw`] / [`WorkerThread::from_raw`].
+/// routine to end and waits for the thread, then closes the handle and frees the thread's
+/// storage (dropping the context). It can be handed to the next image of the driver with
+/// [`WorkerThread::into_raw`] / [`WorkerThread::from_raw`].
 pub struct WorkerThread<T: Sync + 'static, const EVENTS: usize> {
-    context: &'static WorkerContext<T, EVENTS>,
+    block: NonNull<WorkerContext<T, EVENTS>>,
     routines: WorkerRoutines,
+    /// Owns a `WorkerContext<T, EVENTS>` (for drop check and auto traits).
+    _owns: PhantomData<WorkerContext<T, EVENTS>>,
 }
 
 // SAFETY: the thread handle is a kernel handle (OBJ_KERNEL_HANDLE), valid in any thread's
-// context; the storage is shared as `&WorkerContext<T, _>`, which is Sync for `T: Sync`.
-unsafe impl<T: Sync + 'static, const EVENTS: usize> Send for WorkerThread<T, EVENTS> {}
-// SAFETY: as above; `&WorkerThread` only gives shared access to the storage.
+// context; the context is shared with the worker thread as `&T`, so `T: Sync`; the owner may
+// drop it on any thread after the worker ended, so `T: Send`.
+unsafe impl<T: Send + Sync + 'static, const EVENTS: usize> Send for WorkerThread<T, EVENTS> {}
+// SAFETY: `&WorkerThread` only gives shared access to `T` (Sync) and to events (thread-safe).
 unsafe impl<T: Sync + 'static, const EVENTS: usize> Sync for WorkerThread<T, EVENTS> {}
 
 impl<T: Sync + 'static, const EVENTS: usize> core::fmt::Debug for WorkerThread<T, EVENTS> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("WorkerThread")
-            .field("handle", &self.context.handle())
-            .field("context", &self.context)
+            .field("handle", &self.context().handle())
+            .field("context", self.context())
             .finish_non_exhaustive()
     }
 }
 
 impl<T: Sync + 'static, const EVENTS: usize> WorkerThread<T, EVENTS> {
-    /// The thread's storage: its context, events and stop request.
+    fn context(&self) -> &WorkerContext<T, EVENTS> {
+        // SAFETY: the block lives until this value frees it (stop_and_join / drop).
+        unsafe { self.block.as_ref() }
+    }
+
+    /// The context value (shared with the routine).
     ///
     /// IRQL: any.
     #[must_use]
-    pub fn context(&self) -> &'static WorkerContext<T, EVENTS> {
-        self.context
+    pub fn get(&self) -> &T {
+        self.context().get()
     }
 
     /// The routine's event `index`, e.g. to wake the thread.
     ///
     /// IRQL: any.
     #[must_use]
-    pub fn event(&self, index: usize) -> Option<EventRef<'static>> {
-        self.context.event(index)
+    pub fn event(&self, index: usize) -> Option<EventRef<'_>> {
+        self.context().event(index)
     }
 
     /// Whether the kernel owns the loop (`true`), or this crate's fallback thread does.
@@ -532,7 +513,7 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThread<T, EVENTS> {
     /// IRQL: any.
     #[must_use]
     pub fn is_hot_swappable(&self) -> bool {
-        self.context.is_hot_swappable()
+        self.context().is_hot_swappable()
     }
 
     /// The thread handle (still owned by `self`).
@@ -540,36 +521,45 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThread<T, EVENTS> {
     /// IRQL: any.
     #[must_use]
     pub fn handle(&self) -> sys::HANDLE {
-        self.context.handle()
+        self.context().handle()
     }
 
     /// Asks the routine to end (the next call sees [`Wake::Stop`]), waits until the thread
-    /// has ended, and closes the handle.
+    /// has ended, closes the handle, drops the context and frees the storage.
     ///
     /// IRQL: `PASSIVE_LEVEL`. Blocks until the routine returns `false`.
     ///
     /// # Errors
-    /// [`WorkerError::Join`] when the wait fails (the handle is closed all the same).
+    /// [`WorkerError::Join`] when the wait fails: the handle is closed all the same, and the
+    /// storage is left allocated (the thread may still use it).
     pub fn stop_and_join(self) -> Result<(), WorkerError> {
         let this = ManuallyDrop::new(self);
-        this.stop_and_join_in_place()
+        // SAFETY: `this` is never used again.
+        unsafe { this.stop_join_and_free() }
     }
 
-    fn stop_and_join_in_place(&self) -> Result<(), WorkerError> {
-        self.context.request_stop();
-        let handle = self.context.handle();
+    /// # Safety
+    /// Called once; `self` is not used afterwards.
+    unsafe fn stop_join_and_free(&self) -> Result<(), WorkerError> {
+        let context = self.context();
+        context.request_stop();
+        let handle = context.handle();
         // SAFETY: the handle this value owns; a null timeout waits until the thread ends.
         let status = NtStatus(unsafe {
             (self.routines.wait_for_single_object)(handle, sys::FALSE, core::ptr::null_mut())
         });
         // SAFETY: the handle this value owns, closed once, here.
         let _ = unsafe { (self.routines.close)(handle) };
-        self.context.set_handle(core::ptr::null_mut());
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(WorkerError::Join(status))
+        if !status.is_success() {
+            return Err(WorkerError::Join(status));
         }
+        // SAFETY: the thread has ended (its WorkerRefs with it) and this was the only owner:
+        // nothing references the storage any more.
+        unsafe {
+            WorkerContext::drop_in_place(self.block);
+            self.routines.pool.free(self.block.as_ptr().cast(), POOL_TAG);
+        }
+        Ok(())
     }
 
     /// Gives up ownership without stopping the thread: the storage's address, from which
@@ -579,7 +569,7 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThread<T, EVENTS> {
     #[must_use]
     pub fn into_raw(self) -> NonNull<c_void> {
         let this = ManuallyDrop::new(self);
-        NonNull::from(this.context).cast()
+        this.block.cast()
     }
 
     /// Takes back ownership of a thread given up with [`WorkerThread::into_raw`].
@@ -592,7 +582,7 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThread<T, EVENTS> {
     /// [`WorkerError::Unavailable`] when this kernel lacks a routine a worker needs.
     ///
     /// # Safety
-    /// `raw` must come from [`WorkerThread::into_raw`] for this driver object, and no other
+    /// `raw` must come from [`WorkerThread::into_raw`] for this driver, and no other
     /// `WorkerThread` may own the thread (each `into_raw` is taken back at most once). In
     /// another image (a new version of the driver), `T` and `EVENTS` must be the same
     /// definitions as in the image that started the thread: the fingerprint check catches a
@@ -605,17 +595,19 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThread<T, EVENTS> {
         if !unsafe { WorkerContext::<T, EVENTS>::check(raw.as_ptr()) } {
             return Err(WorkerError::NotAWorkerThread);
         }
-        // SAFETY: checked to be a `WorkerContext<T, EVENTS>`, owned by the driver object and
-        // alive as long as the driver (caller contract).
-        let context = unsafe { raw.cast::<WorkerContext<T, EVENTS>>().as_ref() };
-        Ok(Self { context, routines })
+        Ok(Self {
+            block: raw.cast(),
+            routines,
+            _owns: PhantomData,
+        })
     }
 }
 
 impl<T: Sync + 'static, const EVENTS: usize> Drop for WorkerThread<T, EVENTS> {
     /// [`WorkerThread::stop_and_join`], ignoring a failed wait. IRQL: `PASSIVE_LEVEL`.
     fn drop(&mut self) {
-        let _ = self.stop_and_join_in_place();
+        // SAFETY: dropped once; `self` is not used afterwards.
+        let _ = unsafe { self.stop_join_and_free() };
     }
 }
 
@@ -650,7 +642,7 @@ mod tests {
         }
     }
 
-    extern "system" fn routine(_: &'static WorkerContext<u32, 2>, _: NtStatus) -> bool {
+    extern "system" fn routine(_: WorkerRef<u32, 2>, _: NtStatus) -> bool {
         false
     }
 

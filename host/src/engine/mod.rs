@@ -99,8 +99,8 @@
 //!   stack sees match: this is not return-address *rewriting*;
 //! * the count is a **per-thread** counter per engine, updated with a plain `inc`/`dec`
 //!   (no `lock` prefix, no shared cache line): a locked read-modify-write alone costs
-//!   about 1.3× a whole indirect call here (reference benchmark), and a shared counter
-//!   bounces between the callers' caches;
+//!   about 1.3× a whole indirect call here (`docs/host-kernel.md#benchmarks`), and a shared
+//!   counter bounces between the callers' caches;
 //! * the ordering a plain increment lacks (a store followed by a load may be reordered) is
 //!   supplied by the *swapper*, which runs `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`
 //!   after setting the stall flag and before reading the counters (the asymmetric barrier of

@@ -4,7 +4,7 @@
 //! name with exactly the library's `PFN_` type (checked at compile time) and listed in the
 //! table of [`crate::exports`], so `MmGetSystemRoutineAddress` finds it.
 //!
-//! The model follows the DDI reference; where it is silent, it takes the strictest reading
+//! The model follows the DDI (`docs/ddi.md`); where it is silent, it takes the strictest reading
 //! and says so below. Tests configure it and inject faults through [`control`].
 //!
 //! # DriverProxy routines
@@ -107,7 +107,7 @@
 //! process: a driver bug is loud and points at itself. Tests check these in child processes.
 
 // The exported routines keep the parameter names of the C prototypes, to be matched
-// against the DDI reference.
+// against `docs/ddi.md`.
 pub mod control;
 #[allow(non_snake_case)]
 pub mod driver_extensions;
@@ -127,7 +127,7 @@ pub use events::{
     KeClearEvent, KeInitializeEvent, KeReadStateEvent, KeResetEvent, KeSetEvent,
     KeWaitForMultipleObjects,
 };
-pub use pool::{ExAllocatePool2, ExFreePoolWithTag};
+pub use pool::{ExAllocatePool2, ExAllocatePoolWithTag, ExFreePoolWithTag};
 pub use proxy::{
     IoCreateDriverProxyExtension, IoDriverProxyCreateHotSwappableWorkerThread,
     IoGetDriverProxyEndpointWrapper, IoGetDriverProxyExtensionFromDriverObject,

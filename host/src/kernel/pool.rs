@@ -1,4 +1,6 @@
-//! Pool: `ExAllocatePool2` and `ExFreePoolWithTag`, with per-tag accounting and faults.
+//! Pool: `ExAllocatePool2`, the down-level `ExAllocatePoolWithTag` (which does not zero: its
+//! blocks are filled with `0xA5`, so code that relies on zeroing it did not do fails visibly),
+//! and `ExFreePoolWithTag`, with per-tag accounting and faults.
 //!
 //! Each block also records the driver the allocating thread ran for (the I/O manager model
 //! sets it while it calls into a driver; system threads inherit it), so that unloading a
@@ -166,6 +168,39 @@ pub unsafe extern "system" fn ExAllocatePool2(
             format_args!("flags {Flags:#x} name no pool type or more than one"),
         );
     }
+    allocate(NumberOfBytes, Tag, Flags & POOL_FLAG_UNINITIALIZED == 0)
+}
+
+/// `POOL_TYPE` values this model accepts: `NonPagedPool`, `PagedPool`, `NonPagedPoolNx`.
+const POOL_TYPE_VALUES: [sys::POOL_TYPE; 3] = [0, 1, sys::NonPagedPoolNx];
+
+/// `PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)`: a block
+/// of `NumberOfBytes` bytes, 16-byte aligned, **not zeroed** (filled with `0xA5`), or null
+/// when out of resources (a fault of this thread). Accounted like `ExAllocatePool2`'s blocks.
+///
+/// Bugchecks (`BAD_POOL_CALLER`): a pool type other than `NonPagedPool`, `PagedPool`,
+/// `NonPagedPoolNx`.
+///
+/// # Safety
+/// None beyond the C contract: the block is the caller's until `ExFreePoolWithTag`.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn ExAllocatePoolWithTag(
+    PoolType: sys::POOL_TYPE,
+    NumberOfBytes: usize,
+    Tag: sys::ULONG,
+) -> sys::PVOID {
+    if !POOL_TYPE_VALUES.contains(&PoolType) {
+        bugcheck(
+            BugCheck::BadPoolCaller,
+            "ExAllocatePoolWithTag",
+            format_args!("pool type {PoolType} is not modelled"),
+        );
+    }
+    allocate(NumberOfBytes, Tag, false)
+}
+
+/// A block for either allocator: zeroed, or filled with [`UNINITIALIZED_FILL`].
+fn allocate(NumberOfBytes: usize, Tag: sys::ULONG, zeroed: bool) -> sys::PVOID {
     if faults::take(&faults::POOL) {
         return std::ptr::null_mut();
     }
@@ -175,7 +210,7 @@ pub unsafe extern "system" fn ExAllocatePool2(
     if block.is_null() {
         return std::ptr::null_mut();
     }
-    if Flags & POOL_FLAG_UNINITIALIZED != 0 {
+    if !zeroed {
         // SAFETY: `block` is a fresh allocation of `layout.size()` bytes.
         unsafe { block.write_bytes(UNINITIALIZED_FILL, layout.size()) };
     }
@@ -241,3 +276,5 @@ pub unsafe extern "system" fn ExFreePoolWithTag(P: sys::PVOID, Tag: sys::ULONG) 
     // was just removed from the table).
     unsafe { std::alloc::dealloc(P.cast(), layout(block.size)) };
 }
+
+const _: sys::PFN_ExAllocatePoolWithTag = ExAllocatePoolWithTag;

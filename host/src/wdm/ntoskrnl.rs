@@ -95,6 +95,11 @@ forward!(pool::ExAllocatePool2(
     NumberOfBytes: usize,
     Tag: sys::ULONG,
 ) -> sys::PVOID);
+forward!(pool::ExAllocatePoolWithTag(
+    PoolType: sys::POOL_TYPE,
+    NumberOfBytes: usize,
+    Tag: sys::ULONG,
+) -> sys::PVOID);
 forward!(pool::ExFreePoolWithTag(P: sys::PVOID, Tag: sys::ULONG));
 forward!(driver_extensions::IoAllocateDriverObjectExtension(
     DriverObject: sys::PDRIVER_OBJECT,
@@ -269,6 +274,7 @@ static ENTRIES: &[Entry] = table![
     ZwClose,
     ZwWaitForSingleObject,
     ExAllocatePool2,
+    ExAllocatePoolWithTag,
     ExFreePoolWithTag,
     IoAllocateDriverObjectExtension,
     IoGetDriverObjectExtension,
