@@ -257,3 +257,63 @@ fn a_worker_threads_context_and_events_are_the_crates_storage_not_the_images() {
         "the thread has ended"
     );
 }
+
+static READ_AT_THREAD_EXIT: AtomicU32 = AtomicU32::new(0);
+
+/// Keeps a `WorkerRef` in a thread-local and reads it when the thread's locals are destroyed.
+struct KeptUntilThreadExit(Option<WorkerRef<AtomicU32, 0>>);
+
+impl Drop for KeptUntilThreadExit {
+    fn drop(&mut self) {
+        if let Some(worker) = self.0.take() {
+            READ_AT_THREAD_EXIT.store(worker.get().load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
+std::thread_local! {
+    static KEPT: std::cell::RefCell<KeptUntilThreadExit> =
+        const { std::cell::RefCell::new(KeptUntilThreadExit(None)) };
+}
+
+extern "system" fn keeps_its_view(worker: WorkerRef<AtomicU32, 0>, status: NtStatus) -> bool {
+    let stop = worker.wake(status) == driver_proxy::Wake::Stop;
+    worker.get().store(7, Ordering::Relaxed);
+    KEPT.with(|kept| kept.borrow_mut().0 = Some(worker));
+    !stop
+}
+
+/// Hole 1c, the other way round: the routine's view of its storage can outlive the routine on
+/// its thread (a thread-local), so the storage may only be freed when the thread has really
+/// ended: `stop_and_join` returns after the thread's thread-local destructors ran.
+#[test]
+fn a_workers_storage_is_freed_only_after_everything_of_its_thread_has_run() {
+    type Worker = WorkerRoutine<AtomicU32, 0>;
+    const WORKER: EndpointId<Worker> = EndpointId::new(1);
+    for hot_swap in [true, false] {
+        READ_AT_THREAD_EXIT.store(0, Ordering::Relaxed);
+        let mut storage = HostDriverObject::new();
+        let hotswap = if hot_swap {
+            hotswap(&mut storage)
+        } else {
+            // SAFETY: the host driver object outlives every use in the test.
+            let driver = unsafe { DriverObject::from_raw(storage.as_raw()) }.unwrap();
+            HotSwap::fallback(driver, driver_proxy::Unavailable::FeatureDisabled)
+        };
+        let table = EndpointTable::new([EndpointEntry::new(WORKER, keeps_its_view as Worker)])
+            .unwrap();
+        hotswap.register(&table, None).unwrap();
+        let thread = hotswap
+            .worker_thread(hotswap.wrapper(&table, WORKER).unwrap(), AtomicU32::new(0))
+            .timeout(driver_proxy::Timeout::from_millis(1))
+            .spawn()
+            .unwrap();
+        assert_eq!(thread.is_hot_swappable(), hot_swap);
+        thread.stop_and_join().unwrap();
+        assert_eq!(
+            READ_AT_THREAD_EXIT.load(Ordering::Relaxed),
+            7,
+            "the thread-local read the storage before stop_and_join freed it (hot swap: {hot_swap})"
+        );
+    }
+}

@@ -125,6 +125,13 @@ pub(crate) fn object(handle: sys::HANDLE) -> Option<Arc<ThreadObject>> {
 /// Marks the thread object ended when the thread's body returns (or unwinds).
 struct EndOnDrop(Arc<ThreadObject>);
 
+std::thread_local! {
+    /// This system thread's end: uncounted, then marked ended, when thread-locals are
+    /// destroyed (see `create`).
+    static END_OF_THREAD: std::cell::RefCell<Option<(Running, EndOnDrop)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 impl Drop for EndOnDrop {
     fn drop(&mut self) {
         self.0.mark_ended();
@@ -173,10 +180,15 @@ pub(crate) unsafe fn create(
     let spawned = std::thread::Builder::new()
         .name(format!("system thread {:#x}", object.id))
         .spawn(move || {
-            // Dropped in reverse order: the thread is uncounted before it is marked ended, so
-            // a waiter that saw it end also sees it gone from its driver's count.
-            let _ended = guard;
-            let _running = running;
+            // The thread is marked ended (and uncounted) by a thread-local destructor registered
+            // before the body runs: thread-local destructors run in reverse order of
+            // registration (glibc's and Rust's own lists both do), so this one runs after every
+            // destructor of a thread-local the body registered. A waiter that saw the thread end
+            // knows that no code of it runs any more, thread-local destructors included (driver
+            // code may keep a `WorkerRef` in one: its storage is freed once the waiter returns).
+            END_OF_THREAD.with(|end| {
+                *end.borrow_mut() = Some((running, guard));
+            });
             let _driver = super::context::enter(driver);
             body();
         });
