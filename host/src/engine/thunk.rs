@@ -19,17 +19,23 @@
 //!
 //! ```text
 //! r10 = tls; if 0 or at the limit -> slow entry
-//! pop [r10]; [r10+8] = r11; tls = r10 + 16      ; move the caller's return address into the
-//!                                               ; shadow stack (rsp = S + 8)
+//! tls = r10 + 16; pop [r10]; [r10+8] = r11      ; reserve a shadow-stack entry, then move the
+//!                                               ; caller's return address into it (rsp = S + 8)
 //! r10 = (r10 & -65536) + slot.ctr_off; inc qword [r10]   ; count (plain, thread-owned)
 //! r10 = slot.hot; cmp dword [r10], 0; jne undo  ; THE POST-INCREMENT RE-CHECK of `stall`
 //! r11 = slot.current                            ; the version, read after the check
 //! call [r11]                                    ; pushes our return address at S: the callee
 //!                                               ; sees the caller's stack arguments in place
-//! tls -= 16; push [tls]                         ; the caller's return address back at S
+//! push [tls - 16]; tls -= 16                    ; the caller's return address back at S, then
+//!                                               ; the entry released
 //! r11 = entry.slot; dec counter; cmp dword [slot.hot], 0; jne exit slow
 //! ret                                           ; to the caller
 //! ```
+//!
+//! An entry is reserved before it is written and read before it is released, so a signal
+//! handler (the host's model of an interrupt) that calls a wrapper on the same thread at any
+//! instruction nests above the interrupted call's entry and never reuses it
+//! (`tests/engine_signals.rs`).
 //!
 //! The implementation is *called*, with the stack exactly as the caller left it except the
 //! return-address slot, which holds the wrapper's return address during the call and the
@@ -222,10 +228,11 @@ core::arch::global_asm!(
     "jz .Ldp_engine_enter_slow",
     "cmp r10w, {shadow_limit}",
     "jae .Ldp_engine_enter_slow",
-    "pop qword ptr [r10]",
-    "mov [r10 + 8], r11",
-    "add r10, 16",
+    // reserve the entry, then fill it (a handler interrupting here nests above it)
+    "lea r10, [r10 + 16]",
     "mov qword ptr fs:[__dp_engine_tls@TPOFF], r10",
+    "pop qword ptr [r10 - 16]",
+    "mov [r10 - 8], r11",
     "and r10, -{block}",
     "add r10, qword ptr [r11 + 16]",
     "inc qword ptr [r10]",
@@ -235,11 +242,12 @@ core::arch::global_asm!(
     "mov r11, qword ptr [r11]",
     ".Ldp_engine_call:",
     "call qword ptr [r11]",
+    // read the entry back, then release it
     "mov r10, qword ptr fs:[__dp_engine_tls@TPOFF]",
     "sub r10, 16",
-    "mov qword ptr fs:[__dp_engine_tls@TPOFF], r10",
     "push qword ptr [r10]",
     "mov r11, qword ptr [r10 + 8]",
+    "mov qword ptr fs:[__dp_engine_tls@TPOFF], r10",
     "and r10, -{block}",
     "add r10, qword ptr [r11 + 16]",
     "dec qword ptr [r10]",
@@ -251,8 +259,8 @@ core::arch::global_asm!(
     ".Ldp_engine_undo:",
     "mov r10, qword ptr fs:[__dp_engine_tls@TPOFF]",
     "sub r10, 16",
-    "mov qword ptr fs:[__dp_engine_tls@TPOFF], r10",
     "push qword ptr [r10]",
+    "mov qword ptr fs:[__dp_engine_tls@TPOFF], r10",
     "and r10, -{block}",
     "add r10, qword ptr [r11 + 16]",
     "dec qword ptr [r10]",
@@ -666,14 +674,16 @@ unsafe extern "C" fn dp_enter_slow(slot: *const Slot, ra: *const usize) -> *cons
              forbids (it would wait for itself)",
         ),
     }
-    // SAFETY: `top` is this thread's next free shadow entry (16 bytes inside its block,
-    // checked above); `ra` is the caller's return-address slot.
+    // Reserve the entry, then fill it: a signal handler calling a wrapper in between nests
+    // above it instead of reusing it.
+    set_tls(top + 16);
+    // SAFETY: `top` is this thread's entry just reserved (16 bytes inside its block, checked
+    // above); `ra` is the caller's return-address slot.
     unsafe {
         let entry = top as *mut usize;
         entry.write(ra.read());
         entry.add(1).write(slot as usize);
     }
-    set_tls(top + 16);
     slot_ref.current.load(Ordering::Acquire)
 }
 
