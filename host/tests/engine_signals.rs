@@ -15,7 +15,7 @@
 #[macro_use]
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -66,20 +66,20 @@ fn a_wrapper_called_from_a_signal_handler_inside_a_wrapper_call_leaves_the_inter
     // SAFETY: the wrapper forwards to `add`.
     let f: Bin = unsafe { support::wrapper(&engine, outer) };
     let done = Arc::new(AtomicBool::new(false));
-    let target = Arc::new(AtomicUsize::new(0));
+    let target = Arc::new(AtomicU64::new(0));
     let sender = {
         let (done, target) = (done.clone(), target.clone());
         thread::spawn(move || {
             while target.load(Ordering::Acquire) == 0 {
                 thread::yield_now();
             }
-            let thread = target.load(Ordering::Acquire) as libc::pthread_t;
+            let thread: libc::pthread_t = target.load(Ordering::Acquire);
             let mut sent = 0u64;
             while !done.load(Ordering::Acquire) {
                 // SAFETY: the target thread is alive until `done` is set.
                 unsafe { libc::pthread_kill(thread, libc::SIGUSR1) };
                 sent += 1;
-                if sent % 64 == 0 {
+                if sent.is_multiple_of(64) {
                     thread::yield_now();
                 }
             }
@@ -90,7 +90,7 @@ fn a_wrapper_called_from_a_signal_handler_inside_a_wrapper_call_leaves_the_inter
     // can arrive, so the handler only ever takes the wrappers' fast path.
     assert_eq!(f(1, 2), 3);
     // SAFETY: pthread_self has no preconditions.
-    target.store(unsafe { libc::pthread_self() } as usize, Ordering::Release);
+    target.store(unsafe { libc::pthread_self() }, Ordering::Release);
     let start = Instant::now();
     let mut calls = 0u64;
     let mut wrong = 0u64;
