@@ -149,7 +149,7 @@ impl Event {
 /// An initialised kernel event: its operations cannot fail.
 ///
 /// Obtained from [`Event::initialize`] / [`Event::get`], or from a worker thread's storage
-/// ([`crate::WorkerContext::event`], [`crate::WorkerThread::event`]).
+/// ([`crate::WorkerRef::event`], [`crate::WorkerThread::event`]).
 #[derive(Clone, Copy)]
 pub struct EventRef<'a> {
     raw: &'a UnsafeCell<sys::KEVENT>,

@@ -78,7 +78,7 @@ pub type PFN_ZwWaitForSingleObject = unsafe extern "system" fn(
 /// driver object is deleted (there is no routine to free it earlier), found again with
 /// `IoGetDriverObjectExtension` and the same identification address.
 /// `STATUS_OBJECT_NAME_COLLISION` when the address is already used for this driver object,
-/// `STATUS_INSUFFICIENT_RESOURCES`. `<= APC_LEVEL`.
+/// `STATUS_INSUFFICIENT_RESOURCES`. `<= DISPATCH_LEVEL` (Microsoft Learn; this crate calls it at `PASSIVE_LEVEL`).
 pub type PFN_IoAllocateDriverObjectExtension = unsafe extern "system" fn(
     DriverObject: PDRIVER_OBJECT,
     ClientIdentificationAddress: PVOID,
@@ -87,7 +87,7 @@ pub type PFN_IoAllocateDriverObjectExtension = unsafe extern "system" fn(
 ) -> NTSTATUS;
 
 /// `PVOID IoGetDriverObjectExtension(PDRIVER_OBJECT DriverObject, PVOID
-/// ClientIdentificationAddress)`: the block allocated under that address, or null. Any IRQL.
+/// ClientIdentificationAddress)`: the block allocated under that address, or null. `<= DISPATCH_LEVEL` (Microsoft Learn).
 pub type PFN_IoGetDriverObjectExtension = unsafe extern "system" fn(
     DriverObject: PDRIVER_OBJECT,
     ClientIdentificationAddress: PVOID,
