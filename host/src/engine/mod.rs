@@ -632,10 +632,16 @@ impl Engine {
         }
     }
 
-    /// Calls in flight on this engine now (a snapshot; all on the current generation
-    /// except during a drain).
+    /// Calls running in this engine's implementations now (a snapshot; all on the current
+    /// generation except during a drain). From a completed drain until the stall ends
+    /// (`ProxyStalled`, the repoint) it is 0: no call runs then, although a caller that has
+    /// just counted itself and is about to see the stall and undo its count raises the
+    /// counters for an instant.
     #[must_use]
     pub fn in_flight(&self) -> u64 {
+        if self.hot.quiescent.load(Ordering::SeqCst) != 0 {
+            return 0;
+        }
         thunk::registry().sum(self.index)
     }
 

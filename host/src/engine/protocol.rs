@@ -50,6 +50,11 @@ const HOLD_SPINS: u32 = 0;
 pub(crate) struct EngineHot {
     /// Nonzero while the engine is stalled (a swap drains or holds calls).
     pub(crate) stall: AtomicU32,
+    /// Nonzero from a completed drain until the stall ends: no call is running and none can
+    /// start (a caller that counts itself now sees the stall and undoes its count without
+    /// running), so the counters' sum, which such a caller raises for an instant, is not what
+    /// runs.
+    pub(crate) quiescent: AtomicU32,
     /// Nonzero once the engine is gone: calls abort instead of being held.
     pub(crate) dead: AtomicU32,
     /// Callers leaving during a stall bump this; the swapper sleeps on it while draining.
@@ -67,6 +72,7 @@ impl EngineHot {
     pub(crate) fn new() -> Self {
         Self {
             stall: AtomicU32::new(0),
+            quiescent: AtomicU32::new(0),
             dead: AtomicU32::new(0),
             drained: Futex::new(),
             released: Futex::new(),
@@ -387,6 +393,7 @@ pub(crate) fn drain(
         let seen = hot.drained.load();
         let n = registry.sum(index);
         if n == 0 {
+            hot.quiescent.store(1, Ordering::SeqCst);
             return Ok(());
         }
         let remaining = match deadline {
@@ -407,6 +414,7 @@ pub(crate) fn drain(
 /// Returns the moment the flag cleared (spinning held callers go from then on; sleeping
 /// ones once the wake-up that follows reaches them).
 pub(crate) fn release(hot: &EngineHot) -> Instant {
+    hot.quiescent.store(0, Ordering::SeqCst);
     hot.stall.store(0, Ordering::SeqCst);
     let released = Instant::now();
     hot.released.wake_all();
