@@ -181,6 +181,12 @@ pub struct ImageDriver {
     retired: Mutex<Vec<String>>,
 }
 
+impl AsRef<Driver> for ImageDriver {
+    fn as_ref(&self) -> &Driver {
+        &self.driver
+    }
+}
+
 impl fmt::Debug for ImageDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ImageDriver")
@@ -373,15 +379,9 @@ impl ImageDriver {
     /// # Errors
     /// As [`Driver::open`].
     pub fn connect(self: &Arc<Self>, path: &str) -> Result<Connection, NtStatus> {
-        let handle = self.driver.open(path)?;
-        // SAFETY: the handle borrows `self.driver`, which lives inside the `Arc` the
-        // connection keeps (field `driver`, dropped after the handle: declaration order) and
-        // is never moved or dropped while an `Arc` exists: `unload` takes the `ImageDriver` by
-        // value, which needs the only one. The handle is never handed out of the connection,
-        // so the `'static` cannot escape.
-        let handle = unsafe { std::mem::transmute::<FileHandle<'_>, FileHandle<'static>>(handle) };
+        let owner: Arc<dyn AsRef<Driver> + Send + Sync> = Arc::clone(self) as _;
         Ok(Connection {
-            handle,
+            handle: Driver::open_shared(owner, path)?,
             driver: Arc::clone(self),
         })
     }
@@ -418,12 +418,9 @@ impl ImageDriver {
     }
 }
 
-/// An open handle on a device of an [`ImageDriver`] that keeps the driver alive: `Send`,
-/// no borrow. Dropping it closes the handle.
+/// An open handle on a device of an [`ImageDriver`] that keeps the driver alive (the handle
+/// holds a share of it): `Send`, no borrow. Dropping it closes the handle.
 pub struct Connection {
-    /// Borrows `driver.driver` (lifetime extended in [`ImageDriver::connect`]). Declared
-    /// first: fields drop in declaration order, so the handle is closed while the driver it
-    /// borrows is still alive.
     handle: FileHandle<'static>,
     driver: Arc<ImageDriver>,
 }

@@ -2,6 +2,7 @@
 //! entry, unload) and [`FileHandle`]. Contracts in the docs of [`super`].
 
 use std::fmt;
+use std::sync::Arc;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
@@ -344,6 +345,33 @@ impl Driver {
     /// open); the status the driver completed `IRP_MJ_CREATE` with, if not a success (or
     /// `STATUS_PENDING`-then-failure).
     pub fn open(&self, path: &str) -> Result<FileHandle<'_>, NtStatus> {
+        self.open_file(path).map(|(device, file)| FileHandle {
+            owner: Owner::Borrowed(self),
+            device,
+            file: Some(file),
+        })
+    }
+
+    /// [`Driver::open`] for a handle that keeps its driver alive through `owner` (an `Arc`
+    /// of whatever holds the driver) instead of borrowing it: no lifetime, usable on any
+    /// thread.
+    ///
+    /// # Errors
+    /// As [`Driver::open`].
+    pub fn open_shared(
+        owner: Arc<dyn AsRef<Self> + Send + Sync>,
+        path: &str,
+    ) -> Result<FileHandle<'static>, NtStatus> {
+        let (device, file) = owner.as_ref().as_ref().open_file(path)?;
+        Ok(FileHandle {
+            owner: Owner::Shared(owner),
+            device,
+            file: Some(file),
+        })
+    }
+
+    /// Opens `path`: the device and its file object, after a successful `IRP_MJ_CREATE`.
+    fn open_file(&self, path: &str) -> Result<(usize, Box<FILE_OBJECT>), NtStatus> {
         let device = io::reserve_open(self.raw_usize(), path).map_err(NtStatus)?;
         // SAFETY: all-zero is valid for these plain-data structures.
         let mut file: Box<FILE_OBJECT> = Box::new(unsafe { core::mem::zeroed() });
@@ -377,11 +405,7 @@ impl Driver {
             io::release(device);
             return Err(NtStatus(status));
         }
-        Ok(FileHandle {
-            driver: self,
-            device,
-            file: Some(file),
-        })
+        Ok((device, file))
     }
 
     /// Sends `IRP_MJ_DEVICE_CONTROL` with control code `code` on `handle`, `METHOD_BUFFERED`:
@@ -408,7 +432,7 @@ impl Driver {
         output: &mut [u8],
     ) -> (NtStatus, usize) {
         assert!(
-            core::ptr::eq(handle.driver, self),
+            core::ptr::eq(handle.owner.driver(), self),
             "the handle belongs to another driver"
         );
         if io::is_deleted(handle.device) {
@@ -484,7 +508,7 @@ impl Driver {
     #[allow(clippy::must_use_candidate)] // closing is done for its effect
     pub fn close(&self, mut handle: FileHandle<'_>) -> NtStatus {
         assert!(
-            core::ptr::eq(handle.driver, self),
+            core::ptr::eq(handle.owner.driver(), self),
             "the handle belongs to another driver"
         );
         handle.close_now()
@@ -552,9 +576,24 @@ impl Driver {
 /// `IRP_MJ_CLEANUP` and `IRP_MJ_CLOSE`. `Send + Sync`: one handle may carry requests from
 /// several threads at once.
 pub struct FileHandle<'d> {
-    driver: &'d Driver,
+    owner: Owner<'d>,
     device: usize,
     file: Option<Box<FILE_OBJECT>>,
+}
+
+/// How a [`FileHandle`] keeps its driver alive: a borrow, or a share of what owns it.
+enum Owner<'d> {
+    Borrowed(&'d Driver),
+    Shared(Arc<dyn AsRef<Driver> + Send + Sync>),
+}
+
+impl Owner<'_> {
+    fn driver(&self) -> &Driver {
+        match self {
+            Self::Borrowed(driver) => driver,
+            Self::Shared(owner) => owner.as_ref().as_ref(),
+        }
+    }
 }
 
 // SAFETY: the file object is only read by driver code (any thread) and freed by close, which
@@ -567,7 +606,7 @@ unsafe impl Sync for FileHandle<'_> {}
 impl fmt::Debug for FileHandle<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileHandle")
-            .field("driver", &self.driver.name)
+            .field("driver", &self.owner.driver().name)
             .field("device", &format_args!("{:#x}", self.device))
             .finish_non_exhaustive()
     }
@@ -596,7 +635,7 @@ impl FileHandle<'_> {
         let Some(mut file) = self.file.take() else {
             return NtStatus::SUCCESS;
         };
-        let driver = self.driver.raw_usize();
+        let driver = self.owner.driver().raw_usize();
         let mut status = sys::STATUS_SUCCESS;
         for major in [IRP_MJ_CLEANUP, IRP_MJ_CLOSE] {
             let request = Request {
