@@ -189,6 +189,49 @@ fn when_the_endpoint_record_cannot_be_allocated_creation_is_insufficient_resourc
     );
 }
 
+/// A kernel whose `IoAllocateDriverObjectExtension` refuses (Wine 8's is a stub answering
+/// `STATUS_NOT_IMPLEMENTED`): without its endpoint record the library cannot check lookups, so
+/// `HotSwap::new` falls back and says why ([`Unavailable::RecordRefused`]), creating no
+/// DriverProxy extension; worker threads, which need no driver-object extension, still run
+/// (as the library's fallback threads). Only `STATUS_INSUFFICIENT_RESOURCES` stays an error.
+#[test]
+fn a_kernel_refusing_the_endpoint_records_storage_means_fallback_record_refused() {
+    // STATUS_NOT_IMPLEMENTED (Wine 8), and any other refusal (STATUS_ACCESS_DENIED).
+    for status in [sys::STATUS_NOT_IMPLEMENTED, 0xC000_0022_u32.cast_signed()] {
+        let mut storage = HostDriverObject::new();
+        storage
+            .control()
+            .refuse_driver_object_extensions(Some(status));
+        let hotswap = HotSwap::new(driver(&mut storage)).expect("fallback is not an error");
+        let reason = Unavailable::RecordRefused(NtStatus(status));
+        assert_eq!(hotswap.unavailable(), Some(reason));
+        assert_eq!(NtStatus::from(reason), NtStatus::NOT_SUPPORTED);
+        assert!(!hotswap.is_hot_swappable());
+        assert!(owned_extension(&mut storage).is_none(), "nothing created");
+        assert_eq!(storage.control().driver_object_extensions(), 0);
+        assert_eq!(hotswap.worker_threads(), Ok(()), "workers need no record");
+        assert_eq!(
+            HotSwap::from_driver_object(driver(&mut storage))
+                .unwrap()
+                .unavailable(),
+            Some(Unavailable::FeatureDisabled),
+            "no extension to take over"
+        );
+    }
+    let mut storage = HostDriverObject::new();
+    storage
+        .control()
+        .refuse_driver_object_extensions(Some(sys::STATUS_INSUFFICIENT_RESOURCES));
+    assert_eq!(
+        HotSwap::new(driver(&mut storage)).unwrap_err(),
+        CreateError::InsufficientResources,
+        "out of resources is an error, not a refusal"
+    );
+    storage.control().refuse_driver_object_extensions(None);
+    common::hotswap(&mut storage);
+    assert_eq!(storage.control().driver_object_extensions(), 1);
+}
+
 #[test]
 fn get_extension_from_driver_object_returns_null_when_it_owns_none_and_for_null() {
     let mut storage = HostDriverObject::new();

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use driver_proxy::{
     EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, NtStatus, Timeout, Unavailable,
-    WorkerContext, WorkerError, WorkerRoutine, probe, sys,
+    WorkerError, WorkerRef, WorkerRoutine, probe, sys,
 };
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control;
@@ -27,7 +27,7 @@ fn system(on: bool) -> MutexGuard<'static, ()> {
 }
 
 type Worker = WorkerRoutine<(), 1>;
-extern "system" fn worker(_: &'static WorkerContext<(), 1>, _: NtStatus) -> bool {
+extern "system" fn worker(_: WorkerRef<(), 1>, _: NtStatus) -> bool {
     false
 }
 type Op = extern "system" fn(u64) -> u64;

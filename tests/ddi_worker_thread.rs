@@ -6,19 +6,21 @@
 //!
 //! Through the library, the thread's context and events live in storage the library
 //! allocates, and index 0 of the kernel's wait is the library's stop event: the routine's own
-//! event `i` wakes it with `STATUS_WAIT_0 + 1 + i`, which [`WorkerContext::wake`] reads as
+//! event `i` wakes it with `STATUS_WAIT_0 + 1 + i`, which [`WorkerRef::wake`] reads as
 //! [`Wake::Event`]`(i)`. The raw-routine tests at the end use the kernel routine directly.
+//! What the library does with that storage (pool, freed after the join) is tested in
+//! `worker_thread_storage.rs`.
 
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 use driver_proxy::{
     EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, MAX_WORKER_EVENTS, NtStatus,
-    Timeout, WaitType, Wake, WorkerContext, WorkerError, WorkerRoutine, Wrapped, sys,
+    Timeout, WaitType, Wake, WorkerError, WorkerRef, WorkerRoutine, Wrapped, sys,
 };
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control;
@@ -28,10 +30,49 @@ use common::{
     wait_until,
 };
 
-/// What a worker routine saw: (version, wait status, wake) per call. The context of every
-/// typed worker of this file.
-struct Log {
+/// What a worker routine saw, shared between the thread's context ([`Log`]) and the test, so
+/// that the test can read it after the library has dropped the context (`stop_and_join`).
+#[derive(Default)]
+struct Seen {
+    /// (version, wait status, wake) per call.
     calls: Mutex<Vec<(u8, NtStatus, Wake)>>,
+    /// On the call that saw `Wake::Stop`: whether a stop was requested, and how the routine
+    /// then read `STATUS_WAIT_1` and `STATUS_TIMEOUT`.
+    on_stop: Mutex<Option<(bool, Wake, Wake)>>,
+    /// Whether the routine's view said the thread is hot-swappable (each call).
+    hot_swappable: Mutex<Vec<bool>>,
+}
+
+impl Seen {
+    fn calls(&self) -> Vec<(u8, NtStatus, Wake)> {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn len(&self) -> usize {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn on_stop(&self) -> Option<(bool, Wake, Wake)> {
+        *self.on_stop.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn hot_swappable(&self) -> Vec<bool> {
+        self.hot_swappable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The context of every typed worker of this file: where to record, and when to end.
+struct Log {
+    seen: Arc<Seen>,
     /// The routine returns FALSE on this wake (it always does on `Wake::Stop`).
     end_on: Option<Wake>,
     /// ... and once it has been called this many times.
@@ -43,7 +84,7 @@ struct Log {
 impl Log {
     fn new(end_on: Option<Wake>, max_calls: usize) -> Self {
         Self {
-            calls: Mutex::new(Vec::new()),
+            seen: Arc::default(),
             end_on,
             max_calls,
             drops: None,
@@ -60,24 +101,41 @@ impl Log {
         self
     }
 
-    fn record(&self, version: u8, status: NtStatus, wake: Wake) -> bool {
-        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+    /// What the routine saw, for the test to keep.
+    fn seen(&self) -> Arc<Seen> {
+        Arc::clone(&self.seen)
+    }
+
+    fn record<const N: usize>(
+        &self,
+        version: u8,
+        worker: &WorkerRef<Self, N>,
+        status: NtStatus,
+    ) -> bool {
+        let wake = worker.wake(status);
+        self.seen
+            .hot_swappable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(worker.is_hot_swappable());
+        if wake == Wake::Stop {
+            *self
+                .seen
+                .on_stop
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some((
+                worker.stop_requested(),
+                worker.wake(wait(1)),
+                worker.wake(NtStatus::TIMEOUT),
+            ));
+        }
+        let mut calls = self
+            .seen
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         calls.push((version, status, wake));
         wake != Wake::Stop && Some(wake) != self.end_on && calls.len() < self.max_calls
-    }
-
-    fn calls(&self) -> Vec<(u8, NtStatus, Wake)> {
-        self.calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn len(&self) -> usize {
-        self.calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
     }
 }
 
@@ -92,18 +150,12 @@ impl Drop for Log {
 /// A worker of this file with `N` events of its own.
 type Worker<const N: usize> = WorkerRoutine<Log, N>;
 
-extern "system" fn worker_v1<const N: usize>(
-    worker: &'static WorkerContext<Log, N>,
-    status: NtStatus,
-) -> bool {
-    worker.get().record(1, status, worker.wake(status))
+extern "system" fn worker_v1<const N: usize>(worker: WorkerRef<Log, N>, status: NtStatus) -> bool {
+    worker.get().record(1, &worker, status)
 }
 
-extern "system" fn worker_v2<const N: usize>(
-    worker: &'static WorkerContext<Log, N>,
-    status: NtStatus,
-) -> bool {
-    worker.get().record(2, status, worker.wake(status))
+extern "system" fn worker_v2<const N: usize>(worker: WorkerRef<Log, N>, status: NtStatus) -> bool {
+    worker.get().record(2, &worker, status)
 }
 
 const WORKER: u32 = 1;
@@ -141,9 +193,8 @@ fn the_worker_waits_on_its_events_and_calls_the_routine_with_status_wait_0_plus_
         .spawn()
         .unwrap();
     assert!(worker.is_hot_swappable());
-    assert!(worker.context().is_hot_swappable());
     assert_eq!(extension(&hotswap).worker_threads(), 1);
-    let log = worker.context().get();
+    let log = worker.get().seen();
     worker.event(1).unwrap().set();
     wait_until("the first call", || log.len() == 1);
     worker.event(0).unwrap().set();
@@ -158,6 +209,11 @@ fn the_worker_waits_on_its_events_and_calls_the_routine_with_status_wait_0_plus_
             (1, wait(3), Wake::Event(2)),
         ],
         "index 0 of the kernel's wait is the stop event"
+    );
+    assert_eq!(
+        log.hot_swappable(),
+        [true; 3],
+        "the routine's view says so too"
     );
     assert_eq!(extension(&hotswap).worker_threads(), 0);
     assert!(worker.event(3).is_none(), "three events, no more");
@@ -175,7 +231,7 @@ fn with_a_timeout_and_no_event_signalled_the_routine_sees_status_timeout() {
         .unwrap();
     join(worker.handle());
     assert_eq!(
-        worker.context().get().calls(),
+        worker.get().seen().calls(),
         [(1, NtStatus::TIMEOUT, Wake::Timeout); 3]
     );
 }
@@ -192,7 +248,7 @@ fn a_worker_without_events_of_its_own_waits_on_the_stop_event_and_its_timeout() 
         .timeout(Timeout::from_millis(2))
         .spawn()
         .unwrap();
-    let log = worker.context().get();
+    let log = worker.get().seen();
     wait_until("two timeouts", || log.len() >= 2);
     let thread = thread_of(worker.handle());
     worker.stop_and_join().unwrap();
@@ -212,7 +268,7 @@ fn a_worker_without_events_of_its_own_waits_on_the_stop_event_and_its_timeout() 
         .worker_thread(routine, Log::until_stopped())
         .spawn()
         .unwrap();
-    let idle_log = idle.context().get();
+    let idle_log = idle.get().seen();
     thread::sleep(Duration::from_millis(20));
     assert_eq!(idle_log.len(), 0);
     idle.stop_and_join().unwrap();
@@ -223,29 +279,33 @@ fn a_worker_without_events_of_its_own_waits_on_the_stop_event_and_its_timeout() 
 fn stop_and_join_signals_the_stop_event_waits_for_the_thread_and_closes_its_handle() {
     let mut storage = HostDriverObject::new();
     let (hotswap, routine) = registered::<2>(&mut storage);
+    let drops = leak(AtomicUsize::new(0));
     let worker = hotswap
-        .worker_thread(routine, Log::until_stopped())
+        .worker_thread(routine, Log::until_stopped().counting_drops(drops))
         .events([EventKind::Synchronization, EventKind::Notification])
         .spawn()
         .unwrap();
-    let context = worker.context();
+    let log = worker.get().seen();
     worker.event(0).unwrap().set();
-    wait_until("the first call", || context.get().len() == 1);
-    assert!(!context.stop_requested());
+    wait_until("the first call", || log.len() == 1);
+    assert_eq!(log.on_stop(), None, "not asked to stop yet");
     let thread = thread_of(worker.handle());
     let handle = worker.handle();
     worker.stop_and_join().unwrap();
     assert!(thread.has_ended(), "joined");
-    assert!(context.stop_requested());
     assert!(control::thread(handle).is_none(), "the handle is closed");
     assert_eq!(extension(&hotswap).worker_threads(), 0);
     assert_eq!(
-        context.get().calls(),
+        drops.load(Ordering::SeqCst),
+        1,
+        "then the context was dropped"
+    );
+    assert_eq!(
+        log.calls(),
         [(1, wait(1), Wake::Event(0)), (1, wait(0), Wake::Stop)]
     );
     // Once asked to stop, the routine reads every status as Stop.
-    assert_eq!(context.wake(wait(1)), Wake::Stop);
-    assert_eq!(context.wake(NtStatus::TIMEOUT), Wake::Stop);
+    assert_eq!(log.on_stop(), Some((true, Wake::Stop, Wake::Stop)));
 }
 
 #[test]
@@ -264,14 +324,16 @@ fn the_loop_continues_while_the_routine_returns_true_and_the_thread_ends_when_it
     // A notification event stays signalled: every wait is satisfied at once.
     worker.event(0).unwrap().set();
     join(worker.handle());
+    let log = worker.get().seen();
     assert_eq!(
-        worker.context().get().len(),
+        log.len(),
         50,
         "called until it returned FALSE, then no more"
     );
     assert!(thread_of(worker.handle()).has_ended());
-    assert!(
-        !worker.context().stop_requested(),
+    assert_eq!(
+        log.on_stop(),
+        None,
         "it ended on its own, not because it was asked to"
     );
 }
@@ -286,7 +348,7 @@ fn a_swap_between_iterations_takes_effect_at_the_next_iteration() {
         .spawn()
         .unwrap();
     let (log, work, done) = (
-        worker.context().get(),
+        worker.get().seen(),
         worker.event(0).unwrap(),
         worker.event(1).unwrap(),
     );
@@ -319,7 +381,7 @@ fn wait_all_calls_the_routine_only_when_every_event_is_signalled() {
         .spawn()
         .unwrap();
     let (log, first, second) = (
-        worker.context().get(),
+        worker.get().seen(),
         worker.event(0).unwrap(),
         worker.event(1).unwrap(),
     );
@@ -346,13 +408,10 @@ fn a_wait_all_worker_is_stopped_by_stop_and_join() {
         .events([EventKind::Synchronization, EventKind::Notification])
         .spawn()
         .unwrap();
-    let (context, thread) = (worker.context(), thread_of(worker.handle()));
+    let (log, thread) = (worker.get().seen(), thread_of(worker.handle()));
     worker.stop_and_join().unwrap();
     assert!(thread.has_ended());
-    assert_eq!(
-        context.get().calls().last(),
-        Some(&(1, NtStatus::WAIT_0, Wake::Stop))
-    );
+    assert_eq!(log.calls().last(), Some(&(1, NtStatus::WAIT_0, Wake::Stop)));
 }
 
 #[test]
@@ -366,7 +425,7 @@ fn a_worker_can_wait_on_63_events_of_its_own_and_the_stop_event() {
         .events([EventKind::Synchronization; MAX])
         .spawn()
         .unwrap();
-    let log = worker.context().get();
+    let log = worker.get().seen();
     worker.event(MAX - 1).unwrap().set();
     wait_until("the last event's call", || log.len() == 1);
     worker.event(0).unwrap().set();
@@ -394,10 +453,7 @@ fn a_wrapper_of_an_image_endpoint_can_be_the_worker_routine() {
         .unwrap();
     worker.event(0).unwrap().set();
     join(worker.handle());
-    assert_eq!(
-        worker.context().get().calls(),
-        [(2, wait(1), Wake::Event(0))]
-    );
+    assert_eq!(worker.get().seen().calls(), [(2, wait(1), Wake::Event(0))]);
 }
 
 #[test]
@@ -418,6 +474,8 @@ fn a_wrapper_of_another_extension_returns_status_invalid_parameter() {
     assert_eq!(drops.load(Ordering::SeqCst), 1, "the context was dropped");
 }
 
+/// That a failed spawn leaves no storage (no `DPwk` block) is checked in
+/// `worker_thread_storage.rs`, whose tests take turns (pool accounting is per process).
 #[test]
 fn out_of_resources_returns_status_insufficient_resources_and_starts_nothing() {
     let mut storage = HostDriverObject::new();
@@ -430,15 +488,9 @@ fn out_of_resources_returns_status_insufficient_resources_and_starts_nothing() {
             .spawn()
             .map(drop)
     };
-    let blocks = storage.control().driver_object_extensions();
-    // The thread's storage (a driver-object extension).
+    // The thread's storage (a pool block of the library's).
     control::fail_pool_allocation(1);
     assert_eq!(spawn(), Err(WorkerError::InsufficientResources));
-    assert_eq!(
-        storage.control().driver_object_extensions(),
-        blocks,
-        "no storage"
-    );
     // The kernel's allocation for the worker thread.
     storage.control().fail_allocation(1);
     assert_eq!(spawn(), Err(WorkerError::InsufficientResources));

@@ -12,12 +12,11 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, Once, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 
 use driver_proxy::{
     DriverObject, EndpointEntry, EndpointId, EndpointTable, EventKind, HotSwap, LookupError,
-    NtStatus, Phase, Timeout, Unavailable, Wake, WorkerContext, WorkerError, WorkerRoutine, probe,
-    sys,
+    NtStatus, Phase, Timeout, Unavailable, Wake, WorkerError, WorkerRef, WorkerRoutine, probe, sys,
 };
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control;
@@ -120,20 +119,35 @@ fn a_null_driver_object_is_a_documented_error() {
     assert_eq!(error.status(), NtStatus::INVALID_PARAMETER);
 }
 
-/// What a worker routine saw: the wait status and wake of every call.
-#[derive(Default)]
-struct Calls {
-    seen: Mutex<Vec<(NtStatus, Wake)>>,
-    drops: Option<&'static AtomicUsize>,
+/// Pool accounting is per process: the tests that start workers take turns, so that each
+/// sees only its own `DPwk` blocks.
+fn worker_turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Calls {
-    fn seen(&self) -> Vec<(NtStatus, Wake)> {
-        self.seen
+/// The pool tag of the library's worker storage.
+const DPWK: u32 = u32::from_le_bytes(*b"DPwk");
+
+/// What a worker routine saw: the wait status and wake of every call (shared with the test,
+/// which reads it after the library dropped the context).
+#[derive(Default)]
+struct Seen(Mutex<Vec<(NtStatus, Wake)>>);
+
+impl Seen {
+    fn get(&self) -> Vec<(NtStatus, Wake)> {
+        self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
+
+/// A worker's context: where it records, and a count of its drops where a test asks.
+#[derive(Default)]
+struct Calls {
+    seen: Arc<Seen>,
+    drops: Option<&'static AtomicUsize>,
 }
 
 impl Drop for Calls {
@@ -147,14 +161,12 @@ impl Drop for Calls {
 /// A worker with one event of its own (a kick).
 type Worker = WorkerRoutine<Calls, 1>;
 
-extern "system" fn recording_routine(
-    worker: &'static WorkerContext<Calls, 1>,
-    status: NtStatus,
-) -> bool {
+extern "system" fn recording_routine(worker: WorkerRef<Calls, 1>, status: NtStatus) -> bool {
     let wake = worker.wake(status);
     worker
         .get()
         .seen
+        .0
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push((status, wake));
@@ -164,6 +176,7 @@ extern "system" fn recording_routine(
 #[test]
 fn without_driver_proxy_a_worker_thread_is_a_plain_system_thread_running_the_same_loop() {
     kernel_without_driver_proxy();
+    let _turn = worker_turn();
     let mut storage = HostDriverObject::new();
     let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
     assert_eq!(
@@ -171,7 +184,12 @@ fn without_driver_proxy_a_worker_thread_is_a_plain_system_thread_running_the_sam
         Ok(()),
         "known before any is started"
     );
-    let blocks = storage.control().driver_object_extensions();
+    assert_eq!(
+        storage.control().driver_object_extensions(),
+        0,
+        "no endpoint record without hot swap"
+    );
+    let before = control::pool_usage(DPWK);
     let routine = hotswap.wrap(recording_routine as Worker).unwrap();
     assert_eq!(routine.address(), recording_routine as Worker as usize);
     let thread = hotswap
@@ -181,21 +199,21 @@ fn without_driver_proxy_a_worker_thread_is_a_plain_system_thread_running_the_sam
         .spawn()
         .expect("the fallback thread starts");
     assert!(!thread.is_hot_swappable(), "the library's own loop");
-    assert!(!thread.context().is_hot_swappable());
     assert_eq!(
-        storage.control().driver_object_extensions(),
-        blocks + 2,
-        "the context and the loop's state: storage the driver object owns"
+        control::pool_usage(DPWK).outstanding,
+        before.outstanding + 2,
+        "the context and events, and the loop's state: two pool blocks of the library's"
     );
+    assert_eq!(storage.control().driver_object_extensions(), 0);
     thread.event(0).unwrap().set();
-    let calls = thread.context().get();
+    let calls = thread.get().seen.clone();
     wait_until("a call on the kick, then one on the timeout", || {
-        calls.seen().len() >= 2
+        calls.get().len() >= 2
     });
     let ended = thread_of(thread.handle());
     thread.stop_and_join().unwrap();
     assert!(ended.has_ended());
-    let seen = calls.seen();
+    let seen = calls.get();
     assert_eq!(
         seen[0],
         (NtStatus(sys::STATUS_WAIT_1), Wake::Event(0)),
@@ -213,39 +231,49 @@ fn without_driver_proxy_a_worker_thread_is_a_plain_system_thread_running_the_sam
                 .all(|&call| call == (NtStatus::TIMEOUT, Wake::Timeout)),
         "in between, only timeouts (the kick is a synchronization event: its wait reset it): {seen:x?}"
     );
+    let after = control::pool_usage(DPWK);
     assert_eq!(
-        storage.control().driver_object_extensions(),
-        blocks + 2,
-        "the storage stays with the driver object (the ended thread's routine may still read its context)"
+        after.outstanding, before.outstanding,
+        "both blocks freed once the thread ended: the loop's by the thread, the context's by stop_and_join"
     );
-    let control = storage.control();
-    drop(storage);
-    assert_eq!(
-        control.driver_object_extensions(),
-        0,
-        "freed with the driver object"
-    );
+    assert_eq!(after.freed, before.freed + 2);
 }
 
 #[test]
 fn without_driver_proxy_dropping_a_worker_thread_stops_and_joins_it() {
     kernel_without_driver_proxy();
+    let _turn = worker_turn();
     let mut storage = HostDriverObject::new();
     let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
     let routine = hotswap.wrap(recording_routine as Worker).unwrap();
+    let before = control::pool_usage(DPWK);
+    let drops = leak(AtomicUsize::new(0));
     let thread = hotswap
-        .worker_thread(routine, Calls::default())
+        .worker_thread(
+            routine,
+            Calls {
+                seen: Arc::default(),
+                drops: Some(drops),
+            },
+        )
         .spawn()
         .unwrap();
-    let (calls, ended) = (thread.context().get(), thread_of(thread.handle()));
+    let (calls, ended) = (thread.get().seen.clone(), thread_of(thread.handle()));
     drop(thread);
     assert!(ended.has_ended());
-    assert_eq!(calls.seen(), [(NtStatus::WAIT_0, Wake::Stop)]);
+    assert_eq!(calls.get(), [(NtStatus::WAIT_0, Wake::Stop)]);
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "the context was dropped");
+    assert_eq!(
+        control::pool_usage(DPWK).outstanding,
+        before.outstanding,
+        "and both blocks freed"
+    );
 }
 
 #[test]
 fn without_driver_proxy_a_failed_thread_creation_is_an_error_and_drops_the_context() {
     kernel_without_driver_proxy();
+    let _turn = worker_turn();
     let mut storage = HostDriverObject::new();
     let hotswap = HotSwap::new(driver(&mut storage)).unwrap();
     let routine = hotswap.wrap(recording_routine as Worker).unwrap();
@@ -255,7 +283,7 @@ fn without_driver_proxy_a_failed_thread_creation_is_an_error_and_drops_the_conte
             .worker_thread(
                 routine,
                 Calls {
-                    seen: Mutex::default(),
+                    seen: Arc::default(),
                     drops: Some(drops),
                 },
             )
@@ -263,22 +291,32 @@ fn without_driver_proxy_a_failed_thread_creation_is_an_error_and_drops_the_conte
             .spawn()
             .map(drop)
     };
-    let blocks = storage.control().driver_object_extensions();
+    let before = control::pool_usage(DPWK);
 
     control::fail_thread_creation(1);
     assert_eq!(spawn(), Err(WorkerError::InsufficientResources));
     assert_eq!(drops.load(Ordering::SeqCst), 1, "the context was dropped");
-    // Driver-object extensions cannot be freed before the driver object: the storage of the
-    // failed thread stays allocated (and unused) until then.
-    let after = storage.control().driver_object_extensions();
-    assert_eq!(after, blocks + 2);
+    let after = control::pool_usage(DPWK);
+    assert_eq!(
+        (after.outstanding, after.allocated, after.freed),
+        (before.outstanding, before.allocated + 2, before.freed + 2),
+        "both blocks were allocated, and both freed"
+    );
 
+    // The context's block.
     control::fail_pool_allocation(1);
     assert_eq!(spawn(), Err(WorkerError::InsufficientResources));
     assert_eq!(drops.load(Ordering::SeqCst), 2);
+    assert_eq!(control::pool_usage(DPWK), after, "no block");
+
+    // The loop's block.
+    control::fail_pool_allocation(2);
+    assert_eq!(spawn(), Err(WorkerError::InsufficientResources));
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+    let last = control::pool_usage(DPWK);
     assert_eq!(
-        storage.control().driver_object_extensions(),
-        after,
-        "no block"
+        (last.outstanding, last.allocated, last.freed),
+        (after.outstanding, after.allocated + 1, after.freed + 1),
+        "the context's block was freed"
     );
 }

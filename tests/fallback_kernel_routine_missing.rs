@@ -4,18 +4,23 @@
 //!
 //! | hidden | `HotSwap::new` | worker threads |
 //! |---|---|---|
-//! | `IoAllocateDriverObjectExtension`, `IoGetDriverObjectExtension` (the endpoint record's storage) | falls back: [`HotSwap::unavailable`] names it | [`HotSwap::worker_threads`] names it |
-//! | the five `Ke*Event` routines, `ZwWaitForSingleObject`, `ZwClose` | hot-swap available | `worker_threads` names it |
+//! | `IoAllocateDriverObjectExtension`, `IoGetDriverObjectExtension` (the endpoint record's storage) | falls back: [`HotSwap::unavailable`] names it | run, as the library's fallback threads (their storage is pool) |
+//! | the five `Ke*Event` routines, `ZwWaitForSingleObject`, `ZwClose` | hot-swap available | [`HotSwap::worker_threads`] names it |
 //! | `PsCreateSystemThread`, `KeWaitForMultipleObjects` | hot-swap available | run hot-swappable; in fallback, `worker_threads` names it |
-//! | `ExAllocatePool2` and `ExFreePoolWithTag` | nothing changes: the library allocates no pool | |
+//! | `ExAllocatePool2` | hot-swap available | run, their storage from `ExAllocatePoolWithTag`, zeroed by the library |
+//! | `ExAllocatePoolWithTag` | nothing changes (`ExAllocatePool2` is used) | |
+//! | `ExAllocatePool2` and `ExAllocatePoolWithTag` | hot-swap available | `worker_threads` names `ExAllocatePoolWithTag` |
+//! | `ExFreePoolWithTag` | hot-swap available | `worker_threads` names it |
 //!
 //! Where `worker_threads` names a routine, `spawn` fails with
 //! `WorkerError::Unavailable(Unavailable::ExportMissing(name))` without calling the kernel (no
-//! storage allocated, no thread created) and drops the context.
+//! storage allocated, no thread created) and drops the context. Where workers run, their
+//! storage (pool tag `DPwk`) is freed once they are stopped.
 //!
 //! Hiding an export is process-wide and the library resolves its routines once per process,
 //! so each configuration runs in a child process of this test binary: every test below
-//! re-runs the binary's ignored test [`child`] with the routine to hide in the environment.
+//! re-runs the binary's ignored test [`child`] with the routines to hide in the environment
+//! (the child runs alone in its process, so its `DPwk` counts are its own).
 
 mod common;
 
@@ -25,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use driver_proxy::{
     EndpointEntry, EndpointId, EndpointTable, Event, EventError, EventKind, HotSwap, NtStatus,
-    Phase, Unavailable, Wake, WorkerContext, WorkerError, WorkerRoutine, probe, sys,
+    Phase, Unavailable, Wake, WorkerError, WorkerRef, WorkerRoutine, probe, sys,
 };
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control::{self, DriverFeatures};
@@ -80,28 +85,32 @@ fn child() {
         driver_proxy_host::hide_export(name);
     }
     let name = names[0];
-    match name {
+    match hidden.as_str() {
         "IoAllocateDriverObjectExtension" | "IoGetDriverObjectExtension" => {
             without_storage(name);
         }
         "KeInitializeEvent" | "KeSetEvent" | "KeClearEvent" | "KeResetEvent"
         | "KeReadStateEvent" => without_event_routine(name),
-        "ZwWaitForSingleObject" | "ZwClose" => without_thread_handle_routine(name),
+        "ZwWaitForSingleObject" | "ZwClose" | "ExFreePoolWithTag" => {
+            without_worker_routine(name);
+        }
         "PsCreateSystemThread" | "KeWaitForMultipleObjects" => {
             without_fallback_thread_routine(name);
         }
-        "ExAllocatePool2" => without_pool(),
+        "ExAllocatePool2" => without_pool2(),
+        "ExAllocatePoolWithTag" => without_pool_with_tag(),
+        "ExAllocatePool2,ExAllocatePoolWithTag" => without_either_allocator(),
         other => panic!("no checks for {other}"),
     }
 }
 
 #[test]
-fn without_io_allocate_driver_object_extension_hot_swap_falls_back_and_names_it() {
+fn without_io_allocate_driver_object_extension_hot_swap_falls_back_naming_it_and_workers_run() {
     run_with_hidden(&["IoAllocateDriverObjectExtension"]);
 }
 
 #[test]
-fn without_io_get_driver_object_extension_hot_swap_falls_back_and_names_it() {
+fn without_io_get_driver_object_extension_hot_swap_falls_back_naming_it_and_workers_run() {
     run_with_hidden(&["IoGetDriverObjectExtension"]);
 }
 
@@ -151,8 +160,23 @@ fn without_ke_wait_for_multiple_objects_workers_run_hot_swappable_and_only_fallb
 }
 
 #[test]
-fn without_the_pool_routines_nothing_changes() {
-    run_with_hidden(&["ExAllocatePool2", "ExFreePoolWithTag"]);
+fn without_ex_allocate_pool2_workers_use_the_down_level_allocator() {
+    run_with_hidden(&["ExAllocatePool2"]);
+}
+
+#[test]
+fn without_ex_allocate_pool_with_tag_nothing_changes() {
+    run_with_hidden(&["ExAllocatePoolWithTag"]);
+}
+
+#[test]
+fn without_either_allocator_hot_swap_works_and_worker_threads_name_ex_allocate_pool_with_tag() {
+    run_with_hidden(&["ExAllocatePool2", "ExAllocatePoolWithTag"]);
+}
+
+#[test]
+fn without_ex_free_pool_with_tag_hot_swap_works_and_worker_threads_name_it() {
+    run_with_hidden(&["ExFreePoolWithTag"]);
 }
 
 // What the child checks.
@@ -165,7 +189,8 @@ extern "system" fn plus_two(x: u64) -> u64 {
     x + 2
 }
 
-/// A worker's context: its calls, and a count of its drops.
+/// A worker's context: its calls, and a count of its drops. All zero at the start: a worker
+/// whose storage were not zeroed, or not written, would count from garbage.
 struct Ticks {
     calls: AtomicUsize,
     drops: &'static AtomicUsize,
@@ -187,7 +212,7 @@ impl Drop for Ticks {
 }
 
 type Worker = WorkerRoutine<Ticks, 1>;
-extern "system" fn worker(worker: &'static WorkerContext<Ticks, 1>, status: NtStatus) -> bool {
+extern "system" fn worker(worker: WorkerRef<Ticks, 1>, status: NtStatus) -> bool {
     if worker.wake(status) == Wake::Stop {
         return false;
     }
@@ -197,6 +222,9 @@ extern "system" fn worker(worker: &'static WorkerContext<Ticks, 1>, status: NtSt
 
 const OP: EndpointId<Op> = EndpointId::new(1);
 const WORKER: EndpointId<Worker> = EndpointId::new(2);
+
+/// The pool tag of the library's worker storage.
+const DPWK: u32 = u32::from_le_bytes(*b"DPwk");
 
 fn table(op: Op) -> EndpointTable<2> {
     EndpointTable::new([
@@ -259,29 +287,23 @@ fn assert_pass_through(hotswap: HotSwap) {
 /// A `KSTART_ROUTINE` that does nothing.
 unsafe extern "system" fn nothing(_: sys::PVOID) {}
 
-/// Runs `f` with the calling thread's next driver-object-extension allocation and next thread
-/// creation armed to fail, then checks that both faults are still armed: `f` asked the kernel
-/// for neither.
+/// Runs `f` with the calling thread's next pool allocation and next thread creation armed to
+/// fail, then checks that both faults are still armed: `f` asked the kernel for neither (and
+/// no `DPwk` block was allocated).
 fn without_kernel_calls<R>(f: impl FnOnce() -> R) -> R {
+    let before = control::pool_usage(DPWK);
     control::fail_pool_allocation(1);
     control::fail_thread_creation(1);
     let result = f();
-    let mut probe_driver = HostDriverObject::new();
-    let mut block = std::ptr::null_mut();
-    // SAFETY: a live driver object; `block` is a valid local.
-    let status = unsafe {
-        driver_proxy_host::kernel::IoAllocateDriverObjectExtension(
-            probe_driver.as_raw(),
-            0x1234 as sys::PVOID,
-            8,
-            &raw mut block,
-        )
-    };
-    assert_eq!(
-        status,
-        sys::STATUS_INSUFFICIENT_RESOURCES,
-        "no storage was allocated"
-    );
+    assert_eq!(control::pool_usage(DPWK), before, "no worker storage");
+    // SAFETY: a valid flag and size; the block, if any, is freed below.
+    let block =
+        unsafe { driver_proxy_host::kernel::ExAllocatePool2(sys::POOL_FLAG_NON_PAGED, 8, 0x1234) };
+    if !block.is_null() {
+        // SAFETY: allocated just above with this tag.
+        unsafe { driver_proxy_host::kernel::ExFreePoolWithTag(block, 0x1234) };
+    }
+    assert!(block.is_null(), "no pool was allocated");
     let mut handle = std::ptr::null_mut();
     // SAFETY: valid out-pointer; the routine does nothing.
     let status = unsafe {
@@ -334,24 +356,47 @@ fn assert_workers_unavailable(
     }
 }
 
-/// A worker thread starts, runs its routine on its event, and stops.
+/// A worker thread starts (its storage: one `DPwk` block, two in fallback), starts from its
+/// context as given and with its event not signalled, runs its routine on its event, and
+/// stops; then the context is dropped and the storage freed.
 fn assert_worker_runs(hotswap: HotSwap, hot_swappable: bool) {
     assert_eq!(hotswap.worker_threads(), Ok(()));
     let routine = hotswap.wrapper(&table(plus_one), WORKER).unwrap();
+    let before = control::pool_usage(DPWK);
+    let context = Ticks::new();
+    let drops = context.drops;
     let thread = hotswap
-        .worker_thread(routine, Ticks::new())
+        .worker_thread(routine, context)
         .events([EventKind::Synchronization])
         .spawn()
         .expect("the worker starts");
     assert_eq!(thread.is_hot_swappable(), hot_swappable);
+    let blocks = if hot_swappable { 1 } else { 2 };
+    let spawned = control::pool_usage(DPWK);
+    assert_eq!(
+        (spawned.outstanding, spawned.allocated),
+        (before.outstanding + blocks, before.allocated + blocks),
+        "its storage is the library's pool"
+    );
+    assert_eq!(thread.get().calls.load(Ordering::SeqCst), 0);
+    assert!(
+        !thread.event(0).unwrap().is_set(),
+        "not signalled at the start"
+    );
     thread.event(0).unwrap().set();
-    let context = thread.context();
     wait_until("the routine ran", || {
-        context.get().calls.load(Ordering::SeqCst) == 1
+        thread.get().calls.load(Ordering::SeqCst) == 1
     });
     let handle = common::thread_of(thread.handle());
     thread.stop_and_join().unwrap();
     assert!(handle.has_ended());
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "the context was dropped");
+    let stopped = control::pool_usage(DPWK);
+    assert_eq!(
+        (stopped.outstanding, stopped.freed),
+        (before.outstanding, before.freed + blocks),
+        "and the storage freed"
+    );
 }
 
 /// A fallback handle for a driver object whose features say DriverProxy is disabled.
@@ -371,6 +416,8 @@ fn assert_events_work() {
     assert!(event.reset());
 }
 
+/// Without the endpoint record's storage, hot swap is unavailable (named), but nothing else
+/// needs that storage: worker threads run as the library's fallback threads.
 fn without_storage(name: &'static str) {
     let missing = Unavailable::ExportMissing(name);
     let mut storage = HostDriverObject::new();
@@ -390,10 +437,15 @@ fn without_storage(name: &'static str) {
     let next_image = HotSwap::from_driver_object(driver(&mut storage)).unwrap();
     assert_eq!(next_image.unavailable(), Some(missing));
     assert_pass_through(hotswap);
-    assert_workers_unavailable(hotswap, &mut storage, name);
-    let fallback = HotSwap::fallback(driver(&mut storage), Unavailable::NotSupported).unwrap();
+    assert_worker_runs(hotswap, false);
+    let fallback = HotSwap::fallback(driver(&mut storage), Unavailable::NotSupported);
     assert_eq!(fallback.unavailable(), Some(Unavailable::NotSupported));
-    assert_eq!(fallback.worker_threads(), Err(missing));
+    assert_eq!(fallback.worker_threads(), Ok(()));
+    assert_eq!(
+        storage.control().driver_object_extensions(),
+        0,
+        "no driver-object extension at all"
+    );
     assert_events_work();
 }
 
@@ -417,7 +469,9 @@ fn without_event_routine(name: &'static str) {
     assert_workers_unavailable(fallback, &mut disabled, name);
 }
 
-fn without_thread_handle_routine(name: &'static str) {
+/// A routine every worker needs besides the events: waiting for and closing the thread's
+/// handle, freeing its storage.
+fn without_worker_routine(name: &'static str) {
     let missing = Unavailable::ExportMissing(name);
     let mut storage = HostDriverObject::new();
     let hotswap = common::hotswap(&mut storage);
@@ -441,12 +495,29 @@ fn without_fallback_thread_routine(name: &'static str) {
     assert_eq!(fallback.worker_threads(), Err(missing));
     assert_pass_through(fallback);
     assert_workers_unavailable(fallback, &mut disabled, name);
-    let explicit = HotSwap::fallback(driver(&mut storage), Unavailable::DriverBlocked).unwrap();
+    let explicit = HotSwap::fallback(driver(&mut storage), Unavailable::DriverBlocked);
     assert_eq!(explicit.worker_threads(), Err(missing));
     assert_events_work();
 }
 
-fn without_pool() {
+/// Without `ExAllocatePool2` (Windows before 10 2004), the library allocates with
+/// `ExAllocatePoolWithTag`, which does not zero (the host fills its blocks with `0xA5`): the
+/// workers run all the same, from their contexts as given (all counters zero), with their
+/// events not signalled, and free their storage.
+fn without_pool2() {
+    // SAFETY: a valid pool type and size; freed below.
+    let block = unsafe {
+        driver_proxy_host::kernel::ExAllocatePoolWithTag(sys::NonPagedPoolNx, 64, 0x1234)
+    };
+    assert!(!block.is_null());
+    // SAFETY: a live block of 64 bytes, written by the allocator (its fill).
+    let fill = unsafe { std::slice::from_raw_parts(block.cast::<u8>(), 64) }.to_vec();
+    // SAFETY: allocated above with this tag.
+    unsafe { driver_proxy_host::kernel::ExFreePoolWithTag(block, 0x1234) };
+    assert!(
+        fill.iter().all(|&b| b == 0xA5),
+        "the down-level allocator's blocks are not zeroed"
+    );
     let mut storage = HostDriverObject::new();
     let hotswap = common::hotswap(&mut storage);
     assert_hot_swap_works(hotswap);
@@ -455,4 +526,21 @@ fn without_pool() {
     assert_pass_through(fallback);
     assert_worker_runs(fallback, false);
     assert_events_work();
+}
+
+/// `ExAllocatePool2` is used where the kernel has it: the down-level allocator is not needed.
+fn without_pool_with_tag() {
+    let mut storage = HostDriverObject::new();
+    let hotswap = common::hotswap(&mut storage);
+    assert_hot_swap_works(hotswap);
+    assert_worker_runs(hotswap, true);
+    let (_disabled, fallback) = disabled_driver();
+    assert_pass_through(fallback);
+    assert_worker_runs(fallback, false);
+    assert_events_work();
+}
+
+/// With neither allocator, workers have no storage: named by the down-level routine's name.
+fn without_either_allocator() {
+    without_worker_routine("ExAllocatePoolWithTag");
 }

@@ -300,8 +300,8 @@ fn a_workers_storage_is_freed_only_after_everything_of_its_thread_has_run() {
             let driver = unsafe { DriverObject::from_raw(storage.as_raw()) }.unwrap();
             HotSwap::fallback(driver, driver_proxy::Unavailable::FeatureDisabled)
         };
-        let table = EndpointTable::new([EndpointEntry::new(WORKER, keeps_its_view as Worker)])
-            .unwrap();
+        let table =
+            EndpointTable::new([EndpointEntry::new(WORKER, keeps_its_view as Worker)]).unwrap();
         hotswap.register(&table, None).unwrap();
         let thread = hotswap
             .worker_thread(hotswap.wrapper(&table, WORKER).unwrap(), AtomicU32::new(0))

@@ -179,9 +179,16 @@ impl DriverControl {
             .map(|extension| ExtensionControl { extension })
     }
 
+    /// Makes `IoAllocateDriverObjectExtension` for this driver answer `status` from now on
+    /// without allocating (`None`: allocate again), as a kernel whose routine is a stub does:
+    /// Wine 8's answers `STATUS_NOT_IMPLEMENTED`. Forgotten when the driver object is deleted.
+    pub fn refuse_driver_object_extensions(&self, status: Option<sys::NTSTATUS>) {
+        self.with_record(|r| r.extension_refusal = status);
+    }
+
     /// How many driver-object extensions (`IoAllocateDriverObjectExtension`) this driver
-    /// object owns: the storage the library allocates for it (endpoint record, worker
-    /// threads).
+    /// object owns: the storage the library allocates for it (its endpoint record, where hot
+    /// swap is available).
     #[must_use]
     pub fn driver_object_extensions(&self) -> usize {
         super::driver_extensions::count_of(self.driver)

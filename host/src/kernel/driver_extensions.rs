@@ -1,11 +1,12 @@
 //! Driver-object extensions: `IoAllocateDriverObjectExtension` and
 //! `IoGetDriverObjectExtension`, the per-driver storage a driver (here: the `driver-proxy`
-//! library, for its endpoint record and worker threads' storage) finds again by an
-//! identification address, and that the I/O manager frees with the driver object.
+//! library, for its endpoint record) finds again by an identification address, and that the
+//! I/O manager frees with the driver object.
 //!
 //! | routine | input | result |
 //! |---|---|---|
 //! | `IoAllocateDriverObjectExtension` | null driver object or out-pointer, size 0 | `STATUS_INVALID_PARAMETER`, `*DriverObjectExtension` null (*policy: the DDI does not say; Windows would fault or allocate nothing usable*) |
+//! | | a refusal set for the driver ([`crate::control::DriverControl::refuse_driver_object_extensions`], e.g. Wine 8's stub) | that status, `*DriverObjectExtension` null |
 //! | | an identification address already used for this driver object | `STATUS_OBJECT_NAME_COLLISION`, `*DriverObjectExtension` null |
 //! | | a pool fault of the calling thread ([`crate::control::fail_pool_allocation`]) | `STATUS_INSUFFICIENT_RESOURCES`, `*DriverObjectExtension` null |
 //! | | otherwise | `STATUS_SUCCESS`: a zero-filled, 16-byte aligned block |
@@ -58,6 +59,9 @@ pub unsafe extern "system" fn IoAllocateDriverObjectExtension(
         return sys::STATUS_INVALID_PARAMETER;
     }
     let key = (DriverObject as usize, ClientIdentificationAddress as usize);
+    if let Some(status) = super::extension::extension_refusal(key.0) {
+        return status;
+    }
     let mut blocks = lock(&BLOCKS);
     if blocks.contains_key(&key) {
         return sys::STATUS_OBJECT_NAME_COLLISION;

@@ -41,6 +41,9 @@ pub(crate) struct DriverRecord {
     pub(crate) features: DriverFeatures,
     pub(crate) create_failure: Option<sys::NTSTATUS>,
     pub(crate) allocation_fault: Option<u32>,
+    /// What `IoAllocateDriverObjectExtension` answers for this driver instead of allocating
+    /// (a kernel whose routine is a stub, as Wine 8's).
+    pub(crate) extension_refusal: Option<sys::NTSTATUS>,
     pub(crate) drain_timeout: Duration,
     pub(crate) poison: bool,
     pub(crate) max_endpoints: usize,
@@ -58,6 +61,7 @@ impl Default for DriverRecord {
             features: DriverFeatures::Enabled,
             create_failure: None,
             allocation_fault: None,
+            extension_refusal: None,
             drain_timeout: engine.drain_timeout,
             poison: true,
             max_endpoints: engine.max_endpoints,
@@ -564,6 +568,15 @@ pub(crate) fn resolve(
 
 /// Deletes the records of `driver`: its extension is released (kept alive only by worker
 /// threads still running), its configuration forgotten.
+/// What `IoAllocateDriverObjectExtension` answers for `driver` instead of allocating, if set
+/// ([`crate::control::DriverControl::refuse_driver_object_extensions`]).
+pub(crate) fn extension_refusal(driver: usize) -> Option<sys::NTSTATUS> {
+    lock(&KERNEL)
+        .drivers
+        .get(&driver)
+        .and_then(|r| r.extension_refusal)
+}
+
 pub(crate) fn delete_driver_object(driver: usize) {
     let released = {
         let mut kernel = lock(&KERNEL);
