@@ -2,9 +2,9 @@
 //! entry, unload) and [`FileHandle`]. Contracts in the docs of [`super`].
 
 use std::fmt;
-use std::sync::Arc;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use driver_proxy::NtStatus;
 use driver_proxy::sys::{self, UNICODE_STRING};
@@ -228,7 +228,7 @@ impl Driver {
         object.DriverInit = entry as sys::PVOID;
         object.MajorFunction =
             [io::invalid_device_request as *const () as usize; IRP_MJ_MAXIMUM_FUNCTION + 1];
-        io::add_driver(raw as usize, name).map_err(NtStatus)?;
+        io::add_driver(io::DriverAddress::of(raw), name).map_err(NtStatus)?;
         let driver = Self {
             storage: ManuallyDrop::new(Storage {
                 _object: object,
@@ -247,7 +247,7 @@ impl Driver {
             return Ok(driver);
         }
         let leaks = driver.leaks();
-        io::remove_driver(driver.raw_usize(), &driver.name);
+        io::remove_driver(driver.address(), &driver.name);
         if leaks.devices.is_empty() && leaks.threads == 0 {
             driver.release_storage();
         }
@@ -256,6 +256,11 @@ impl Driver {
 
     fn raw_usize(&self) -> usize {
         self.object.as_ptr() as usize
+    }
+
+    /// The driver object's address, as the I/O manager's tables know it.
+    fn address(&self) -> io::DriverAddress {
+        io::DriverAddress::of(self.object.as_ptr())
     }
 
     /// Calls `entry` as `DriverEntry` on this driver object, running for the driver.
@@ -274,7 +279,7 @@ impl Driver {
             NtStatus(unsafe { entry(self.object.as_ptr(), self.storage.registry_path.as_ptr()) })
         };
         if status.is_success() {
-            io::ready_devices(self.raw_usize());
+            io::ready_devices(self.address());
         }
         status
     }
@@ -371,15 +376,15 @@ impl Driver {
     }
 
     /// Opens `path`: the device and its file object, after a successful `IRP_MJ_CREATE`.
-    fn open_file(&self, path: &str) -> Result<(usize, Box<FILE_OBJECT>), NtStatus> {
-        let device = io::reserve_open(self.raw_usize(), path).map_err(NtStatus)?;
+    fn open_file(&self, path: &str) -> Result<(io::DeviceAddress, Box<FILE_OBJECT>), NtStatus> {
+        let device = io::reserve_open(self.address(), path).map_err(NtStatus)?;
         // SAFETY: all-zero is valid for these plain-data structures.
         let mut file: Box<FILE_OBJECT> = Box::new(unsafe { core::mem::zeroed() });
         file.Type = IO_TYPE_FILE;
         #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // 0xD8
         let size = size_of::<FILE_OBJECT>() as i16;
         file.Size = size;
-        file.DeviceObject = device as *mut _;
+        file.DeviceObject = device.as_ptr();
         let mut security = Box::new(IO_SECURITY_CONTEXT {
             SecurityQos: core::ptr::null_mut(),
             AccessState: core::ptr::null_mut(),
@@ -399,7 +404,7 @@ impl Driver {
             ],
         };
         // SAFETY: the device is live and counted open (reserved) for the call.
-        let (status, _) = unsafe { io::send(self.raw_usize(), device, &request) };
+        let (status, _) = unsafe { io::send(self.address(), device, &request) };
         drop(security);
         if !NtStatus(status).is_success() {
             io::release(device);
@@ -473,7 +478,7 @@ impl Driver {
             parameters: [out_len as usize, in_len as usize, code as usize, 0],
         };
         // SAFETY: the handle keeps the device allocated; the system buffer outlives the call.
-        let (status, information) = unsafe { io::send(self.raw_usize(), handle.device, &request) };
+        let (status, information) = unsafe { io::send(self.address(), handle.device, &request) };
         // NT_ERROR: severity 3.
         #[allow(clippy::cast_sign_loss)]
         let is_error = (status as u32) >> 30 == 3;
@@ -516,7 +521,7 @@ impl Driver {
 
     /// The leaks of this driver as they are now.
     fn leaks(&self) -> Leaks {
-        let (devices, links) = io::leftovers(self.raw_usize());
+        let (devices, links) = io::leftovers(self.address());
         Leaks {
             devices,
             links,
@@ -560,7 +565,7 @@ impl Driver {
             unsafe { unload(self.as_raw()) };
         }
         let leaks = self.leaks();
-        io::remove_driver(self.raw_usize(), &self.name);
+        io::remove_driver(self.address(), &self.name);
         if leaks.devices.is_empty() && leaks.threads == 0 {
             self.release_storage();
         }
@@ -577,7 +582,7 @@ impl Driver {
 /// several threads at once.
 pub struct FileHandle<'d> {
     owner: Owner<'d>,
-    device: usize,
+    device: io::DeviceAddress,
     file: Option<Box<FILE_OBJECT>>,
 }
 
@@ -621,8 +626,8 @@ impl FileHandle<'_> {
 
     /// The device object the handle is open on.
     #[must_use]
-    pub fn device(&self) -> usize {
-        self.device
+    pub fn device(&self) -> *mut super::types::DEVICE_OBJECT {
+        self.device.as_ptr()
     }
 
     /// The `FILE_OBJECT` of the handle.
@@ -635,7 +640,7 @@ impl FileHandle<'_> {
         let Some(mut file) = self.file.take() else {
             return NtStatus::SUCCESS;
         };
-        let driver = self.owner.driver().raw_usize();
+        let driver = self.owner.driver().address();
         let mut status = sys::STATUS_SUCCESS;
         for major in [IRP_MJ_CLEANUP, IRP_MJ_CLOSE] {
             let request = Request {

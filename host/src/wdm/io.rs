@@ -19,17 +19,55 @@ use super::types::{
 };
 use crate::kernel::{BugCheck, bugcheck, context, faults, lock};
 
+/// The address of a `DRIVER_OBJECT` of this I/O manager: a key of its tables (never
+/// dereferenced through this type), distinct from a device's so that one cannot be passed
+/// where the other is expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct DriverAddress(usize);
+
+impl DriverAddress {
+    /// The address of `driver`.
+    pub(crate) fn of(driver: *const DRIVER_OBJECT) -> Self {
+        Self(driver as usize)
+    }
+}
+
+/// The address of a `DEVICE_OBJECT` of this I/O manager (see [`DriverAddress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct DeviceAddress(usize);
+
+impl DeviceAddress {
+    /// The address of `device`.
+    pub(crate) fn of(device: *const DEVICE_OBJECT) -> Self {
+        Self(device as usize)
+    }
+
+    /// The device object (valid while the I/O manager keeps the device).
+    pub(crate) fn as_ptr(self) -> *mut DEVICE_OBJECT {
+        self.0 as *mut DEVICE_OBJECT
+    }
+}
+
+impl core::fmt::LowerHex for DeviceAddress {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
 /// What a name in the namespace is.
 #[derive(Clone, Debug)]
 enum Named {
-    Device(usize),
-    Link { target: String, owner: usize },
+    Device(DeviceAddress),
+    Link {
+        target: String,
+        owner: DriverAddress,
+    },
     Driver,
 }
 
 #[derive(Debug)]
 struct DeviceRecord {
-    driver: usize,
+    driver: DriverAddress,
     name: Option<String>,
     layout: Layout,
     open: usize,
@@ -44,8 +82,8 @@ struct IrpRecord {
 #[derive(Default)]
 struct Io {
     /// Driver objects of this I/O manager.
-    drivers: HashSet<usize>,
-    devices: HashMap<usize, DeviceRecord>,
+    drivers: HashSet<DriverAddress>,
+    devices: HashMap<DeviceAddress, DeviceRecord>,
     /// Normalised (upper-case, `\??\` for `\DosDevices\` and `\GLOBAL??\`) name → object.
     names: HashMap<String, Named>,
     irps: HashMap<usize, Arc<IrpRecord>>,
@@ -112,7 +150,7 @@ pub unsafe fn read_unicode(string: *const UNICODE_STRING) -> Option<String> {
 // Driver objects (used by `super::driver`).
 
 /// Registers a driver object named `\Driver\<name>`.
-pub(crate) fn add_driver(driver: usize, name: &str) -> Result<(), NTSTATUS> {
+pub(crate) fn add_driver(driver: DriverAddress, name: &str) -> Result<(), NTSTATUS> {
     let key = normalize(&format!("\\Driver\\{name}")).ok_or(status::OBJECT_NAME_INVALID)?;
     let mut io = lock(&IO);
     if io.names.contains_key(&key) {
@@ -124,7 +162,7 @@ pub(crate) fn add_driver(driver: usize, name: &str) -> Result<(), NTSTATUS> {
 }
 
 /// Forgets a driver object and its name.
-pub(crate) fn remove_driver(driver: usize, name: &str) {
+pub(crate) fn remove_driver(driver: DriverAddress, name: &str) {
     let mut io = lock(&IO);
     io.drivers.remove(&driver);
     if let Some(key) = normalize(&format!("\\Driver\\{name}")) {
@@ -134,20 +172,20 @@ pub(crate) fn remove_driver(driver: usize, name: &str) {
 
 /// Clears `DO_DEVICE_INITIALIZING` on every device of `driver` (what the I/O manager does
 /// after a legacy driver's `DriverEntry` succeeded).
-pub(crate) fn ready_devices(driver: usize) {
+pub(crate) fn ready_devices(driver: DriverAddress) {
     let io = lock(&IO);
     for (&device, record) in &io.devices {
         if record.driver == driver && !record.deleted {
             // SAFETY: a live device object of this I/O manager; its flags are shared with the
             // driver, which writes them only while no request can reach the device.
-            unsafe { (*(device as *mut DEVICE_OBJECT)).Flags &= !DO_DEVICE_INITIALIZING };
+            unsafe { (*device.as_ptr()).Flags &= !DO_DEVICE_INITIALIZING };
         }
     }
 }
 
 /// What a driver left behind: (device names or addresses not deleted, links it created still
 /// present).
-pub(crate) fn leftovers(driver: usize) -> (Vec<String>, Vec<String>) {
+pub(crate) fn leftovers(driver: DriverAddress) -> (Vec<String>, Vec<String>) {
     let io = lock(&IO);
     let devices = io
         .devices
@@ -196,7 +234,7 @@ pub unsafe extern "win64" fn IoCreateDevice(
             format_args!("DeviceObject (the out-pointer) is null"),
         );
     }
-    if !lock(&IO).drivers.contains(&(DriverObject as usize)) {
+    if !lock(&IO).drivers.contains(&DriverAddress::of(DriverObject)) {
         bugcheck(
             BugCheck::IoManagerViolation,
             NAME,
@@ -276,12 +314,13 @@ pub unsafe extern "win64" fn IoCreateDevice(
         (*DriverObject).DeviceObject = device;
     }
     if let Some((_, key)) = &key {
-        io.names.insert(key.clone(), Named::Device(device as usize));
+        io.names
+            .insert(key.clone(), Named::Device(DeviceAddress::of(device)));
     }
     io.devices.insert(
-        device as usize,
+        DeviceAddress::of(device),
         DeviceRecord {
-            driver: DriverObject as usize,
+            driver: DriverAddress::of(DriverObject),
             name: key.map(|(name, _)| name),
             layout,
             open: 0,
@@ -299,9 +338,9 @@ pub unsafe extern "win64" fn IoCreateDevice(
 /// # Safety
 /// `device` is a device allocated by `IoCreateDevice` with `layout`, deleted, with no open
 /// handle, and never used again.
-unsafe fn free_device(device: usize, layout: Layout) {
+unsafe fn free_device(device: DeviceAddress, layout: Layout) {
     // SAFETY: caller contract.
-    unsafe { std::alloc::dealloc(device as *mut u8, layout) };
+    unsafe { std::alloc::dealloc(device.as_ptr().cast(), layout) };
 }
 
 /// `IoDeleteDevice` (contract in the docs of [`super`]).
@@ -310,7 +349,7 @@ unsafe fn free_device(device: usize, layout: Layout) {
 /// `DeviceObject` is not used by the caller afterwards.
 pub unsafe extern "win64" fn IoDeleteDevice(DeviceObject: *mut DEVICE_OBJECT) {
     let mut io = lock(&IO);
-    let device = DeviceObject as usize;
+    let device = DeviceAddress::of(DeviceObject);
     let Some(record) = io.devices.get_mut(&device).filter(|r| !r.deleted) else {
         drop(io);
         bugcheck(
@@ -322,7 +361,7 @@ pub unsafe extern "win64" fn IoDeleteDevice(DeviceObject: *mut DEVICE_OBJECT) {
         );
     };
     record.deleted = true;
-    let driver = record.driver as *mut DRIVER_OBJECT;
+    let driver = record.driver.0 as *mut DRIVER_OBJECT;
     let name = record.name.clone();
     let free = (record.open == 0).then_some(record.layout);
     // SAFETY: the driver object of a live device is live; its device list is changed under
@@ -373,7 +412,7 @@ pub unsafe extern "win64" fn IoCreateSymbolicLink(
         link,
         Named::Link {
             target,
-            owner: context::current(),
+            owner: DriverAddress(context::current()),
         },
     );
     sys::STATUS_SUCCESS
@@ -592,8 +631,13 @@ pub fn irps_sent() -> usize {
 /// `device` is a live device object of `driver` that stays allocated during the call
 /// (an open handle to it); `request.system_buffer` null or valid as the request says.
 #[allow(clippy::too_many_lines)] // one sequence of checks, read top to bottom
-pub(crate) unsafe fn send(driver: usize, device: usize, request: &Request) -> (NTSTATUS, usize) {
+pub(crate) unsafe fn send(
+    driver: DriverAddress,
+    device: DeviceAddress,
+    request: &Request,
+) -> (NTSTATUS, usize) {
     const NAME: &str = "I/O manager";
+    let (driver, device) = (driver.0, device.0);
     let record = Arc::new(IrpRecord {
         completion: Mutex::new(None),
         completed: Condvar::new(),
@@ -715,7 +759,7 @@ pub(crate) unsafe fn send(driver: usize, device: usize, request: &Request) -> (N
 // Opening and closing (used by `super::driver`).
 
 /// Resolves `path` (Win32 `\\.\X` or NT) to a device, following symbolic links.
-fn resolve(io: &Io, path: &str) -> Result<usize, NTSTATUS> {
+fn resolve(io: &Io, path: &str) -> Result<DeviceAddress, NTSTATUS> {
     let mut key = normalize(&nt_path(path)).ok_or(status::OBJECT_NAME_INVALID)?;
     for _ in 0..32 {
         match io.names.get(&key) {
@@ -732,7 +776,7 @@ fn resolve(io: &Io, path: &str) -> Result<usize, NTSTATUS> {
 
 /// Reserves an open of the device `path` names, which must belong to `driver`: checks it
 /// can be opened and counts the handle. Undo with [`release`].
-pub(crate) fn reserve_open(driver: usize, path: &str) -> Result<usize, NTSTATUS> {
+pub(crate) fn reserve_open(driver: DriverAddress, path: &str) -> Result<DeviceAddress, NTSTATUS> {
     let mut io = lock(&IO);
     let device = resolve(&io, path)?;
     let record = io
@@ -743,7 +787,7 @@ pub(crate) fn reserve_open(driver: usize, path: &str) -> Result<usize, NTSTATUS>
         return Err(status::OBJECT_NAME_NOT_FOUND);
     }
     // SAFETY: a live device object (in the table, not deleted: it has a name).
-    let flags = unsafe { (*(device as *const DEVICE_OBJECT)).Flags };
+    let flags = unsafe { (*device.as_ptr()).Flags };
     if flags & DO_DEVICE_INITIALIZING != 0 {
         return Err(status::NO_SUCH_DEVICE);
     }
@@ -755,13 +799,13 @@ pub(crate) fn reserve_open(driver: usize, path: &str) -> Result<usize, NTSTATUS>
 }
 
 /// Whether the device behind an open handle was deleted.
-pub(crate) fn is_deleted(device: usize) -> bool {
+pub(crate) fn is_deleted(device: DeviceAddress) -> bool {
     lock(&IO).devices.get(&device).is_none_or(|r| r.deleted)
 }
 
 /// Releases one open handle of `device`; frees the device if it was deleted and this was
 /// its last handle.
-pub(crate) fn release(device: usize) {
+pub(crate) fn release(device: DeviceAddress) {
     let mut io = lock(&IO);
     let Some(record) = io.devices.get_mut(&device) else {
         return;
