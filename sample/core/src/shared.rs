@@ -5,8 +5,9 @@
 //!
 //! * the **worker thread**, as the address `driver_proxy::WorkerThread::into_raw` gives
 //!   ([`SharedBlock::store_worker`]): the library keeps the thread's storage (its context,
-//!   its kick event, the stop request) in a driver-object extension that outlives every
-//!   image, and this address is how the image that needs the thread next takes it back with
+//!   its kick event, the stop request) in a pool block of its own (tag `DPwk`), outside every
+//!   image, which the `WorkerThread` owning the thread frees after joining it; this address
+//!   is how the image that needs the thread next takes it back with
 //!   `WorkerThread::from_raw` ([`SharedBlock::take_worker`]): the incoming image of a swap
 //!   (to kick it, then store it again) and the unload routine of whichever image is loaded
 //!   last (to stop and join it);
@@ -15,8 +16,8 @@
 //!   which the incoming image calls in `ProxyStalled` ([`crate::takeover`]);
 //! * the **version** of the image currently serving.
 //!
-//! The block holds no kernel object: the worker's events belong to the library
-//! (`driver_proxy::WorkerContext`), not to the sample.
+//! The block holds no kernel object: the worker's events belong to the library (the thread's
+//! storage behind `driver_proxy::WorkerThread`), not to the sample.
 //!
 //! The WDM front end's control device extension **is** this block (`sample/wdm/src/device.rs`
 //! creates the device with an extension of `size_of::<SharedBlock>()` bytes and writes a

@@ -9,7 +9,7 @@
 //! one event of its own, the **kick event** ([`WORKER_KICK_EVENT`], index 1 of the wait).
 //! After each wait — `WaitAny`, with the relative timeout [`WORKER_PERIOD`] — the kernel
 //! calls the worker routine *through its wrapper* with the wait's status; the front end's
-//! routine reads it with `WorkerContext::wake` and hands the resulting `Wake` to
+//! routine reads it with `WorkerRef::wake` and hands the resulting `Wake` to
 //! [`worker_routine`], which returns `true` to wait again and `false` to end the thread.
 //! Because the routine is an endpoint, a swap repoints it: ticks after the swap are run, and
 //! counted, by the incoming build ([`StatsInfo::worker_ticks_v2`](crate::StatsInfo)).
@@ -190,22 +190,23 @@ mod tests {
 
     /// The table's wait statuses as the library's worker thread produces them, on the host
     /// kernel: a thread of the sample's types, kicked (`STATUS_WAIT_1`: a tick), handed
-    /// through its raw address as between images, then stopped (`STATUS_WAIT_0`: no tick,
-    /// the routine ends the thread).
+    /// through its raw address as between images (its storage stays allocated), then stopped
+    /// (`STATUS_WAIT_0`: no tick, the routine ends the thread; the storage is freed).
     #[cfg(target_os = "linux")]
     #[test]
     #[allow(unsafe_code, reason = "a driver object, as DriverEntry receives one")]
     fn a_worker_of_the_sample_s_type_ticks_when_kicked_and_ends_when_stopped() {
         extern crate std;
         use driver_proxy::{
-            DriverObject, EndpointEntry, EndpointId, EndpointTable, HotSwap, WorkerContext,
+            DriverObject, EndpointEntry, EndpointId, EndpointTable, HotSwap, WorkerRef,
         };
         use driver_proxy_host::HostDriverObject;
+        use driver_proxy_host::kernel::control::pool_usage;
         use std::time::{Duration, Instant};
 
         static STATE: State = State::new();
         extern "system" fn routine(
-            worker: &'static WorkerContext<(), WORKER_EVENT_COUNT>,
+            worker: WorkerRef<(), WORKER_EVENT_COUNT>,
             wait_status: NtStatus,
         ) -> bool {
             worker_routine_as(DriverVersion::V1, &STATE, worker.wake(wait_status))
@@ -221,12 +222,17 @@ mod tests {
             EndpointTable::new([EndpointEntry::new(WORKER, routine as SampleWorkerRoutine)])
                 .unwrap();
         hotswap.register(&table, None).unwrap();
+        // The thread's storage: a pool block of the library's (the only worker of this
+        // process, so the count is this test's).
+        let dpwk = || pool_usage(u32::from_le_bytes(*b"DPwk")).outstanding;
+        let before = dpwk();
         let thread = hotswap
             .worker_thread(hotswap.wrapper(&table, WORKER).unwrap(), ())
             .events(WORKER_EVENTS)
             .timeout(Timeout::from_millis(600_000)) // no periodic tick during the test
             .spawn()
             .unwrap();
+        assert_eq!(dpwk(), before + 1);
         thread.event(WORKER_KICK_EVENT).unwrap().set();
         let deadline = Instant::now() + Duration::from_secs(10);
         while STATE.stats().worker_ticks_v1 == 0 {
@@ -236,8 +242,10 @@ mod tests {
         let raw = thread.into_raw();
         // SAFETY: the address `into_raw` just gave, taken back once.
         let thread = unsafe { SampleWorkerThread::from_raw(raw) }.unwrap();
+        assert_eq!(dpwk(), before + 1, "handed on, not freed");
         thread.stop_and_join().unwrap();
         assert_eq!(STATE.stats().worker_ticks_v1, 1, "stopping is not a tick");
+        assert_eq!(dpwk(), before, "freed once the thread ended");
         drop(object);
     }
 }
