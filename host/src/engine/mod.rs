@@ -75,19 +75,14 @@
 //! Rust helpers on every call) cost ~14× a plain indirect call and is incompatible with
 //! hardware shadow stacks (CET). The notes proposed a wrapper that *calls* the
 //! implementation, copying a fixed number of stack slots. Both call-based variants were
-//! built and measured on the project's 2-vCPU machine (hand-written loops, min of many
-//! batches, ranges over several runs on a shared, noisy machine; ~0.27 ns per cycle; a
-//! plain indirect call of the benchmark's `add` is 5–6 cycles):
-//!
-//! | variant (counts in flight unless said) | cycles/call | × indirect |
-//! |---|---:|---:|
-//! | bare call-through thunk, *no counting* (the floor of any wrapper that regains control after the call) | 9–13 | 1.8–2.4 |
-//! | call + copy 13 stack slots (12 args + hidden pointer in either convention) | 18–23 | 3.1–4.0 |
-//! | call + copy 0 slots (only valid for ≤ 6 integer arguments) | 10–13 | 2.0–2.6 |
-//! | **chosen: call in place, caller's return address parked on a per-thread shadow stack** | 11–14 | 2.2–2.8 |
-//!
-//! The copy costs ~8 cycles (13 loads + 13 stores); the chosen design copies nothing and
-//! costs 1–3 cycles more than the floor, for *every* signature. It works like this:
+//! built and measured side by side against a plain indirect call: a bare call-through thunk
+//! without counting (the floor of any wrapper that regains control after the call), a call
+//! that copies 13 stack slots (12 arguments and a hidden pointer), one that copies none (valid
+//! only for at most 6 integer arguments), and the design chosen below, which copies nothing
+//! and costs a little more than the floor for *every* signature. The copy is what the other
+//! designs pay for. The numbers depend on the machine: measure them with
+//! `cargo bench -p driver-proxy-host --bench engine`, which prints every ratio from one run
+//! (`docs/host-kernel.md#benchmarks`). The chosen design works like this:
 //!
 //! * the stub is `endbr64; lea r11, [slot]; jmp common` (16 bytes);
 //! * the common path pops the caller's return address into a per-thread shadow-stack entry
@@ -98,9 +93,9 @@
 //!   pairs with its `ret` (return prediction works) and the return addresses a CET shadow
 //!   stack sees match: this is not return-address *rewriting*;
 //! * the count is a **per-thread** counter per engine, updated with a plain `inc`/`dec`
-//!   (no `lock` prefix, no shared cache line): a locked read-modify-write alone costs
-//!   about 1.3× a whole indirect call here (`docs/host-kernel.md#benchmarks`), and a shared
-//!   counter bounces between the callers' caches;
+//!   (no `lock` prefix, no shared cache line): a locked read-modify-write alone costs about
+//!   as much as a whole indirect call (the benchmark above measures it), and a shared counter
+//!   bounces between the callers' caches;
 //! * the ordering a plain increment lacks (a store followed by a load may be reordered) is
 //!   supplied by the *swapper*, which runs `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`
 //!   after setting the stall flag and before reading the counters (the asymmetric barrier of

@@ -27,7 +27,8 @@
 //!    timeout of 500 ms. The kernel calls the routine through its wrapper at each wake-up,
 //!    so a swap takes effect at the next tick. Where hot swap is unavailable the library
 //!    runs the same loop on a plain system thread. The library owns the thread's storage
-//!    (context and events, in a driver-object extension that outlives every image). When
+//!    (context and events, in a pool block of its own, tag `DPwk`, outside every image,
+//!    freed when the thread is stopped and joined). When
 //!    `HotSwap::worker_threads` says this kernel cannot run one (a routine missing, named
 //!    in the log), the driver loads and serves **without its worker** rather than fail.
 //! 5. Creates `\Device\HotSwapSample` (device type `0x8D57`, the protocol's; secure open)
@@ -67,8 +68,8 @@
 //!   The device object and its extension are the only memory of the sample both images
 //!   reach, and they outlive every image; the worker thread's address
 //!   (`WorkerThread::into_raw`) is there too, because the worker thread outlives the image
-//!   that started it (its context and events are the library's, in a driver-object
-//!   extension).
+//!   that started it (its context and events are the library's, in a pool block of its
+//!   own).
 //! * **The swap.** The incoming image gets the existing extension
 //!   (`HotSwap::from_driver_object`; fallback means no swap: `STATUS_NOT_SUPPORTED`; an
 //!   extension without the library's endpoint record, or with another layout of it:
@@ -153,18 +154,22 @@
 //!
 //! `ntoskrnl.exe` only: `MmGetSystemRoutineAddress` (through `driver-proxy`), `IoCreateDevice`,
 //! `IoDeleteDevice`, `IoCreateSymbolicLink`, `IoDeleteSymbolicLink`, `IofCompleteRequest`,
-//! `DbgPrint`, and `KeBugCheckEx` (the panic handler); on ARM64 also the C run-time routines
-//! the code calls (`memcpy`, `memset`, …). An image contains only the imports its code
-//! references.
+//! and `DbgPrint`; on ARM64 also the C run-time routines the code calls (`memcpy`,
+//! `memset`, …). An image contains only the imports its code references: the panic
+//! handler's `KeBugCheckEx` is imported only if a panic is reachable, and none is (the host's
+//! image tests check both).
 //!
 //! Nothing the library resolves at run time is imported statically: the DriverProxy
 //! routines, the event routines (`KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`,
 //! `KeResetEvent`, `KeReadStateEvent`), `KeWaitForMultipleObjects`, `PsCreateSystemThread`,
-//! `ZwWaitForSingleObject`, `ZwClose`, `IoAllocateDriverObjectExtension` and
-//! `IoGetDriverObjectExtension`. A static import the kernel lacks fails the load
+//! `ZwWaitForSingleObject`, `ZwClose`, `IoAllocateDriverObjectExtension`,
+//! `IoGetDriverObjectExtension`, `ExAllocatePool2`, `ExAllocatePoolWithTag` and
+//! `ExFreePoolWithTag`. A static import the kernel lacks fails the load
 //! (`STATUS_DRIVER_ENTRYPOINT_NOT_FOUND`); resolved at run time, a missing routine only
 //! costs what needs it, named in the log: hot swap (the DriverProxy routines and the
-//! driver-object extensions), or the worker thread (the driver then serves without it). The
+//! driver-object extensions of the endpoint record), or the worker thread (the event, wait,
+//! handle and pool routines: the driver then serves without it; `ExAllocatePool2` alone
+//! missing costs nothing, the library then allocates with `ExAllocatePoolWithTag`). The
 //! worker's stop, wait and handle are the library's (`WorkerThread::stop_and_join`), so the
 //! driver calls none of those routines itself.
 //!
@@ -333,13 +338,26 @@ fn log_status(message: &CStr, status: NtStatus) {
 }
 
 /// `DbgPrint("HotSwapSample v<version>: <message>: <why>")`, naming the kernel routine
-/// that is missing when that is the reason.
+/// that is missing, or the status of the kernel's refusal, when that is the reason.
 fn log_unavailable(message: &CStr, reason: Unavailable) {
     let (why, name): (&CStr, &str) = match reason {
         Unavailable::ExportMissing(name) => (c"the kernel does not export ", name),
         Unavailable::FeatureDisabled => (c"DriverProxy is not enabled for this driver", ""),
         Unavailable::NotSupported => (c"the system does not support DriverProxy", ""),
         Unavailable::DriverBlocked => (c"the driver is blocked from DriverProxy by policy", ""),
+        Unavailable::RecordRefused(status) => {
+            // SAFETY: as in `log_version`; %08X takes the status as a u32.
+            unsafe {
+                wdm_sys::DbgPrint(
+                    c"HotSwapSample v%u: %s: the kernel refused the storage of the endpoint record: 0x%08X\n"
+                        .as_ptr(),
+                    u32::from(THIS_BUILD.raw()),
+                    message.as_ptr(),
+                    status.raw().cast_unsigned(),
+                );
+            }
+            return;
+        }
     };
     // The routine names are short ASCII; a longer one would be cut, never overread.
     let length = i32::try_from(name.len()).unwrap_or(0);
