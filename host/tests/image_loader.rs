@@ -515,6 +515,27 @@ fn a_relocation_outside_the_image_is_named() {
 }
 
 #[test]
+fn a_relocation_block_whose_page_wraps_past_4_gib_is_refused_not_applied_to_the_headers() {
+    let sample = sample_image();
+    let mut bytes = sample.bytes.clone();
+    // Page 0xFFFFFFF8: with the second entry's offset 0x008 the 32-bit sum wraps to RVA 0,
+    // the header page, which a check of the sum alone lets through. The first entry (offset
+    // 0) becomes padding, so the wrapping one is the first looked at.
+    put_u32(&mut bytes, sample.reloc_raw, 0xFFFF_FFF8);
+    let first = sample.reloc_raw + sample::FIRST_RELOC_ENTRY;
+    bytes[first..first + 2].copy_from_slice(&[0, 0]);
+    assert_error(
+        &bytes,
+        &[
+            "base relocation block for page RVA 0xfffffff8",
+            "outside the image",
+        ],
+    );
+    put_u32(&mut bytes, sample.reloc_raw, 0x5000); // SizeOfImage itself
+    assert_error(&bytes, &["page RVA 0x5000", "outside the image"]);
+}
+
+#[test]
 fn a_corrupt_relocation_block_is_named() {
     let sample = sample_image();
     let mut bytes = sample.bytes.clone();

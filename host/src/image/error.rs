@@ -147,6 +147,15 @@ pub enum LoadError {
         /// `SizeOfImage`.
         size_of_image: u32,
     },
+    /// A base relocation block names a page outside the image (its `VirtualAddress` is at or
+    /// beyond `SizeOfImage`): refused before any of its offsets is added to it, so that a page
+    /// near 4 GiB cannot wrap around into the headers.
+    RelocationPageOutsideImage {
+        /// The block's `VirtualAddress`.
+        page: u32,
+        /// `SizeOfImage`.
+        size_of_image: u32,
+    },
     /// The image must be moved but says its relocations were stripped.
     RelocationsStripped {
         /// `ImageBase` (the preferred address).
@@ -341,6 +350,14 @@ impl fmt::Display for LoadError {
                 "base relocation at RVA {rva:#x} has type {kind} ({}): only DIR64 (10) and \
                  ABSOLUTE (0) padding are supported",
                 relocation_name(*kind)
+            ),
+            Self::RelocationPageOutsideImage {
+                page,
+                size_of_image,
+            } => write!(
+                f,
+                "base relocation block for page RVA {page:#x} lies outside the image \
+                 (SizeOfImage {size_of_image:#x})"
             ),
             Self::RelocationOutsideImage { rva, size_of_image } => write!(
                 f,

@@ -27,14 +27,27 @@ pub fn read(file: &PeFile64<'_>, data: &[u8], size_of_image: u32) -> Result<Vec<
         return Ok(targets);
     };
     while let Some(block) = blocks.next().map_err(bad)? {
+        // The block's page is checked before any offset is added to it: the `object` crate
+        // adds the 12-bit offsets with a wrapping 32-bit add, so a page near 4 GiB would wrap
+        // into the headers and pass a check of the sum alone.
+        let page = block.virtual_address();
+        if page >= size_of_image {
+            return Err(LoadError::RelocationPageOutsideImage {
+                page,
+                size_of_image,
+            });
+        }
         // The iterator already skips the all-zero ABSOLUTE padding entries; an ABSOLUTE
         // entry with a non-zero offset is padding too.
         for relocation in block {
-            let rva = relocation.virtual_address;
+            // Recomputed without wrapping: page + the entry's 12-bit offset.
+            let offset = relocation.virtual_address.wrapping_sub(page) & 0xFFF;
+            let target = u64::from(page) + u64::from(offset);
+            let rva = u32::try_from(target).unwrap_or(u32::MAX);
             match relocation.typ {
                 pe::IMAGE_REL_BASED_ABSOLUTE => {}
                 pe::IMAGE_REL_BASED_DIR64 => {
-                    if u64::from(rva) + 8 > u64::from(size_of_image) {
+                    if target + 8 > u64::from(size_of_image) {
                         return Err(LoadError::RelocationOutsideImage { rva, size_of_image });
                     }
                     targets.push(rva);
