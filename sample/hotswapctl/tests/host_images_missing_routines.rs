@@ -1,19 +1,24 @@
 //! The x64 image of v1 on kernels that lack one routine the library resolves at run time:
 //! for each such routine (every kernel routine `driver-proxy` resolves besides the seven of
-//! DriverProxy, and `ExAllocatePool2`, which nothing needs any more), hidden on the host
-//! kernel, the image loads, serves `VERSION`, `TRANSFORM` and `STATS`, and unloads with
-//! nothing left behind (no device, link, pool or thread), and its `DbgPrint` log names what
-//! is unavailable.
+//! DriverProxy), and for both pool allocators at once, hidden on the host kernel, the image
+//! loads, serves `VERSION`, `TRANSFORM` and `STATS`, and unloads with nothing left behind
+//! (no device, link, pool or thread), and its `DbgPrint` log names what is unavailable.
 //!
 //! What a missing routine costs is the documented behaviour of the library and the sample
 //! (`sample/wdm/src/main.rs`, *What `DriverEntry` does* and *Imports*):
 //!
 //! | hidden | hot swap | worker thread |
 //! |---|---|---|
-//! | an event routine, `ZwClose`, `ZwWaitForSingleObject` | available | none: the driver loads without it, naming the routine |
+//! | an event routine, `ZwClose`, `ZwWaitForSingleObject`, `ExFreePoolWithTag` | available | none: the driver loads without it, naming the routine |
 //! | `KeWaitForMultipleObjects`, `PsCreateSystemThread` (only the fallback thread needs them) | available | runs (hot-swappable) |
-//! | `IoAllocateDriverObjectExtension`, `IoGetDriverObjectExtension` (the library's storage) | unavailable, named (fallback) | none, named |
-//! | `ExAllocatePool2` | available | runs |
+//! | `IoAllocateDriverObjectExtension`, `IoGetDriverObjectExtension` (the endpoint record's storage) | unavailable, named (fallback) | runs (the library's fallback thread) |
+//! | `ExAllocatePool2` | available | runs, its storage from `ExAllocatePoolWithTag` |
+//! | `ExAllocatePoolWithTag` | available | runs |
+//! | `ExAllocatePool2` and `ExAllocatePoolWithTag` | available | none, naming `ExAllocatePoolWithTag` |
+//!
+//! A running worker's storage is the library's pool (tag `DPwk`): one block for a
+//! hot-swappable thread, two for the fallback thread (its loop's state), all freed by the
+//! unload (which stops and joins the thread).
 //!
 //! That the image loads at all is the point of resolving those routines at run time: one
 //! the image imported statically would make the loader refuse it
@@ -37,6 +42,7 @@ use std::time::{Duration, Instant};
 use driver_proxy_host::hide_export;
 use driver_proxy_host::image::LoadError;
 use driver_proxy_host::image_driver::ImageDriverError;
+use driver_proxy_host::kernel::control::pool_usage;
 use driver_proxy_host::wdm::dbg_print_log;
 use hotswap_sample_core::DriverVersion;
 use hotswapctl::client::Client;
@@ -44,19 +50,33 @@ use hotswapctl::host::{HostBackend, HostLab};
 use hotswapctl::lab::Lab;
 use wdm_common::{child_scenario, run_child};
 
-/// One configuration: the routine hidden (`None`: the control, nothing hidden), and what the
-/// driver must then have.
+/// One configuration: the routines hidden (none: the control), the one the log names, and
+/// what the driver must then have.
 struct Case {
-    hidden: Option<&'static str>,
+    hidden: &'static [&'static str],
+    /// The routine the driver's log names as missing, where something is unavailable.
+    named: &'static str,
     /// The loader binds the image (false: the routine is a static import of it).
     loads: bool,
     hot_swap: bool,
     worker: bool,
 }
 
-const fn case(hidden: &'static str, hot_swap: bool, worker: bool) -> Case {
+impl Case {
+    /// The child's scenario name: the hidden routines, joined by `+` (`none`).
+    fn scenario(&self) -> String {
+        if self.hidden.is_empty() {
+            "none".to_owned()
+        } else {
+            self.hidden.join("+")
+        }
+    }
+}
+
+const fn case(hidden: &'static [&'static str], hot_swap: bool, worker: bool) -> Case {
     Case {
-        hidden: Some(hidden),
+        hidden,
+        named: hidden[0],
         loads: true,
         hot_swap,
         worker,
@@ -64,32 +84,43 @@ const fn case(hidden: &'static str, hot_swap: bool, worker: bool) -> Case {
 }
 
 /// The module table, one row per routine; the control; the contrast.
-const CASES: [Case; 14] = [
+const CASES: [Case; 17] = [
     Case {
-        hidden: None,
+        hidden: &[],
+        named: "",
         loads: true,
         hot_swap: true,
         worker: true,
     },
-    case("KeInitializeEvent", true, false),
-    case("KeSetEvent", true, false),
-    case("KeClearEvent", true, false),
-    case("KeResetEvent", true, false),
-    case("KeReadStateEvent", true, false),
-    case("KeWaitForMultipleObjects", true, true),
-    case("PsCreateSystemThread", true, true),
-    case("ZwClose", true, false),
-    case("ZwWaitForSingleObject", true, false),
-    case("IoAllocateDriverObjectExtension", false, false),
-    case("IoGetDriverObjectExtension", false, false),
-    case("ExAllocatePool2", true, true),
+    case(&["KeInitializeEvent"], true, false),
+    case(&["KeSetEvent"], true, false),
+    case(&["KeClearEvent"], true, false),
+    case(&["KeResetEvent"], true, false),
+    case(&["KeReadStateEvent"], true, false),
+    case(&["KeWaitForMultipleObjects"], true, true),
+    case(&["PsCreateSystemThread"], true, true),
+    case(&["ZwClose"], true, false),
+    case(&["ZwWaitForSingleObject"], true, false),
+    case(&["IoAllocateDriverObjectExtension"], false, true),
+    case(&["IoGetDriverObjectExtension"], false, true),
+    case(&["ExAllocatePool2"], true, true),
+    case(&["ExAllocatePoolWithTag"], true, true),
+    case(&["ExFreePoolWithTag"], true, false),
     Case {
-        hidden: Some("IoCreateDevice"),
+        named: "ExAllocatePoolWithTag",
+        ..case(&["ExAllocatePool2", "ExAllocatePoolWithTag"], true, false)
+    },
+    Case {
+        hidden: &["IoCreateDevice"],
+        named: "IoCreateDevice",
         loads: false,
         hot_swap: false,
         worker: false,
     },
 ];
+
+/// The pool tag of the library's worker storage.
+const DPWK: u32 = u32::from_le_bytes(*b"DPwk");
 
 const ENTRY: &str = "v1_loads_serves_and_unloads_with_each_resolved_routine_missing";
 
@@ -115,7 +146,7 @@ fn v1_loads_serves_and_unloads_with_each_resolved_routine_missing() {
     if let Some(scenario) = child_scenario() {
         let case = CASES
             .iter()
-            .find(|case| case.hidden.unwrap_or("none") == scenario)
+            .find(|case| case.scenario() == scenario)
             .unwrap_or_else(|| panic!("unknown scenario {scenario}"));
         run(case, &images);
         println!("scenario {scenario}: passed");
@@ -126,8 +157,12 @@ fn v1_loads_serves_and_unloads_with_each_resolved_routine_missing() {
         let children: Vec<_> = CASES
             .iter()
             .map(|case| {
-                let scenario = case.hidden.unwrap_or("none");
-                (scenario, scope.spawn(move || run_child(ENTRY, scenario)))
+                let scenario = case.scenario();
+                let child = {
+                    let scenario = scenario.clone();
+                    scope.spawn(move || run_child(ENTRY, &scenario))
+                };
+                (scenario, child)
             })
             .collect();
         children
@@ -149,8 +184,12 @@ fn v1_loads_serves_and_unloads_with_each_resolved_routine_missing() {
 /// The child: hides the routine before anything resolves, then loads, serves, checks the
 /// log and the worker, and unloads.
 fn run(case: &Case, images: &Path) {
-    let hidden = case.hidden.unwrap_or("nothing");
-    if let Some(name) = case.hidden {
+    let hidden = if case.hidden.is_empty() {
+        "nothing".to_owned()
+    } else {
+        case.hidden.join(" and ")
+    };
+    for name in case.hidden {
         hide_export(name);
     }
     if !case.loads {
@@ -158,7 +197,7 @@ fn run(case: &Case, images: &Path) {
             Err(ImageDriverError::Load {
                 source: LoadError::UnknownImport { name, .. },
                 ..
-            }) if name == hidden => {}
+            }) if name == case.named => {}
             Err(error) => panic!("expected the loader to refuse the import {hidden}: {error}"),
             Ok(_) => panic!("the image loaded without its static import {hidden}"),
         }
@@ -192,6 +231,17 @@ fn run(case: &Case, images: &Path) {
             "hot-swappable worker threads with {hidden} missing"
         );
     }
+    // The worker's storage: the library's pool blocks (this child process runs nothing else).
+    let blocks = match (case.worker, extension.is_some()) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => 2,
+    };
+    assert_eq!(
+        pool_usage(DPWK).outstanding,
+        blocks,
+        "DPwk blocks with {hidden} missing"
+    );
     // A running worker ticks once per period (500 ms); a driver without one never ticks.
     let period = Duration::from_millis(500);
     if case.worker {
@@ -213,7 +263,7 @@ fn run(case: &Case, images: &Path) {
         .iter()
         .map(|line| line.trim_end().to_owned())
         .collect();
-    let missing = format!("the kernel does not export {hidden}");
+    let missing = format!("the kernel does not export {}", case.named);
     let expected_hot_swap = if case.hot_swap {
         "HotSwapSample v1: DriverEntry: hot swap available".to_owned()
     } else {
@@ -233,4 +283,9 @@ fn run(case: &Case, images: &Path) {
             "a clean unload (no device, link, pool or thread left) with {hidden} missing: {error}"
         )
     });
+    assert_eq!(
+        pool_usage(DPWK).outstanding,
+        0,
+        "the worker's storage freed with {hidden} missing"
+    );
 }

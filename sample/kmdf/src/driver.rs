@@ -101,7 +101,8 @@ unsafe fn first_load(
 /// Starts the worker thread (crate docs, step 6) with the library's builder, or `None` when
 /// this kernel cannot run it (`HotSwap::worker_threads` names the missing routine, logged):
 /// the driver then serves without its worker rather than fail to load. The library owns the
-/// thread's storage (context, stop and kick events) in a driver-object extension.
+/// thread's storage (context, stop and kick events) in a pool block of its own (tag `DPwk`),
+/// freed when the thread is stopped and joined.
 ///
 /// IRQL: `PASSIVE_LEVEL`.
 ///

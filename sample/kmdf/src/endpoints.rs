@@ -14,7 +14,7 @@
 
 use driver_proxy::{
     Endpoint, EndpointEntry, EndpointId, EndpointTable, HotSwap, LookupError, NtStatus,
-    RegisterError, WorkerContext, Wrapped,
+    RegisterError, WorkerRef, Wrapped,
 };
 use hotswap_sample_core::kmdf::{self, BufferKind, DeviceControlRequest, RetrievedBuffer};
 use hotswap_sample_core::worker::{SampleWorkerRoutine, WORKER_EVENT_COUNT};
@@ -209,13 +209,17 @@ pub unsafe extern "system" fn evt_driver_unload(driver: WDFDRIVER) {
 }
 
 /// The hot-swappable worker thread's routine: one wake-up of the core's worker body on this
-/// image's state, with the wake-up read by the library (`WorkerContext::wake`: the stop
+/// image's state, with the wake-up read by the library (`WorkerRef::wake`: the stop
 /// request, the kick event, the timeout). The context's value (`()`) is unused: the library
 /// passes the same context for the thread's whole life, across swaps.
 ///
 /// IRQL: `PASSIVE_LEVEL`.
+#[allow(
+    clippy::must_use_candidate,
+    reason = "called by the kernel through its wrapper, never by Rust code"
+)]
 pub extern "system" fn worker_routine(
-    worker: &'static WorkerContext<(), WORKER_EVENT_COUNT>,
+    worker: WorkerRef<(), WORKER_EVENT_COUNT>,
     wait_status: NtStatus,
 ) -> bool {
     core_worker_routine(&STATE, worker.wake(wait_status))

@@ -42,8 +42,8 @@
 //!    `WaitAny` on the library's stop event and the routine's kick event, 500 ms period. The
 //!    kernel calls the routine through its wrapper at each wake-up, so a swap takes effect
 //!    at the next tick (where hot swap is unavailable, the library runs the same loop on a
-//!    plain system thread). The library owns the thread's context and events (a
-//!    driver-object extension); the block holds the thread's address. When
+//!    plain system thread). The library owns the thread's context and events (a pool
+//!    block of its own); the block holds the thread's address. When
 //!    `HotSwap::worker_threads` says this kernel cannot run one (a routine missing, named in
 //!    the log), the driver runs **without its worker** rather than fail.
 //!

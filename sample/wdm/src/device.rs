@@ -5,7 +5,7 @@
 //!
 //! Everything of the sample that must outlive the image that created it lives in the device
 //! extension, not in a `static`: the worker thread (the address `WorkerThread::into_raw`
-//! gives; the thread's context and events are the library's, in a driver-object extension),
+//! gives; the thread's context and events are the library's, in a pool block of its own),
 //! and the exporter and version of the image currently serving. The extension **is** the core's
 //! [`SharedBlock`] (its module docs list what is there and why; the KMDF front end keeps
 //! the same block in a driver object extension instead): this module creates the device

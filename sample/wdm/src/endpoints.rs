@@ -21,7 +21,7 @@
 
 use driver_proxy::{
     EndpointEntry, EndpointId, EndpointTable, HotSwap, LookupError, NtStatus, RegisterError,
-    WorkerContext, Wrapped,
+    WorkerRef, Wrapped,
 };
 use hotswap_sample_core::worker::{SampleWorkerRoutine, WORKER_EVENT_COUNT};
 use hotswap_sample_core::{dispatch_buffered, worker_routine as core_worker_routine};
@@ -269,14 +269,18 @@ pub unsafe extern "system" fn driver_unload(driver: PDRIVER_OBJECT) {
 
 /// The hot-swappable worker thread's routine: one wake-up of the core's worker body
 /// (`hotswap_sample_core::worker_routine`) on this image's state, with the wake-up read by
-/// the library (`WorkerContext::wake`: the stop request, the kick event, the timeout). The
+/// the library (`WorkerRef::wake`: the stop request, the kick event, the timeout). The
 /// context's value (`()`) is not used: the library passes the same context for the thread's
 /// whole life, across swaps, so the routine must not depend on anything of the image that
 /// started the thread.
 ///
 /// IRQL: `PASSIVE_LEVEL` (the worker thread).
+#[allow(
+    clippy::must_use_candidate,
+    reason = "called by the kernel through its wrapper, never by Rust code"
+)]
 pub extern "system" fn worker_routine(
-    worker: &'static WorkerContext<(), WORKER_EVENT_COUNT>,
+    worker: WorkerRef<(), WORKER_EVENT_COUNT>,
     wait_status: NtStatus,
 ) -> bool {
     core_worker_routine(&STATE, worker.wake(wait_status))
