@@ -10,10 +10,10 @@ use driver_proxy_host::{exports, hide_export, kernel};
 
 use wdm_common::{UString, nt};
 
-/// The sample's static imports, then what its library resolves at run time, then what the
-/// model exports besides (pool, for drivers that allocate; neither the sample nor the library
-/// does).
-const NEEDED: [&str; 28] = [
+/// The sample's static imports, then what its library resolves at run time (the last three:
+/// pool for its worker threads' storage, `ExAllocatePoolWithTag` where `ExAllocatePool2` is
+/// missing).
+const NEEDED: [&str; 29] = [
     "DbgPrint",
     "IoCreateDevice",
     "IoCreateSymbolicLink",
@@ -41,6 +41,7 @@ const NEEDED: [&str; 28] = [
     "IoAllocateDriverObjectExtension",
     "IoGetDriverObjectExtension",
     "ExAllocatePool2",
+    "ExAllocatePoolWithTag",
     "ExFreePoolWithTag",
 ];
 
