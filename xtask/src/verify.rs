@@ -3,7 +3,7 @@
 //!
 //! | check | passes when |
 //! |---|---|
-//! | `PE format` | the file parses as a PE image (DOS header, `PE\0\0`, headers, sections) |
+//! | `PE format` | the file parses as a PE image (DOS header, `PE\0\0`, headers, sections), every section's raw data lies inside the file, every import thunk can be read |
 //! | `PE32+` | the optional header's magic is `0x20B` |
 //! | `machine` | `IMAGE_FILE_MACHINE_AMD64` or `_ARM64`, and the one asked for (`--machine`) |
 //! | `subsystem` | `IMAGE_SUBSYSTEM_NATIVE` (1) |
@@ -354,6 +354,7 @@ pub fn read_facts(data: &[u8]) -> Result<Facts, Failure> {
         }
     }
     let file = PeFile64::parse(data).map_err(format)?;
+    check_raw_data(&file.section_table(), data.len())?;
     let header = file.nt_headers().file_header();
     let optional = file.nt_headers().optional_header();
     let reader = Reader {
@@ -393,6 +394,30 @@ pub fn read_facts(data: &[u8]) -> Result<Facts, Failure> {
         computed_checksum: pe_checksum(data, checksum_offset(&file))
             .ok_or_else(|| Failure::new("PE format", "the headers end before CheckSum"))?,
     })
+}
+
+/// Refuses a section whose raw data (`PointerToRawData` + `SizeOfRawData`) does not lie
+/// inside the file: a loader would read past the end of it (`object` parses the headers
+/// without looking at the data).
+fn check_raw_data(
+    sections: &object::read::pe::SectionTable<'_>,
+    file_len: usize,
+) -> Result<(), Failure> {
+    for section in sections.iter() {
+        let offset = u64::from(section.pointer_to_raw_data.get(LE));
+        let size = u64::from(section.size_of_raw_data.get(LE));
+        if size > 0 && offset + size > file_len as u64 {
+            return Err(Failure::new(
+                "PE format",
+                format!(
+                    "section {} has raw data at {offset:#x}..{:#x}, beyond the end of the file ({file_len:#x} bytes)",
+                    String::from_utf8_lossy(section.raw_name()),
+                    offset + size
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The parts of a parsed image the facts are read from.
@@ -440,10 +465,17 @@ impl Reader<'_> {
             let mut thunks = table.thunks(first).map_err(&bad)?;
             let mut names = Vec::new();
             while let Some(thunk) = thunks.next::<pe::ImageNtHeaders64>().map_err(&bad)? {
-                names.push(import_name(
-                    table.import::<pe::ImageNtHeaders64>(thunk),
-                    thunk,
-                ));
+                let import = table.import::<pe::ImageNtHeaders64>(thunk).map_err(|e| {
+                    Failure::new(
+                        "PE format",
+                        format!(
+                            "import directory: thunk {:#x} of {} cannot be read: {e}",
+                            thunk.raw(),
+                            String::from_utf8_lossy(dll)
+                        ),
+                    )
+                })?;
+                names.push(import_name(&import));
             }
             imports.push((String::from_utf8_lossy(dll).into_owned(), names));
         }
@@ -526,11 +558,10 @@ impl Reader<'_> {
     }
 }
 
-fn import_name(import: object::read::Result<Import<'_>>, thunk: pe::ImageThunkData64) -> String {
+fn import_name(import: &Import<'_>) -> String {
     match import {
-        Ok(Import::Name(_, name)) => String::from_utf8_lossy(name).into_owned(),
-        Ok(Import::Ordinal(ordinal)) => format!("#{ordinal}"),
-        Err(_) => format!("<unreadable thunk {:#x}>", thunk.raw()),
+        Import::Name(_, name) => String::from_utf8_lossy(name).into_owned(),
+        Import::Ordinal(ordinal) => format!("#{ordinal}"),
     }
 }
 
@@ -1214,6 +1245,72 @@ mod tests {
             report.failures[0]
                 .message
                 .contains("IoUnknownRoutine (not in the table")
+        );
+    }
+
+    /// The file offset of section `name`'s header.
+    fn section_header(d: &[u8], name: &[u8]) -> usize {
+        let mut padded = name.to_vec();
+        padded.resize(8, 0);
+        d.windows(8).position(|w| w == padded.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn a_section_whose_raw_data_lies_beyond_the_end_of_the_file_is_refused() {
+        let data = patched(|d| {
+            // The code section: no other check reads its bytes.
+            let header = section_header(d, b".text");
+            let len = u32::try_from(d.len()).unwrap();
+            put_u32(d, header + 20, len - 0x10); // PointerToRawData: its data runs past the end
+        });
+        let report = run(&data, &good().1);
+        assert_eq!(failed_checks(&report), ["PE format"]);
+        assert!(
+            report.failures[0]
+                .message
+                .contains("beyond the end of the file"),
+            "{}",
+            report.failures[0].message
+        );
+    }
+
+    /// The file offset of RVA `rva` in `data`.
+    fn file_offset(data: &[u8], rva: u32) -> usize {
+        let file = PeFile64::parse(data).unwrap();
+        let section = file
+            .section_table()
+            .iter()
+            .find(|s| {
+                let start = s.virtual_address.get(LE);
+                (start..start + s.size_of_raw_data.get(LE)).contains(&rva)
+            })
+            .unwrap();
+        (section.pointer_to_raw_data.get(LE) + rva - section.virtual_address.get(LE)) as usize
+    }
+
+    #[test]
+    fn an_import_thunk_that_cannot_be_read_is_refused() {
+        let data = patched(|d| {
+            // The first thunk of the first import descriptor's lookup table names a hint/name
+            // entry far outside the image.
+            let directory = optional(d) + 112 + 8 * pe::IMAGE_DIRECTORY_ENTRY_IMPORT;
+            let descriptors = u32::from_le_bytes(d[directory..directory + 4].try_into().unwrap());
+            let descriptor = file_offset(d, descriptors);
+            let mut lookup = u32::from_le_bytes(d[descriptor..descriptor + 4].try_into().unwrap());
+            if lookup == 0 {
+                lookup =
+                    u32::from_le_bytes(d[descriptor + 16..descriptor + 20].try_into().unwrap());
+            }
+            let thunk = file_offset(d, lookup);
+            d[thunk..thunk + 8].copy_from_slice(&0x7FFF_0000u64.to_le_bytes());
+        });
+        let report = run(&data, &good().1);
+        assert_eq!(failed_checks(&report), ["PE format"]);
+        assert!(
+            report.failures[0].message.contains("thunk 0x7fff0000")
+                && report.failures[0].message.contains("cannot be read"),
+            "{}",
+            report.failures[0].message
         );
     }
 
