@@ -52,6 +52,71 @@ fn malformed(what: &'static str, file_len: usize) -> impl Fn(object::read::Error
     }
 }
 
+/// The fixed part of the PE32+ optional header, before its data directories.
+const OPTIONAL_HEADER_FIXED: usize = 0x70;
+/// The most data directories a PE image has.
+const MAX_DATA_DIRECTORIES: u32 = 16;
+
+/// Checks the header fields the `object` crate refuses without naming them (its messages say
+/// "Invalid PE number of RVA and sizes"), so that the error names the field and its value.
+/// Fields the file is too short to hold are left to the parser.
+fn check_header_fields(data: &[u8]) -> Result<(), LoadError> {
+    let u16_at = |at: usize| {
+        data.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let file_len = data.len();
+    let named = |what: &'static str, detail: String| LoadError::Malformed {
+        what,
+        detail,
+        file_len,
+    };
+    let Some(nt) = u32_at(0x3C).and_then(|nt| usize::try_from(nt).ok()) else {
+        return Ok(());
+    };
+    let file_header = nt + 4;
+    let optional = file_header + 20;
+    let (Some(sections), Some(optional_size)) = (u16_at(file_header + 2), u16_at(file_header + 16))
+    else {
+        return Ok(());
+    };
+    let optional_size = usize::from(optional_size);
+    if optional_size < OPTIONAL_HEADER_FIXED {
+        return Err(named(
+            "file header",
+            format!(
+                "SizeOfOptionalHeader = {optional_size:#x}: smaller than the fixed part of a PE32+ optional header ({OPTIONAL_HEADER_FIXED:#x} bytes)"
+            ),
+        ));
+    }
+    if let Some(directories) = u32_at(optional + 108) {
+        let fit = (optional_size - OPTIONAL_HEADER_FIXED) / 8;
+        if directories > MAX_DATA_DIRECTORIES || directories as usize > fit {
+            return Err(named(
+                "optional header",
+                format!(
+                    "NumberOfRvaAndSizes = {directories}: at most {MAX_DATA_DIRECTORIES} data directories, and {fit} fit in SizeOfOptionalHeader {optional_size:#x}"
+                ),
+            ));
+        }
+    }
+    let table = optional + optional_size;
+    let end = table + 40 * usize::from(sections);
+    if end > file_len {
+        return Err(named(
+            "section table",
+            format!(
+                "NumberOfSections = {sections}: the section table ({table:#x}..{end:#x}) runs past the end of the file"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates `data` as a PE32+ x86-64 image whose sections can be mapped with per-page
 /// protections on a host with pages of `page` bytes.
 ///
@@ -65,6 +130,7 @@ pub fn parse(data: &[u8], page: usize) -> Result<Layout<'_>, LoadError> {
     if magic != pe::IMAGE_NT_OPTIONAL_HDR64_MAGIC {
         return Err(LoadError::NotPe32Plus { magic });
     }
+    check_header_fields(data)?;
     let file = PeFile64::parse(data).map_err(malformed("PE headers", file_len))?;
     let nt = file.nt_headers();
     let machine = nt.file_header().machine.get(LE);
@@ -237,6 +303,39 @@ mod tests {
             let error = parse(&bytes, 0x1000).err().expect("garbage parsed");
             assert!(error.to_string().contains("malformed PE image"), "{error}");
         }
+    }
+
+    #[test]
+    fn header_fields_the_parser_refuses_are_named_with_their_values() {
+        // A minimal header: MZ, e_lfanew 0x40, PE\0\0, a PE32+ optional header of 0xF0 bytes
+        // with 16 directories, one section header.
+        let mut bytes = vec![0u8; 0x40 + 4 + 20 + 0xF0 + 40];
+        bytes[..2].copy_from_slice(b"MZ");
+        bytes[0x3C..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+        bytes[0x40..0x44].copy_from_slice(b"PE\0\0");
+        let file_header = 0x44;
+        bytes[file_header..file_header + 2].copy_from_slice(&0x8664u16.to_le_bytes());
+        bytes[file_header + 2..file_header + 4].copy_from_slice(&1u16.to_le_bytes());
+        bytes[file_header + 16..file_header + 18].copy_from_slice(&0xF0u16.to_le_bytes());
+        let optional = file_header + 20;
+        bytes[optional..optional + 2].copy_from_slice(&0x20Bu16.to_le_bytes());
+        bytes[optional + 108..optional + 112].copy_from_slice(&16u32.to_le_bytes());
+        assert!(check_header_fields(&bytes).is_ok());
+
+        let mut many = bytes.clone();
+        many[optional + 108..optional + 112].copy_from_slice(&0x20u32.to_le_bytes());
+        let text = check_header_fields(&many).unwrap_err().to_string();
+        assert!(text.contains("NumberOfRvaAndSizes = 32"), "{text}");
+
+        let mut small = bytes.clone();
+        small[file_header + 16..file_header + 18].copy_from_slice(&0x60u16.to_le_bytes());
+        let text = check_header_fields(&small).unwrap_err().to_string();
+        assert!(text.contains("SizeOfOptionalHeader = 0x60"), "{text}");
+
+        let mut sections = bytes;
+        sections[file_header + 2..file_header + 4].copy_from_slice(&3u16.to_le_bytes());
+        let text = check_header_fields(&sections).unwrap_err().to_string();
+        assert!(text.contains("NumberOfSections = 3"), "{text}");
     }
 
     #[test]
