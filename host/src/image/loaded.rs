@@ -27,6 +27,8 @@ pub struct LoadedImage {
     sections: Vec<Section>,
     imports: Vec<BoundImport>,
     relocations: usize,
+    /// Its entry in the list of mapped images: faults of its code are reported as bugchecks.
+    live: &'static retired::Retired,
 }
 
 /// An address in the host's own code: the loader maps images near it.
@@ -110,6 +112,7 @@ impl LoadedImage {
 
         let (base, len) = reservation.into_raw();
         Ok(Self {
+            live: retired::record_mapped(base, len, name),
             name: name.to_owned(),
             base,
             len,
@@ -225,6 +228,7 @@ impl LoadedImage {
 
 impl Drop for LoadedImage {
     fn drop(&mut self) {
+        self.live.deactivate();
         let record = retired::record(self.base, self.len, &self.name);
         // SAFETY: the range is the image's own mapping (from `Reservation::into_raw`), and
         // `LoadedImage` hands out addresses only, never references into it.

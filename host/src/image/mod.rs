@@ -62,13 +62,29 @@
 //! No SEH, no exception directory processing, no export table: driver images are entered
 //! through their entry point and through the routines they hand to the kernel.
 //!
+//! # Faults are reported, never a silent death
+//!
+//! A fault raised by an instruction of a mapped image (`SIGSEGV`, `SIGBUS`, `SIGILL`,
+//! `SIGFPE`, `SIGTRAP`) is reported as Windows reports an exception no driver handled, with
+//! the exception, the image and RVA, the address accessed, and the call the I/O manager model
+//! was making into the driver (`DriverEntry`, the IRP being dispatched, `DriverUnload`), and
+//! the process aborts:
+//!
+//! ```text
+//! host kernel BUGCHECK 0x1E KMODE_EXCEPTION_NOT_HANDLED: STATUS_ACCESS_VIOLATION (0xc0000005)
+//!   in image my_driver.sys at RVA 0x1000, accessing 0x0, during DriverEntry
+//! ```
+//!
+//! A call into a driver that never returns is reported by the watchdog of the WDM model
+//! (`crate::wdm::watchdog`).
+//!
 //! # Retired images fail loudly
 //!
 //! Dropping a [`LoadedImage`] (or [`LoadedImage::unmap`]) does not `munmap` it: the range is
 //! remapped no-access and kept reserved for the life of the process (pages released, the
 //! addresses never reused), and recorded in a process-wide list. A `SIGSEGV`/`SIGBUS`
 //! handler, installed once and chaining to any previous handler, recognises a fault inside a
-//! retired image, writes
+//! retired image (that handler is the same one, for every signal above), writes
 //!
 //! ```text
 //! host kernel: call into unmapped image hotswap_sample_v1.sys at RVA 0x1030
@@ -94,3 +110,4 @@ pub use imports::{BoundImport, ImportRef};
 pub use loaded::LoadedImage;
 pub use protection::Protection;
 pub use section::Section;
+pub(crate) use retired::activity;

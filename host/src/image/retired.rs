@@ -1,6 +1,20 @@
-//! Retired images fail loudly: the process-wide list of unmapped images and the
-//! `SIGSEGV`/`SIGBUS` handler that names them.
+//! Faults in driver images fail loudly: the process-wide lists of mapped and of unmapped
+//! (retired) images, and the signal handler that names them.
 //!
+//! **Live images.** A fault raised by an instruction of a mapped image (`SIGSEGV`, `SIGBUS`,
+//! `SIGILL`, `SIGFPE`, `SIGTRAP`: an access violation, a misaligned or bad bus access, an
+//! illegal instruction, a division by zero, a breakpoint) is reported as Windows reports an
+//! exception no driver handled, and the process aborts:
+//!
+//! ```text
+//! host kernel BUGCHECK 0x1E KMODE_EXCEPTION_NOT_HANDLED: STATUS_ACCESS_VIOLATION (0xC0000005)
+//!   in image <name> at RVA 0x<rva>, accessing 0x<address>, during DriverEntry
+//! ```
+//!
+//! naming what the thread was doing for the driver ([`activity`]: `DriverEntry`, the IRP
+//! being dispatched, `DriverUnload`) when the I/O manager model knows it.
+//!
+//! **Retired images.**
 //! An unmapped image keeps its address range, remapped no-access (see [`super::os::retire`]),
 //! so no later mapping can take it and every access faults. The handler (installed once, on
 //! the first retirement, with `SA_SIGINFO | SA_ONSTACK`) looks the faulting address up in the
@@ -47,11 +61,23 @@ impl Retired {
 
 /// The most recently retired image; each node points to the one retired before it.
 static HEAD: AtomicPtr<Retired> = AtomicPtr::new(ptr::null_mut());
+/// The most recently mapped image (same structure; deactivated when unmapped).
+static MAPPED: AtomicPtr<Retired> = AtomicPtr::new(ptr::null_mut());
 
 /// Records `len` bytes at `start` as the retired image `name`, installing the handler on
 /// first use. Call it *before* making the range inaccessible, so no fault in it goes
 /// unexplained.
 pub fn record(start: usize, len: usize, name: &str) -> &'static Retired {
+    push(&HEAD, start, len, name)
+}
+
+/// Records `len` bytes at `start` as the mapped image `name` (its faults are reported as
+/// bugchecks), installing the handler on first use. Deactivate it when the image is unmapped.
+pub fn record_mapped(start: usize, len: usize, name: &str) -> &'static Retired {
+    push(&MAPPED, start, len, name)
+}
+
+fn push(list: &AtomicPtr<Retired>, start: usize, len: usize, name: &str) -> &'static Retired {
     install_handler();
     let mut bytes = name.as_bytes();
     if bytes.len() > NAME_MAX {
@@ -65,10 +91,10 @@ pub fn record(start: usize, len: usize, name: &str) -> &'static Retired {
         next: AtomicPtr::new(ptr::null_mut()),
     }));
     let node_ptr = ptr::from_ref(node).cast_mut();
-    let mut head = HEAD.load(Ordering::Acquire);
+    let mut head = list.load(Ordering::Acquire);
     loop {
         node.next.store(head, Ordering::Relaxed);
-        match HEAD.compare_exchange_weak(head, node_ptr, Ordering::AcqRel, Ordering::Acquire) {
+        match list.compare_exchange_weak(head, node_ptr, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return node,
             Err(current) => head = current,
         }
@@ -77,7 +103,12 @@ pub fn record(start: usize, len: usize, name: &str) -> &'static Retired {
 
 /// The active retired image containing `address`. Async-signal-safe.
 fn find(address: usize) -> Option<&'static Retired> {
-    let mut node = HEAD.load(Ordering::Acquire);
+    find_in(&HEAD, address)
+}
+
+/// The active image of `list` containing `address`. Async-signal-safe.
+fn find_in(list: &AtomicPtr<Retired>, address: usize) -> Option<&'static Retired> {
+    let mut node = list.load(Ordering::Acquire);
     while !node.is_null() {
         // SAFETY: every node in the list was leaked by `record` (never freed) and fully
         // initialised before the release CAS that published it, which our acquire load saw.
@@ -91,11 +122,61 @@ fn find(address: usize) -> Option<&'static Retired> {
     None
 }
 
-/// The signals handled: a no-access page gives `SIGSEGV`; `SIGBUS` for completeness.
-const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
+/// The signals handled: a no-access page gives `SIGSEGV`; `SIGBUS`, `SIGILL`, `SIGFPE` and
+/// `SIGTRAP` are what the other exceptions of driver code raise.
+const SIGNALS: [libc::c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+];
 
 /// The actions that were installed before ours, by index in [`SIGNALS`].
-static PREVIOUS: [OnceLock<libc::sigaction>; 2] = [OnceLock::new(), OnceLock::new()];
+static PREVIOUS: [OnceLock<libc::sigaction>; 5] = [const { OnceLock::new() }; 5];
+
+/// The NTSTATUS a kernel would raise for `signal`, and its name.
+fn exception(signal: libc::c_int) -> (u32, &'static [u8]) {
+    match signal {
+        libc::SIGSEGV => (0xC000_0005, b"STATUS_ACCESS_VIOLATION"),
+        libc::SIGBUS => (0x8000_0002, b"STATUS_DATATYPE_MISALIGNMENT"),
+        libc::SIGILL => (0xC000_001D, b"STATUS_ILLEGAL_INSTRUCTION"),
+        libc::SIGFPE => (0xC000_0094, b"STATUS_INTEGER_DIVIDE_BY_ZERO"),
+        _ => (0x8000_0003, b"STATUS_BREAKPOINT"),
+    }
+}
+
+/// What the thread is doing for a driver, for fault and watchdog reports: a description
+/// (`DriverEntry`, `IRP_MJ_DEVICE_CONTROL`, `DriverUnload`, ...) and a value shown with it
+/// when non-zero (a control code).
+pub mod activity {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static CURRENT: Cell<Option<(&'static str, u64)>> = const { Cell::new(None) };
+    }
+
+    /// Marks the thread as doing `what` (with `value`) until the guard is dropped.
+    pub fn enter(what: &'static str, value: u64) -> Guard {
+        Guard(CURRENT.with(|current| current.replace(Some((what, value)))))
+    }
+
+    /// What the thread is doing now. Async-signal-safe (a constant-initialised thread-local
+    /// without destructor: a plain load).
+    pub fn now() -> Option<(&'static str, u64)> {
+        CURRENT.try_with(Cell::get).ok().flatten()
+    }
+
+    /// Restores the previous activity on drop.
+    #[derive(Debug)]
+    pub struct Guard(Option<(&'static str, u64)>);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = CURRENT.try_with(|current| current.set(self.0));
+        }
+    }
+}
 
 /// Installs [`on_fault`] for [`SIGNALS`], once per process, remembering the previous actions.
 fn install_handler() {
@@ -123,7 +204,7 @@ fn install_handler() {
 
 /// A fixed buffer for the message: the handler must not allocate.
 struct Message {
-    bytes: [u8; 320],
+    bytes: [u8; 512],
     len: usize,
 }
 
@@ -161,7 +242,7 @@ impl Message {
 /// the host cannot tell).
 fn message(image: &Retired, address: usize, pc: usize) -> Message {
     let mut text = Message {
-        bytes: [0; 320],
+        bytes: [0; 512],
         len: 0,
     };
     let call = pc == 0 || pc == address;
@@ -176,6 +257,48 @@ fn message(image: &Retired, address: usize, pc: usize) -> Message {
     if !call {
         text.push(b" by the instruction at ");
         text.push_hex(pc as u64);
+    }
+    text.push(b"\n");
+    text
+}
+
+/// The report of an exception raised by the instruction at `pc` in the live `image`
+/// (`address`: the faulting address of an access, 0 otherwise).
+fn bugcheck_message(signal: libc::c_int, image: &Retired, pc: usize, address: usize) -> Message {
+    let mut text = Message {
+        bytes: [0; 512],
+        len: 0,
+    };
+    let (status, name) = exception(signal);
+    text.push(b"host kernel BUGCHECK 0x1E KMODE_EXCEPTION_NOT_HANDLED: ");
+    text.push(name);
+    text.push(b" (");
+    text.push_hex(u64::from(status));
+    text.push(b") in image ");
+    text.push(&image.name);
+    text.push(b" at RVA ");
+    text.push_hex((pc - image.start) as u64);
+    if matches!(signal, libc::SIGSEGV | libc::SIGBUS) {
+        text.push(b", accessing ");
+        text.push_hex(address as u64);
+        if let Some(target) = find_in(&MAPPED, address) {
+            text.push(b" (");
+            text.push(&target.name);
+            text.push(b" at RVA ");
+            text.push_hex((address - target.start) as u64);
+            text.push(b")");
+        }
+    }
+    match activity::now() {
+        Some((what, value)) => {
+            text.push(b", during ");
+            text.push(what.as_bytes());
+            if value != 0 {
+                text.push(b" ");
+                text.push_hex(value);
+            }
+        }
+        None => text.push(b", outside any call the I/O manager made"),
     }
     text.push(b"\n");
     text
@@ -209,8 +332,19 @@ extern "C" fn on_fault(
         // and SIGBUS `si_addr` is the faulting address.
         unsafe { (*info).si_addr() as usize }
     };
-    if let Some(image) = find(address) {
-        let text = message(image, address, program_counter(context));
+    let pc = program_counter(context);
+    let from_hardware = info.is_null() || {
+        // SAFETY: as above.
+        unsafe { (*info).si_code > 0 }
+    };
+    let report = if let Some(image) = find(address).filter(|_| from_hardware) {
+        Some(message(image, address, pc))
+    } else {
+        find_in(&MAPPED, pc)
+            .filter(|_| from_hardware)
+            .map(|image| bugcheck_message(signal, image, pc, address))
+    };
+    if let Some(text) = report {
         // SAFETY: write(2) and abort(3) are async-signal-safe; the buffer is a live local.
         unsafe {
             libc::write(libc::STDERR_FILENO, text.bytes.as_ptr().cast(), text.len);

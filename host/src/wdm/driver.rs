@@ -275,6 +275,8 @@ impl Driver {
         let entry = unsafe { core::mem::transmute::<usize, DRIVER_INITIALIZE>(entry) };
         let status = {
             let _running = context::enter(self.raw_usize());
+            let _doing = crate::image::activity::enter("DriverEntry", 0);
+            let _watch = super::watchdog::watch("DriverEntry", 0, &self.name);
             // SAFETY: the driver's own live driver object and registry path.
             NtStatus(unsafe { entry(self.object.as_ptr(), self.storage.registry_path.as_ptr()) })
         };
@@ -561,6 +563,8 @@ impl Driver {
         let unload = unsafe { core::mem::transmute::<usize, DRIVER_UNLOAD>(unload) };
         {
             let _running = context::enter(self.raw_usize());
+            let _doing = crate::image::activity::enter("DriverUnload", 0);
+            let _watch = super::watchdog::watch("DriverUnload", 0, &self.name);
             // SAFETY: the driver's own driver object; no handle is open (they borrow `self`).
             unsafe { unload(self.as_raw()) };
         }

@@ -15,7 +15,7 @@ use super::status;
 use super::types::{
     DEVICE_OBJECT, DEVOBJ_EXTENSION, DO_DEVICE_HAS_NAME, DO_DEVICE_INITIALIZING, DO_EXCLUSIVE,
     DRIVER_DISPATCH, DRIVER_OBJECT, FILE_OBJECT, IO_STACK_LOCATION, IO_TYPE_DEVICE,
-    IO_TYPE_DEVICE_OBJECT_EXTENSION, IO_TYPE_IRP, IRP, SL_PENDING_RETURNED,
+    IO_TYPE_DEVICE_OBJECT_EXTENSION, IO_TYPE_IRP, IRP, IRP_MJ_DEVICE_CONTROL, SL_PENDING_RETURNED,
 };
 use crate::kernel::{BugCheck, bugcheck, context, faults, lock};
 
@@ -83,6 +83,8 @@ struct IrpRecord {
 struct Io {
     /// Driver objects of this I/O manager.
     drivers: HashSet<DriverAddress>,
+    /// Their names (for reports).
+    driver_names: HashMap<DriverAddress, String>,
     devices: HashMap<DeviceAddress, DeviceRecord>,
     /// Normalised (upper-case, `\??\` for `\DosDevices\` and `\GLOBAL??\`) name → object.
     names: HashMap<String, Named>,
@@ -158,6 +160,7 @@ pub(crate) fn add_driver(driver: DriverAddress, name: &str) -> Result<(), NTSTAT
     }
     io.names.insert(key, Named::Driver);
     io.drivers.insert(driver);
+    io.driver_names.insert(driver, name.to_owned());
     Ok(())
 }
 
@@ -165,6 +168,7 @@ pub(crate) fn add_driver(driver: DriverAddress, name: &str) -> Result<(), NTSTAT
 pub(crate) fn remove_driver(driver: DriverAddress, name: &str) {
     let mut io = lock(&IO);
     io.drivers.remove(&driver);
+    io.driver_names.remove(&driver);
     if let Some(key) = normalize(&format!("\\Driver\\{name}")) {
         io.names.remove(&key);
     }
@@ -623,6 +627,41 @@ pub fn irps_sent() -> usize {
     IRPS_SENT.load(Ordering::Relaxed)
 }
 
+/// The name of major function `major`, for reports.
+fn major_name(major: usize) -> &'static str {
+    const NAMES: [&str; 0x1C] = [
+        "IRP_MJ_CREATE",
+        "IRP_MJ_CREATE_NAMED_PIPE",
+        "IRP_MJ_CLOSE",
+        "IRP_MJ_READ",
+        "IRP_MJ_WRITE",
+        "IRP_MJ_QUERY_INFORMATION",
+        "IRP_MJ_SET_INFORMATION",
+        "IRP_MJ_QUERY_EA",
+        "IRP_MJ_SET_EA",
+        "IRP_MJ_FLUSH_BUFFERS",
+        "IRP_MJ_QUERY_VOLUME_INFORMATION",
+        "IRP_MJ_SET_VOLUME_INFORMATION",
+        "IRP_MJ_DIRECTORY_CONTROL",
+        "IRP_MJ_FILE_SYSTEM_CONTROL",
+        "IRP_MJ_DEVICE_CONTROL",
+        "IRP_MJ_INTERNAL_DEVICE_CONTROL",
+        "IRP_MJ_SHUTDOWN",
+        "IRP_MJ_LOCK_CONTROL",
+        "IRP_MJ_CLEANUP",
+        "IRP_MJ_CREATE_MAILSLOT",
+        "IRP_MJ_QUERY_SECURITY",
+        "IRP_MJ_SET_SECURITY",
+        "IRP_MJ_POWER",
+        "IRP_MJ_SYSTEM_CONTROL",
+        "IRP_MJ_DEVICE_CHANGE",
+        "IRP_MJ_QUERY_QUOTA",
+        "IRP_MJ_SET_QUOTA",
+        "IRP_MJ_PNP",
+    ];
+    NAMES.get(major).copied().unwrap_or("an IRP")
+}
+
 /// Sends a request to `device` of `driver`: builds the IRP, calls
 /// `DriverObject->MajorFunction[major]` (Microsoft x64) while running for the driver, and
 /// enforces the completion rules. Returns the completion status and information.
@@ -688,6 +727,19 @@ pub(crate) unsafe fn send(
     let dispatch = unsafe { core::mem::transmute::<usize, DRIVER_DISPATCH>(routine) };
     let returned = {
         let _running = context::enter(driver);
+        let what = major_name(request.major);
+        let value = if request.major == IRP_MJ_DEVICE_CONTROL {
+            request.parameters[2] as u64
+        } else {
+            0
+        };
+        let driver_name = lock(&IO)
+            .driver_names
+            .get(&DriverAddress(driver))
+            .cloned()
+            .unwrap_or_default();
+        let _doing = crate::image::activity::enter(what, value);
+        let _watch = super::watchdog::watch(what, value, &driver_name);
         // SAFETY: the driver's dispatch routine with its device and a fresh IRP.
         unsafe { dispatch(device as *mut DEVICE_OBJECT, irp) }
     };

@@ -113,10 +113,12 @@ mod driver;
 pub mod io;
 pub mod ntoskrnl;
 pub mod types;
+pub mod watchdog;
 
 pub use dbgprint::{clear_dbg_print_log, dbg_print_log, take_dbg_print_log};
 pub use driver::{Driver, FileHandle, Leaks, UnloadError};
 pub use io::{irps_sent, set_pending_timeout};
+pub use watchdog::set_call_limit;
 pub use ntoskrnl::{win64_routine, win64_routine_names};
 
 /// `NTSTATUS` codes of the I/O manager that `driver_proxy::sys` does not name.
