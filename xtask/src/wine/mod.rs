@@ -21,8 +21,8 @@
 //!    service lab (smoke and unload/reload run; swap-stress, worker-swap and
 //!    disable/enable are skipped with the reason); a cold swap v1 → v2 → v1; stop.
 //! 5. Stops the session (`wineserver -k`, then any process left, by id), reads Wine's log
-//!    ([`log`]): the driver's `DbgPrint` lines (the fallback announced at each load, an
-//!    unload for each), the routines Wine lacks, no fault.
+//!    ([`log`]): the driver's `DbgPrint` lines (the fallback announced at each load, with a
+//!    reason Wine's log explains; an unload for each), the routines Wine lacks, no fault.
 //! 6. Prints the numbers and the wall time.
 //!
 //! Files: `target/wine/wine.log` (the system processes' log), `target/wine/outputs/`
@@ -199,6 +199,19 @@ fn print_summary(tally: &checks::Tally, report: &log::LogReport) {
     println!(
         "xtask: wine: Wine's kernel lacks, so the library fell back: {}",
         list(&report.missing_routines)
+    );
+    println!(
+        "xtask: wine: the fallback's reason, as the driver said: {}",
+        list(&report.fallback_reasons)
+    );
+    let allocator = if report.missing_routines.contains("ExAllocatePool2") {
+        "ExAllocatePoolWithTag, zeroed by the library (Wine lacks ExAllocatePool2)"
+    } else {
+        "ExAllocatePool2"
+    };
+    println!(
+        "xtask: wine: worker thread:       the library's fallback thread, ticked {} times; its storage from {allocator}",
+        tally.worker_ticks
     );
     println!(
         "xtask: wine: images loaded by winedevice.exe: {}",
