@@ -69,7 +69,8 @@ impl HotSwap {
     /// Probes Driver Hot-Swap for `driver`, creates its DriverProxy extension and its endpoint
     /// record, and checks every kernel routine the handle will call later. Falls back when the
     /// kernel lacks one of them (named in [`Unavailable::ExportMissing`]), the feature is
-    /// disabled for the driver, or creation says `STATUS_NOT_SUPPORTED` /
+    /// disabled for the driver, the kernel refuses the record's storage
+    /// ([`Unavailable::RecordRefused`]), or creation says `STATUS_NOT_SUPPORTED` /
     /// `STATUS_DRIVER_BLOCKED`. Worker threads are checked too: [`HotSwap::worker_threads`]
     /// says whether they can run, before any is started. Call once, early in `DriverEntry`.
     ///

@@ -64,7 +64,8 @@
 //! `MmGetSystemRoutineAddress` and resolves everything else at run time, once.
 //! [`HotSwap::new`] checks every routine it will call later; where hot-swap is unavailable (a
 //! routine missing, named in [`Unavailable::ExportMissing`]; the feature disabled for the
-//! driver; creation answering `STATUS_NOT_SUPPORTED` or `STATUS_DRIVER_BLOCKED`), it falls
+//! driver; creation answering `STATUS_NOT_SUPPORTED` or `STATUS_DRIVER_BLOCKED`; the kernel
+//! refusing the storage of the endpoint record, [`Unavailable::RecordRefused`]), it falls
 //! back: wrappers are the endpoints themselves, registration does nothing, worker threads are
 //! plain system threads, and [`HotSwap::unavailable`] says why. Worker threads have their own
 //! check ([`HotSwap::worker_threads`]), so a driver knows before it starts one. The driver has

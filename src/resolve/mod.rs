@@ -127,7 +127,9 @@ impl PoolRoutines {
     pub(crate) unsafe fn allocate_zeroed(self, size: usize, tag: u32) -> *mut u8 {
         match self.allocate {
             // SAFETY: resolved routine; non-paged pool of `size` bytes.
-            Allocate::Pool2(allocate) => unsafe { allocate(sys::POOL_FLAG_NON_PAGED, size, tag) }.cast(),
+            Allocate::Pool2(allocate) => {
+                unsafe { allocate(sys::POOL_FLAG_NON_PAGED, size, tag) }.cast()
+            }
             Allocate::WithTag(allocate) => {
                 // SAFETY: resolved routine; non-paged pool of `size` bytes.
                 let block = unsafe { allocate(sys::NonPagedPoolNx, size, tag) }.cast::<u8>();
@@ -215,7 +217,7 @@ impl Exports {
     }
 
     /// Pool, with the down-level allocator where `ExAllocatePool2` is missing. A kernel with
-    /// neither allocator is named by the newer one's name.
+    /// neither allocator is named by the one every Windows has, `ExAllocatePoolWithTag`.
     pub(crate) fn pool(&self) -> Result<PoolRoutines, Missing> {
         let k = &self.kernel;
         let allocate = match (k.allocate_pool2, k.allocate_pool_with_tag) {
@@ -418,7 +420,11 @@ mod tests {
         asked.dedup();
         assert_eq!(before, asked.len(), "a routine was resolved twice");
         assert_eq!(asked.len(), 21);
-        for name in ["ExAllocatePool2", "ExAllocatePoolWithTag", "ExFreePoolWithTag"] {
+        for name in [
+            "ExAllocatePool2",
+            "ExAllocatePoolWithTag",
+            "ExFreePoolWithTag",
+        ] {
             assert!(asked.contains(&name), "{name} not resolved");
         }
         for name in [
@@ -470,7 +476,11 @@ mod pool_tests {
     }
 
     /// A down-level allocator that, like the real one, does not zero.
-    unsafe extern "system" fn with_tag(pool_type: sys::POOL_TYPE, size: usize, tag: u32) -> sys::PVOID {
+    unsafe extern "system" fn with_tag(
+        pool_type: sys::POOL_TYPE,
+        size: usize,
+        tag: u32,
+    ) -> sys::PVOID {
         assert_eq!(pool_type, sys::NonPagedPoolNx);
         let layout = std::alloc::Layout::from_size_align(size, 16).unwrap();
         // SAFETY: nonzero size in these tests.
@@ -484,7 +494,10 @@ mod pool_tests {
     unsafe extern "system" fn free(block: sys::PVOID, tag: u32) {
         let (_, size, allocated_tag) = BLOCKS.with(|b| {
             let mut blocks = b.borrow_mut();
-            let at = blocks.iter().position(|&(a, _, _)| a == block as usize).unwrap();
+            let at = blocks
+                .iter()
+                .position(|&(a, _, _)| a == block as usize)
+                .unwrap();
             blocks.remove(at)
         });
         assert_eq!(tag, allocated_tag);
@@ -506,7 +519,11 @@ mod pool_tests {
         unsafe {
             let block = pool.allocate_zeroed(100, 0x1234);
             assert!(!block.is_null());
-            assert!(core::slice::from_raw_parts(block, 100).iter().all(|&b| b == 0));
+            assert!(
+                core::slice::from_raw_parts(block, 100)
+                    .iter()
+                    .all(|&b| b == 0)
+            );
             pool.free(block, 0x1234);
         }
         assert!(BLOCKS.with(|b| b.borrow().is_empty()));

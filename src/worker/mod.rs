@@ -557,7 +557,9 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThread<T, EVENTS> {
         // nothing references the storage any more.
         unsafe {
             WorkerContext::drop_in_place(self.block);
-            self.routines.pool.free(self.block.as_ptr().cast(), POOL_TAG);
+            self.routines
+                .pool
+                .free(self.block.as_ptr().cast(), POOL_TAG);
         }
         Ok(())
     }

@@ -109,5 +109,5 @@ pub use error::{LoadError, machine_name};
 pub use imports::{BoundImport, ImportRef};
 pub use loaded::LoadedImage;
 pub use protection::Protection;
-pub use section::Section;
 pub(crate) use retired::activity;
+pub use section::Section;

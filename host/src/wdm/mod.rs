@@ -118,8 +118,8 @@ pub mod watchdog;
 pub use dbgprint::{clear_dbg_print_log, dbg_print_log, take_dbg_print_log};
 pub use driver::{Driver, FileHandle, Leaks, UnloadError};
 pub use io::{irps_sent, set_pending_timeout};
-pub use watchdog::set_call_limit;
 pub use ntoskrnl::{win64_routine, win64_routine_names};
+pub use watchdog::set_call_limit;
 
 /// `NTSTATUS` codes of the I/O manager that `driver_proxy::sys` does not name.
 #[allow(clippy::cast_possible_wrap)]
