@@ -105,8 +105,9 @@
 //!    `static` of the image is ever handed to the kernel by safe code. The endpoint record
 //!    lives in a driver-object extension, which outlives every image.
 //! 5. **The storage outlives every use of it.** The routine sees its context through a
-//!    [`WorkerRef`], which cannot leave the worker thread (it is neither `Send` nor `Sync`),
-//!    and [`WorkerThread`] frees the storage only after the thread has ended; dropping a
+//!    [`WorkerRef`], which cannot leave the worker thread (it is neither `Send` nor `Sync`) and
+//!    lends the context to a closure only ([`WorkerRef::with`]), and [`WorkerThread`] frees the
+//!    storage only after the thread has ended; dropping a
 //!    `WorkerThread` stops and joins it, [`WorkerThread::into_raw`] hands it on explicitly.
 //!
 //! Each of these has a test that fails without it (`tests/soundness.rs`, and the
@@ -159,7 +160,7 @@
 //!     match worker.wake(status) {
 //!         Wake::Stop => false, // asked to end: end
 //!         Wake::Event(0) | Wake::Timeout => {
-//!             worker.get().0.fetch_add(1, Ordering::Relaxed);
+//!             worker.with(|ticks| ticks.0.fetch_add(1, Ordering::Relaxed));
 //!             true
 //!         }
 //!         _ => true,

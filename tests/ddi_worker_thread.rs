@@ -151,11 +151,11 @@ impl Drop for Log {
 type Worker<const N: usize> = WorkerRoutine<Log, N>;
 
 extern "system" fn worker_v1<const N: usize>(worker: WorkerRef<Log, N>, status: NtStatus) -> bool {
-    worker.get().record(1, &worker, status)
+    worker.with(|log| log.record(1, &worker, status))
 }
 
 extern "system" fn worker_v2<const N: usize>(worker: WorkerRef<Log, N>, status: NtStatus) -> bool {
-    worker.get().record(2, &worker, status)
+    worker.with(|log| log.record(2, &worker, status))
 }
 
 const WORKER: u32 = 1;

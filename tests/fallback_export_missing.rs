@@ -163,13 +163,14 @@ type Worker = WorkerRoutine<Calls, 1>;
 
 extern "system" fn recording_routine(worker: WorkerRef<Calls, 1>, status: NtStatus) -> bool {
     let wake = worker.wake(status);
-    worker
-        .get()
-        .seen
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push((status, wake));
+    worker.with(|calls| {
+        calls
+            .seen
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((status, wake));
+    });
     wake != Wake::Stop
 }
 

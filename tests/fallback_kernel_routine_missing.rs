@@ -216,7 +216,7 @@ extern "system" fn worker(worker: WorkerRef<Ticks, 1>, status: NtStatus) -> bool
     if worker.wake(status) == Wake::Stop {
         return false;
     }
-    worker.get().calls.fetch_add(1, Ordering::SeqCst);
+    worker.with(|ticks| ticks.calls.fetch_add(1, Ordering::SeqCst));
     true
 }
 

@@ -205,7 +205,7 @@ extern "system" fn counts(worker: WorkerRef<AtomicU32, 1>, status: NtStatus) -> 
     if worker.wake(status) == driver_proxy::Wake::Stop {
         return false;
     }
-    worker.get().fetch_add(1, Ordering::Relaxed);
+    worker.with(|ticks| ticks.fetch_add(1, Ordering::Relaxed));
     true
 }
 
@@ -266,7 +266,10 @@ struct KeptUntilThreadExit(Option<WorkerRef<AtomicU32, 0>>);
 impl Drop for KeptUntilThreadExit {
     fn drop(&mut self) {
         if let Some(worker) = self.0.take() {
-            READ_AT_THREAD_EXIT.store(worker.get().load(Ordering::Relaxed), Ordering::Relaxed);
+            READ_AT_THREAD_EXIT.store(
+                worker.with(|v| v.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
         }
     }
 }
@@ -278,7 +281,7 @@ std::thread_local! {
 
 extern "system" fn keeps_its_view(worker: WorkerRef<AtomicU32, 0>, status: NtStatus) -> bool {
     let stop = worker.wake(status) == driver_proxy::Wake::Stop;
-    worker.get().store(7, Ordering::Relaxed);
+    worker.with(|v| v.store(7, Ordering::Relaxed));
     KEPT.with(|kept| kept.borrow_mut().0 = Some(worker));
     !stop
 }

@@ -98,7 +98,12 @@ type Worker = WorkerRoutine<Seen, 1>;
 
 /// The body of both versions.
 fn body(worker: &WorkerRef<Seen, 1>, status: NtStatus) -> bool {
-    let seen = worker.get();
+    let stop = worker.wake(status) == Wake::Stop;
+    worker.with(|seen| seen_by(seen, stop))
+}
+
+/// What the body does with the context.
+fn seen_by(seen: &Seen, stop: bool) -> bool {
     assert_eq!(
         seen.marker, 0x5EE5,
         "the context the thread was started with"
@@ -106,7 +111,7 @@ fn body(worker: &WorkerRef<Seen, 1>, status: NtStatus) -> bool {
     seen.shared
         .context
         .store(std::ptr::from_ref(seen) as usize, Ordering::SeqCst);
-    if worker.wake(status) == Wake::Stop {
+    if stop {
         seen.shared.stopped.fetch_add(1, Ordering::SeqCst);
         return false;
     }
@@ -121,7 +126,7 @@ extern "system" fn worker(worker: WorkerRef<Seen, 1>, status: NtStatus) -> bool 
 /// A new version of [`worker`]: counts in hundreds.
 extern "system" fn worker_v2(worker: WorkerRef<Seen, 1>, status: NtStatus) -> bool {
     let answer = body(&worker, status);
-    worker.get().shared.calls.fetch_add(100, Ordering::SeqCst);
+    worker.with(|seen| seen.shared.calls.fetch_add(100, Ordering::SeqCst));
     answer
 }
 

@@ -126,8 +126,8 @@ impl PoolRoutines {
     /// `IRQL <= DISPATCH_LEVEL`; the block is the caller's until freed with [`PoolRoutines::free`].
     pub(crate) unsafe fn allocate_zeroed(self, size: usize, tag: u32) -> *mut u8 {
         match self.allocate {
-            // SAFETY: resolved routine; non-paged pool of `size` bytes.
             Allocate::Pool2(allocate) => {
+                // SAFETY: resolved routine; non-paged pool of `size` bytes.
                 unsafe { allocate(sys::POOL_FLAG_NON_PAGED, size, tag) }.cast()
             }
             Allocate::WithTag(allocate) => {

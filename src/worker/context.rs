@@ -31,7 +31,8 @@ pub type WorkerRoutine<T, const EVENTS: usize> =
 /// The kernel passes the storage's address (the start context's `WorkerContext`); this type is
 /// that pointer, typed. It is neither `Send`, `Sync`, `Copy` nor `Clone`: it stays on the
 /// worker thread, which ends before the storage is freed ([`crate::WorkerThread::stop_and_join`]),
-/// and the borrows it gives ([`WorkerRef::get`], [`WorkerRef::event`]) cannot outlive it.
+/// and what it lends ([`WorkerRef::with`], [`WorkerRef::event`]) cannot outlive it or leave
+/// the thread.
 ///
 /// ```compile_fail,E0277
 /// use driver_proxy::{NtStatus, WorkerRef};
@@ -71,12 +72,29 @@ impl<T, const EVENTS: usize> WorkerRef<T, EVENTS> {
         unsafe { self.context.as_ref() }
     }
 
-    /// The context value.
+    /// Runs `f` with the context value, which it may use for the call only.
+    ///
+    /// The context is lent, not returned: a `&T` that could outlive the call could be leaked
+    /// (a `WorkerRef` itself can be leaked) and, being `Send` for `T: Sync`, handed to another
+    /// thread, which could then use it after [`crate::WorkerThread::stop_and_join`] freed the
+    /// storage. A closure's borrow cannot leave it:
+    ///
+    /// ```compile_fail,E0521
+    /// use std::sync::OnceLock;
+    /// use std::sync::atomic::AtomicU64;
+    /// use driver_proxy::{NtStatus, WorkerRef};
+    /// static ESCAPED: OnceLock<&'static AtomicU64> = OnceLock::new();
+    /// extern "system" fn routine(worker: WorkerRef<AtomicU64, 0>, _: NtStatus) -> bool {
+    ///     let worker: &'static WorkerRef<AtomicU64, 0> = Box::leak(Box::new(worker));
+    ///     // error[E0521]: borrowed data escapes outside of closure
+    ///     worker.with(|context| ESCAPED.set(context).ok());
+    ///     false
+    /// }
+    /// ```
     ///
     /// IRQL: any.
-    #[must_use]
-    pub fn get(&self) -> &T {
-        self.context().get()
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(self.context().get())
     }
 
     /// The routine's event `index` (0-based, in the order given to
