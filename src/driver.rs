@@ -9,8 +9,8 @@ use crate::sys;
 ///
 /// # Invariants
 /// The pointer is non-null and designates a driver object that stays valid, with every
-/// driver-object extension allocated for it (the storage this crate owns: the endpoint record,
-/// worker threads' contexts and events), for as long as any value derived from it is used. On
+/// driver-object extension allocated for it (the endpoint record this crate keeps there), for
+/// as long as any value derived from it is used. On
 /// Windows this holds because no code of the driver runs after it unloads; a host that deletes
 /// driver objects (tests) must not use handles of a deleted one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! General kernel routines the safe layer uses, resolved at run time like the DriverProxy
 //! ones (so the crate keeps `MmGetSystemRoutineAddress` as its only static import): events
-//! for worker threads, driver-object extensions (the storage the library owns, which outlives
-//! every image of the driver), waiting for and closing a thread, and what the fallback worker
+//! for worker threads, driver-object extensions (where the library keeps its endpoint record,
+//! which outlives every image of the driver), waiting for and closing a thread, and what the
+//! fallback worker
 //! thread needs when hot-swap is unavailable (a system thread, a multi-object wait).
 //!
 //! Pool: `ExAllocatePool2` (Windows 10 2004 and later) where the kernel has it, else the
