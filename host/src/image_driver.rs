@@ -92,7 +92,7 @@ pub enum ImageDriverError {
         /// The image's file name.
         image: String,
         /// What was left.
-        leaks: Leaks,
+        leaks: Box<Leaks>,
     },
     /// The incoming image's `DriverEntry` succeeded, but endpoints still forward into the
     /// outgoing image (the incoming one did not re-register them): the driver now runs code
@@ -406,7 +406,10 @@ impl ImageDriver {
             }
             Err(UnloadError::Leaked(leaks)) => {
                 std::mem::forget(image);
-                Err(ImageDriverError::Unload { image: name, leaks })
+                Err(ImageDriverError::Unload {
+                    image: name,
+                    leaks: Box::new(leaks),
+                })
             }
             Err(UnloadError::NoUnloadRoutine(driver)) => {
                 // Still loaded: a dropped `Driver` stays loaded, and its image stays mapped.

@@ -12,8 +12,9 @@ use wdm_common::{UString, nt};
 
 /// The sample's static imports, then what its library resolves at run time (the last three:
 /// pool for its worker threads' storage, `ExAllocatePoolWithTag` where `ExAllocatePool2` is
-/// missing).
-const NEEDED: [&str; 29] = [
+/// missing), then the MDL, probe and work-item routines of the other transfer types and of
+/// the example driver (`examples/scratchpad`).
+const NEEDED: [&str; 41] = [
     "DbgPrint",
     "IoCreateDevice",
     "IoCreateSymbolicLink",
@@ -43,6 +44,18 @@ const NEEDED: [&str; 29] = [
     "ExAllocatePool2",
     "ExAllocatePoolWithTag",
     "ExFreePoolWithTag",
+    "IoAllocateMdl",
+    "IoFreeMdl",
+    "MmBuildMdlForNonPagedPool",
+    "MmProbeAndLockPages",
+    "MmUnlockPages",
+    "MmMapLockedPagesSpecifyCache",
+    "MmUnmapLockedPages",
+    "ProbeForRead",
+    "ProbeForWrite",
+    "IoAllocateWorkItem",
+    "IoQueueWorkItem",
+    "IoFreeWorkItem",
 ];
 
 fn mm(name: &str) -> usize {

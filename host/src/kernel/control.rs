@@ -368,6 +368,15 @@ pub fn fail_thread_creation(nth: u32) {
     faults::arm(&faults::THREAD, nth);
 }
 
+/// Makes the `nth` `MmMapLockedPagesSpecifyCache` call of the calling thread from now on
+/// fail (1 = the next one): it returns null, so `MmGetSystemAddressForMdlSafe` on an MDL not
+/// yet mapped gives null, which a driver must handle (`STATUS_INSUFFICIENT_RESOURCES`). A
+/// request's dispatch routine runs on the thread that sends it, so arm it on that thread.
+/// One shot; `0` disarms.
+pub fn fail_mdl_mapping(nth: u32) {
+    faults::arm(&faults::MAP, nth);
+}
+
 /// Allocations of pool tag `tag` (`u32::from_le_bytes(*b"Tag1")` for the tag written
 /// `'1gaT'` in C).
 #[must_use]

@@ -167,6 +167,10 @@ pub(crate) enum BugCheck {
     /// completed, completed with `STATUS_PENDING`, a dispatch status that differs from the
     /// completion status, more output than the buffer holds, a stray device object).
     IoManagerViolation,
+    /// `KMODE_EXCEPTION_NOT_HANDLED` (0x1E): a routine raised an exception (a failed
+    /// `ProbeForRead`, `ProbeForWrite` or `MmProbeAndLockPages`) that the driver could only
+    /// have caught with structured exception handling, which this model (and Rust) lacks.
+    ExceptionNotHandled,
     /// A bugcheck the driver raised itself with `KeBugCheckEx`.
     Driver(u32),
 }
@@ -182,6 +186,7 @@ impl BugCheck {
             }
             Self::MultipleIrpCompleteRequests => (0x44, "MULTIPLE_IRP_COMPLETE_REQUESTS"),
             Self::IoManagerViolation => (0xC9, "DRIVER_VERIFIER_IOMANAGER_VIOLATION"),
+            Self::ExceptionNotHandled => (0x1E, "KMODE_EXCEPTION_NOT_HANDLED"),
             Self::Driver(code) => (code, "(raised by the driver)"),
         }
     }
@@ -271,6 +276,8 @@ pub(crate) mod faults {
         pub(crate) static POOL: Cell<u32> = const { Cell::new(0) };
         /// Countdown to a failing system-thread creation (0 = none).
         pub(crate) static THREAD: Cell<u32> = const { Cell::new(0) };
+        /// Countdown to a failing `MmMapLockedPagesSpecifyCache` (0 = none).
+        pub(crate) static MAP: Cell<u32> = const { Cell::new(0) };
     }
 
     /// Arms `fault` to fire on the `nth` event from now (0 disarms).

@@ -76,7 +76,9 @@ impl ThreadObject {
 #[derive(Default)]
 struct HandleTable {
     next: usize,
-    open: HashMap<usize, Arc<ThreadObject>>,
+    /// Open handles: the thread object, and the driver the creating thread ran for
+    /// ([`super::context`], 0 for none).
+    open: HashMap<usize, (Arc<ThreadObject>, usize)>,
 }
 
 static HANDLES: LazyLock<Mutex<HandleTable>> = LazyLock::new(Mutex::default);
@@ -87,6 +89,16 @@ static LIVE: LazyLock<Mutex<HashMap<usize, usize>>> = LazyLock::new(Mutex::defau
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the WDM model
 pub(crate) fn live_threads_of(driver: usize) -> usize {
     lock(&LIVE).get(&driver).copied().unwrap_or(0)
+}
+
+/// Handles opened for `driver` (by threads running for it) and not closed.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the WDM model
+pub(crate) fn open_handles_of(driver: usize) -> usize {
+    lock(&HANDLES)
+        .open
+        .values()
+        .filter(|(_, owner)| *owner == driver)
+        .count()
 }
 
 /// System threads of any driver still running in this process.
@@ -119,7 +131,10 @@ static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(0x1000);
 
 /// The thread object behind an open handle.
 pub(crate) fn object(handle: sys::HANDLE) -> Option<Arc<ThreadObject>> {
-    lock(&HANDLES).open.get(&(handle as usize)).cloned()
+    lock(&HANDLES)
+        .open
+        .get(&(handle as usize))
+        .map(|(object, _)| object.clone())
 }
 
 /// Marks the thread object ended when the thread's body returns (or unwinds).
@@ -200,7 +215,7 @@ pub(crate) unsafe fn create(
         let mut table = lock(&HANDLES);
         table.next += 1;
         let value = table.next << 2 | if kernel { KERNEL_HANDLE_BIT } else { 0 };
-        table.open.insert(value, object.clone());
+        table.open.insert(value, (object.clone(), driver));
         value
     };
     // SAFETY: caller contract: writable (checked non-null).

@@ -47,18 +47,42 @@ use crate::kernel::lock;
 /// The longest message `DbgPrint` emits, in bytes (longer ones are cut, as on Windows).
 pub const MAX_MESSAGE: usize = 512;
 
-static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Every message, with its sequence number and the driver the printing thread ran for (0 for
+/// none).
+static LOG: Mutex<Vec<(u64, usize, String)>> = Mutex::new(Vec::new());
+/// The sequence number of the next message (never reset, so that clearing the log does not
+/// confuse [`log_of`]).
+static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The sequence number the next message will get.
+pub(crate) fn next_sequence() -> u64 {
+    SEQUENCE.load(Ordering::SeqCst)
+}
 
 /// The messages printed so far in this process, in order (not cleared).
 #[must_use]
 pub fn dbg_print_log() -> Vec<String> {
-    lock(&LOG).clone()
+    lock(&LOG).iter().map(|(_, _, text)| text.clone()).collect()
 }
 
 /// The messages printed so far in this process; the log is cleared.
 #[must_use]
 pub fn take_dbg_print_log() -> Vec<String> {
     std::mem::take(&mut *lock(&LOG))
+        .into_iter()
+        .map(|(_, _, text)| text)
+        .collect()
+}
+
+/// The messages with a sequence number from `since` on, printed by threads running for the
+/// driver object `driver` (its `DriverEntry`, dispatch routines, `DriverUnload`, work items
+/// and system threads), in order.
+pub(crate) fn log_of(driver: usize, since: u64) -> Vec<String> {
+    lock(&LOG)
+        .iter()
+        .filter(|(sequence, owner, _)| *owner == driver && *sequence >= since)
+        .map(|(_, _, text)| text.clone())
+        .collect()
 }
 
 /// Clears the log.
@@ -87,7 +111,9 @@ pub(crate) fn emit(mut message: Vec<u8>) {
     if echo() {
         eprint!("{text}");
     }
-    lock(&LOG).push(text);
+    let mut log = lock(&LOG);
+    let sequence = SEQUENCE.fetch_add(1, Ordering::SeqCst);
+    log.push((sequence, crate::kernel::context::current(), text));
 }
 
 /// `DbgPrint`, the Microsoft x64 variadic entry point (module docs).

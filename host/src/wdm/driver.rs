@@ -10,14 +10,15 @@ use driver_proxy::NtStatus;
 use driver_proxy::sys::{self, UNICODE_STRING};
 
 use super::io::{self, Request};
-use super::status;
 use super::types::{
-    DRIVER_EXTENSION, DRIVER_INITIALIZE, DRIVER_OBJECT, DRIVER_UNLOAD, FILE_OBJECT,
-    FILE_OPEN_OPTIONS, GENERIC_READ_WRITE, IO_SECURITY_CONTEXT, IO_TYPE_DRIVER, IO_TYPE_FILE,
-    IRP_BUFFERED_IO, IRP_DEALLOCATE_BUFFER, IRP_INPUT_OPERATION, IRP_MJ_CLEANUP, IRP_MJ_CLOSE,
-    IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, IRP_MJ_MAXIMUM_FUNCTION, METHOD_BUFFERED,
-    SHARE_READ_WRITE,
+    DO_BUFFERED_IO, DO_DIRECT_IO, DRIVER_EXTENSION, DRIVER_INITIALIZE, DRIVER_OBJECT,
+    DRIVER_UNLOAD, FILE_OBJECT, FILE_OPEN_OPTIONS, GENERIC_READ_WRITE, IO_SECURITY_CONTEXT,
+    IO_TYPE_DRIVER, IO_TYPE_FILE, IRP_BUFFERED_IO, IRP_DEALLOCATE_BUFFER, IRP_INPUT_OPERATION,
+    IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, IRP_MJ_MAXIMUM_FUNCTION,
+    IRP_MJ_READ, IRP_MJ_WRITE, IRP_READ_OPERATION, IRP_WRITE_OPERATION, MDL, METHOD_BUFFERED,
+    METHOD_IN_DIRECT, METHOD_NEITHER, METHOD_OUT_DIRECT, SHARE_READ_WRITE,
 };
+use super::{memory, status, workitem};
 use crate::kernel::context;
 use crate::kernel::control::{DriverControl, PoolLeak, pool_outstanding_for_driver};
 
@@ -71,6 +72,8 @@ pub struct Driver {
     storage: ManuallyDrop<Storage>,
     object: NonNull<DRIVER_OBJECT>,
     name: String,
+    /// The `DbgPrint` sequence number when the driver was created: its messages come after.
+    log_from: u64,
 }
 
 // SAFETY: the driver object is shared with driver code on any thread by design (the kernel's
@@ -99,6 +102,15 @@ pub struct Leaks {
     pub pool: Vec<PoolLeak>,
     /// System threads started for the driver still running.
     pub threads: usize,
+    /// Kernel handles opened for the driver (thread handles of `PsCreateSystemThread` and of
+    /// hot-swappable worker threads) and not closed with `ZwClose`.
+    pub handles: usize,
+    /// MDLs allocated with `IoAllocateMdl` for the driver and not freed (MDLs attached to an
+    /// IRP are freed with it and never counted).
+    pub mdls: usize,
+    /// Work items allocated with `IoAllocateWorkItem` for the driver's devices and not freed
+    /// with `IoFreeWorkItem`.
+    pub work_items: usize,
 }
 
 impl Leaks {
@@ -109,6 +121,9 @@ impl Leaks {
             && self.links.is_empty()
             && self.pool.is_empty()
             && self.threads == 0
+            && self.handles == 0
+            && self.mdls == 0
+            && self.work_items == 0
     }
 }
 
@@ -126,6 +141,15 @@ impl fmt::Display for Leaks {
         }
         if self.threads > 0 {
             write!(f, " {} system thread(s) still running;", self.threads)?;
+        }
+        if self.handles > 0 {
+            write!(f, " {} kernel handle(s) not closed;", self.handles)?;
+        }
+        if self.mdls > 0 {
+            write!(f, " {} MDL(s) not freed;", self.mdls)?;
+        }
+        if self.work_items > 0 {
+            write!(f, " {} work item(s) not freed;", self.work_items)?;
         }
         Ok(())
     }
@@ -229,6 +253,7 @@ impl Driver {
         object.MajorFunction =
             [io::invalid_device_request as *const () as usize; IRP_MJ_MAXIMUM_FUNCTION + 1];
         io::add_driver(io::DriverAddress::of(raw), name).map_err(NtStatus)?;
+        let log_from = super::dbgprint::next_sequence();
         let driver = Self {
             storage: ManuallyDrop::new(Storage {
                 _object: object,
@@ -240,6 +265,7 @@ impl Driver {
             }),
             object: NonNull::new(raw).unwrap_or_else(|| unreachable!("a Box")),
             name: name.to_owned(),
+            log_from,
         };
         // SAFETY: caller contract.
         let status = unsafe { driver.call_entry(entry) };
@@ -318,6 +344,20 @@ impl Driver {
         &self.name
     }
 
+    /// What the driver printed with `DbgPrint` since it was created (its `DriverEntry`,
+    /// dispatch routines, work items, system threads, `DriverUnload`), in order.
+    #[must_use]
+    pub fn dbg_print(&self) -> Vec<String> {
+        super::dbgprint::log_of(self.raw_usize(), self.log_from)
+    }
+
+    /// The pool blocks the driver holds now (allocated by threads running for it and not
+    /// freed), per tag, sorted by tag.
+    #[must_use]
+    pub fn pool(&self) -> Vec<PoolLeak> {
+        pool_outstanding_for_driver(self.as_raw().cast())
+    }
+
     /// The DriverProxy model's control of this driver object (features, faults, extension).
     #[must_use]
     pub fn control(&self) -> DriverControl {
@@ -393,18 +433,16 @@ impl Driver {
             DesiredAccess: GENERIC_READ_WRITE,
             FullCreateOptions: 0,
         });
-        let request = Request {
-            major: IRP_MJ_CREATE,
-            file: &raw mut *file,
-            system_buffer: core::ptr::null_mut(),
-            flags: 0,
-            parameters: [
+        let request = Request::plain(
+            IRP_MJ_CREATE,
+            &raw mut *file,
+            [
                 (&raw mut *security) as usize,
                 FILE_OPEN_OPTIONS as usize,
                 usize::from(SHARE_READ_WRITE) << 16,
                 0,
             ],
-        };
+        );
         // SAFETY: the device is live and counted open (reserved) for the call.
         let (status, _) = unsafe { io::send(self.address(), device, &request) };
         drop(security);
@@ -415,18 +453,28 @@ impl Driver {
         Ok((device, file))
     }
 
-    /// Sends `IRP_MJ_DEVICE_CONTROL` with control code `code` on `handle`, `METHOD_BUFFERED`:
-    /// the system buffer holds `max(input.len(), output.len())` bytes (none when both are 0),
-    /// `input` is copied into it, and after completion, unless the status is an error, the
-    /// first `Information` bytes are copied to `output`. Returns the completion status and
-    /// `Information`. Callable from several threads at once, also with the same handle.
+    /// Sends `IRP_MJ_DEVICE_CONTROL` with control code `code` on `handle`, built as the I/O
+    /// manager builds it for the code's transfer type (its two low bits):
+    ///
+    /// | type | input | output |
+    /// |---|---|---|
+    /// | `METHOD_BUFFERED` | one system buffer (`AssociatedIrp.SystemBuffer`) of `max(input.len(), output.len())` bytes (none when both are 0) holding the input | after completion, unless the status is an error, the first `Information` bytes of the system buffer are copied to `output` |
+    /// | `METHOD_IN_DIRECT`, `METHOD_OUT_DIRECT` | a system buffer of `input.len()` bytes holding the input (none when empty) | `Irp->MdlAddress`: an MDL of `output`, locked for read access (`IN_DIRECT`: the driver reads it) or write access (`OUT_DIRECT`); none when empty |
+    /// | `METHOD_NEITHER` | `Parameters.DeviceIoControl.Type3InputBuffer`: the input's address (null when empty) | `Irp->UserBuffer`: `output`'s address (null when empty) |
+    ///
+    /// For the direct and neither types nothing is copied: the driver reads and writes the
+    /// caller's memory (`output` holds what it wrote, whatever the status). Returns the
+    /// completion status and `Information`. Callable from several threads at once, also with
+    /// the same handle.
     ///
     /// Refused without reaching the driver: `STATUS_DELETE_PENDING` when the device was
-    /// deleted; `STATUS_NOT_IMPLEMENTED` for a transfer method other than `METHOD_BUFFERED`
-    /// (not modelled); `STATUS_INVALID_PARAMETER` for a buffer longer than 4 GiB − 1.
+    /// deleted; `STATUS_INVALID_PARAMETER` for a buffer longer than 4 GiB − 1;
+    /// `STATUS_INSUFFICIENT_RESOURCES` when the MDL cannot be allocated. Every control code
+    /// reaches the driver, as on Windows (an unknown one is the driver's to refuse).
     ///
-    /// A successful completion with `Information` larger than the output buffer bugchecks
-    /// (`DRIVER_VERIFIER_IOMANAGER_VIOLATION`): the copy would overrun the caller's buffer.
+    /// `METHOD_BUFFERED`: a successful completion with `Information` larger than the output
+    /// buffer bugchecks (`DRIVER_VERIFIER_IOMANAGER_VIOLATION`): the copy would overrun the
+    /// caller's buffer.
     ///
     /// # Panics
     /// If `handle` belongs to another driver.
@@ -438,20 +486,177 @@ impl Driver {
         input: &[u8],
         output: &mut [u8],
     ) -> (NtStatus, usize) {
-        assert!(
-            core::ptr::eq(handle.owner.driver(), self),
-            "the handle belongs to another driver"
-        );
+        self.check_handle(handle);
         if io::is_deleted(handle.device) {
             return (NtStatus(status::DELETE_PENDING), 0);
-        }
-        if code & 3 != METHOD_BUFFERED {
-            return (NtStatus(sys::STATUS_NOT_IMPLEMENTED), 0);
         }
         let (Ok(in_len), Ok(out_len)) = (u32::try_from(input.len()), u32::try_from(output.len()))
         else {
             return (NtStatus(sys::STATUS_INVALID_PARAMETER), 0);
         };
+        let parameters = [out_len as usize, in_len as usize, code as usize, 0];
+        let method = code & 3;
+        if method == METHOD_BUFFERED {
+            return self.buffered(
+                handle,
+                IRP_MJ_DEVICE_CONTROL,
+                parameters,
+                input,
+                output,
+                IRP_BUFFERED_IO
+                    | IRP_DEALLOCATE_BUFFER
+                    | if output.is_empty() {
+                        0
+                    } else {
+                        IRP_INPUT_OPERATION
+                    },
+            );
+        }
+        let mut user_input = UserBuffer::copy_of(input);
+        let mut user_output = UserBuffer::copy_of(output);
+        let mut request = Request::plain(IRP_MJ_DEVICE_CONTROL, handle.file_ptr(), parameters);
+        if method == METHOD_NEITHER {
+            request.parameters[3] = user_input.address() as usize;
+            request.user_buffer = user_output.address().cast();
+        } else {
+            debug_assert!(method == METHOD_IN_DIRECT || method == METHOD_OUT_DIRECT);
+            if !input.is_empty() {
+                request.system_buffer = user_input.address().cast();
+                request.flags = IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER;
+            }
+            match user_output.lock(method == METHOD_OUT_DIRECT) {
+                Ok(mdl) => request.mdl = mdl,
+                Err(status) => return (status, 0),
+            }
+        }
+        // SAFETY: the handle keeps the device allocated; the buffers and the MDL outlive the
+        // call (the I/O manager frees the MDL when the request is over).
+        let (status, information) = unsafe { io::send(self.address(), handle.device, &request) };
+        output.copy_from_slice(user_output.bytes());
+        (NtStatus(status), information)
+    }
+
+    /// Sends `IRP_MJ_READ` of `buffer.len()` bytes at `offset` on `handle`, buffered as the
+    /// device's flags say (read when the request is sent):
+    ///
+    /// * `DO_BUFFERED_IO`: a system buffer of `buffer.len()` bytes; after completion, unless
+    ///   the status is an error, its first `Information` bytes are copied to `buffer` (more
+    ///   than `buffer.len()` bugchecks: `DRIVER_VERIFIER_IOMANAGER_VIOLATION`);
+    /// * `DO_DIRECT_IO`: `Irp->MdlAddress`, an MDL of `buffer` locked for write access (null
+    ///   for a read of 0 bytes);
+    /// * neither: `Irp->UserBuffer` is `buffer`'s address.
+    ///
+    /// `Parameters.Read`: `Length`, `Key` 0, `ByteOffset` = `offset`. Returns the completion
+    /// status and `Information`. Refused without reaching the driver as
+    /// [`Driver::device_control`] is.
+    ///
+    /// # Panics
+    /// If `handle` belongs to another driver.
+    #[must_use]
+    pub fn read(
+        &self,
+        handle: &FileHandle<'_>,
+        buffer: &mut [u8],
+        offset: u64,
+    ) -> (NtStatus, usize) {
+        self.read_write(handle, IRP_MJ_READ, &mut Transfer::Read(buffer), offset)
+    }
+
+    /// Sends `IRP_MJ_WRITE` of `data` at `offset` on `handle`, buffered as the device's flags
+    /// say: `DO_BUFFERED_IO`, a system buffer holding a copy of `data`; `DO_DIRECT_IO`, an
+    /// MDL of `data` locked for read access (null for 0 bytes); neither, `Irp->UserBuffer`.
+    /// `Parameters.Write`: `Length`, `Key` 0, `ByteOffset` = `offset`. Returns the
+    /// completion status and `Information` (the bytes the driver says it wrote). Refused
+    /// without reaching the driver as [`Driver::device_control`] is.
+    ///
+    /// # Panics
+    /// If `handle` belongs to another driver.
+    #[must_use]
+    pub fn write(&self, handle: &FileHandle<'_>, data: &[u8], offset: u64) -> (NtStatus, usize) {
+        self.read_write(handle, IRP_MJ_WRITE, &mut Transfer::Write(data), offset)
+    }
+
+    /// `IRP_MJ_READ` or `IRP_MJ_WRITE` (see [`Driver::read`], [`Driver::write`]).
+    fn read_write(
+        &self,
+        handle: &FileHandle<'_>,
+        major: usize,
+        transfer: &mut Transfer<'_, '_>,
+        offset: u64,
+    ) -> (NtStatus, usize) {
+        self.check_handle(handle);
+        if io::is_deleted(handle.device) {
+            return (NtStatus(status::DELETE_PENDING), 0);
+        }
+        let length = transfer.len();
+        let Ok(length_u32) = u32::try_from(length) else {
+            return (NtStatus(sys::STATUS_INVALID_PARAMETER), 0);
+        };
+        #[allow(clippy::cast_possible_truncation)] // the LARGE_INTEGER's bits
+        let parameters = [length_u32 as usize, 0, offset as usize, 0];
+        // SAFETY: the handle keeps the device allocated; its flags are plain data the driver
+        // sets before requests arrive.
+        let device_flags = unsafe { (*handle.device()).Flags };
+        let operation = if major == IRP_MJ_READ {
+            IRP_READ_OPERATION
+        } else {
+            IRP_WRITE_OPERATION
+        };
+        if device_flags & DO_BUFFERED_IO != 0 {
+            return match transfer {
+                Transfer::Read(buffer) => self.buffered(
+                    handle,
+                    major,
+                    parameters,
+                    &[],
+                    buffer,
+                    IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER | IRP_INPUT_OPERATION | operation,
+                ),
+                Transfer::Write(data) => {
+                    let (status, information) = self.buffered(
+                        handle,
+                        major,
+                        parameters,
+                        data,
+                        &mut [],
+                        IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER | operation,
+                    );
+                    (status, information)
+                }
+            };
+        }
+        let mut user = UserBuffer::copy_of(transfer.bytes());
+        let mut request = Request::plain(major, handle.file_ptr(), parameters);
+        request.flags = operation;
+        if device_flags & DO_DIRECT_IO != 0 {
+            match user.lock(major == IRP_MJ_READ) {
+                Ok(mdl) => request.mdl = mdl,
+                Err(status) => return (status, 0),
+            }
+        } else {
+            request.user_buffer = user.address().cast();
+        }
+        // SAFETY: the handle keeps the device allocated; the buffer and the MDL outlive the
+        // call.
+        let (status, information) = unsafe { io::send(self.address(), handle.device, &request) };
+        if let Transfer::Read(buffer) = transfer {
+            buffer.copy_from_slice(user.bytes());
+        }
+        (NtStatus(status), information)
+    }
+
+    /// A request with one system buffer of `max(input.len(), output.len())` bytes holding
+    /// `input`, whose first `Information` bytes are copied to `output` after a completion
+    /// that is not an error (`METHOD_BUFFERED`, and reads and writes of `DO_BUFFERED_IO`).
+    fn buffered(
+        &self,
+        handle: &FileHandle<'_>,
+        major: usize,
+        parameters: [usize; 4],
+        input: &[u8],
+        output: &mut [u8],
+        flags: sys::ULONG,
+    ) -> (NtStatus, usize) {
         let length = input.len().max(output.len());
         // 16-byte aligned, as pool is.
         let mut buffer: Vec<u128> = vec![0; length.div_ceil(16)];
@@ -466,42 +671,45 @@ impl Driver {
                 core::ptr::copy_nonoverlapping(input.as_ptr(), system_buffer, input.len());
             }
         }
-        let request = Request {
-            major: IRP_MJ_DEVICE_CONTROL,
-            file: handle.file_ptr(),
-            system_buffer: system_buffer.cast(),
-            flags: IRP_BUFFERED_IO
-                | IRP_DEALLOCATE_BUFFER
-                | if output.is_empty() {
-                    0
-                } else {
-                    IRP_INPUT_OPERATION
-                },
-            parameters: [out_len as usize, in_len as usize, code as usize, 0],
-        };
+        let mut request = Request::plain(major, handle.file_ptr(), parameters);
+        request.system_buffer = system_buffer.cast();
+        request.flags = flags;
         // SAFETY: the handle keeps the device allocated; the system buffer outlives the call.
         let (status, information) = unsafe { io::send(self.address(), handle.device, &request) };
-        // NT_ERROR: severity 3.
-        #[allow(clippy::cast_sign_loss)]
-        let is_error = (status as u32) >> 30 == 3;
-        if !is_error {
+        // A write's Information is the bytes written: nothing comes back.
+        if major != IRP_MJ_WRITE && !NtStatus(status).is_error() {
             if information > output.len() {
                 crate::kernel::bugcheck(
                     crate::kernel::BugCheck::IoManagerViolation,
-                    "IRP_MJ_DEVICE_CONTROL",
+                    io::major_name(major),
                     format_args!(
-                        "completed with Information {information} > OutputBufferLength {}",
+                        "completed with Information {information} > {} {}",
+                        if major == IRP_MJ_READ {
+                            "Length"
+                        } else {
+                            "OutputBufferLength"
+                        },
                         output.len()
                     ),
                 );
             }
-            // SAFETY: `information` ≤ both lengths (the buffer holds max(in, out)).
-            unsafe {
-                core::ptr::copy_nonoverlapping(system_buffer, output.as_mut_ptr(), information);
+            if information > 0 {
+                // SAFETY: `information` ≤ both lengths (the buffer holds max(in, out)).
+                unsafe {
+                    core::ptr::copy_nonoverlapping(system_buffer, output.as_mut_ptr(), information);
+                }
             }
         }
         drop(buffer);
         (NtStatus(status), information)
+    }
+
+    /// Panics when `handle` is not a handle of this driver.
+    fn check_handle(&self, handle: &FileHandle<'_>) {
+        assert!(
+            core::ptr::eq(handle.owner.driver(), self),
+            "the handle belongs to another driver"
+        );
     }
 
     /// Closes `handle`: sends `IRP_MJ_CLEANUP` then `IRP_MJ_CLOSE` (also when the device was
@@ -514,11 +722,8 @@ impl Driver {
     #[allow(clippy::needless_pass_by_value)] // consumed: the handle is gone afterwards
     #[allow(clippy::must_use_candidate)] // closing is done for its effect
     pub fn close(&self, mut handle: FileHandle<'_>) -> NtStatus {
-        assert!(
-            core::ptr::eq(handle.owner.driver(), self),
-            "the handle belongs to another driver"
-        );
-        handle.close_now()
+        self.check_handle(&handle);
+        handle.close_now().close
     }
 
     /// The leaks of this driver as they are now.
@@ -529,6 +734,9 @@ impl Driver {
             links,
             pool: pool_outstanding_for_driver(self.as_raw().cast()),
             threads: crate::kernel::threads::live_threads_of(self.raw_usize()),
+            handles: crate::kernel::threads::open_handles_of(self.raw_usize()),
+            mdls: memory::outstanding_of(self.raw_usize()),
+            work_items: workitem::outstanding_of(self.address()),
         }
     }
 
@@ -542,7 +750,9 @@ impl Driver {
         std::mem::forget(self);
     }
 
-    /// Unloads the driver: calls `DriverUnload` (Microsoft x64) while running for the driver,
+    /// Unloads the driver: waits for its work items to finish running (as Windows defers the
+    /// unload while they hold device references; bugcheck when they have not after the
+    /// watchdog's limit), calls `DriverUnload` (Microsoft x64) while running for the driver,
     /// then checks that it deleted its devices, removed the symbolic links it created, ended
     /// the system threads it started and freed its pool (blocks allocated while running for
     /// it). The driver object is then deleted (its DriverProxy extension released).
@@ -561,6 +771,20 @@ impl Driver {
         }
         // SAFETY: the driver's unload routine (win64 code it stored).
         let unload = unsafe { core::mem::transmute::<usize, DRIVER_UNLOAD>(unload) };
+        // As Windows: DriverUnload runs once no work item holds a reference on a device.
+        let limit = super::watchdog::call_limit();
+        let pending = workitem::wait_idle(self.address(), limit);
+        if pending > 0 {
+            crate::kernel::bugcheck(
+                crate::kernel::BugCheck::IoManagerViolation,
+                "DriverUnload",
+                format_args!(
+                    "{pending} work item(s) of driver {} still queued or running after {:.1} s: the unload cannot proceed (on Windows it would wait forever)",
+                    self.name,
+                    limit.as_secs_f64()
+                ),
+            );
+        }
         {
             let _running = context::enter(self.raw_usize());
             let _doing = crate::image::activity::enter("DriverUnload", 0);
@@ -640,26 +864,119 @@ impl FileHandle<'_> {
         self.file_ptr()
     }
 
-    fn close_now(&mut self) -> NtStatus {
+    fn close_now(&mut self) -> Closed {
         let Some(mut file) = self.file.take() else {
-            return NtStatus::SUCCESS;
+            return Closed {
+                cleanup: NtStatus::SUCCESS,
+                close: NtStatus::SUCCESS,
+            };
         };
         let driver = self.owner.driver().address();
-        let mut status = sys::STATUS_SUCCESS;
-        for major in [IRP_MJ_CLEANUP, IRP_MJ_CLOSE] {
-            let request = Request {
-                major,
-                file: &raw mut *file,
-                system_buffer: core::ptr::null_mut(),
-                flags: 0,
-                parameters: [0; 4],
-            };
+        let mut statuses = [sys::STATUS_SUCCESS; 2];
+        for (major, status) in [IRP_MJ_CLEANUP, IRP_MJ_CLOSE]
+            .into_iter()
+            .zip(&mut statuses)
+        {
+            let request = Request::plain(major, &raw mut *file, [0; 4]);
             // SAFETY: the handle keeps the device allocated until `release` below.
-            status = unsafe { io::send(driver, self.device, &request) }.0;
+            *status = unsafe { io::send(driver, self.device, &request) }.0;
         }
         drop(file);
         io::release(self.device);
-        NtStatus(status)
+        Closed {
+            cleanup: NtStatus(statuses[0]),
+            close: NtStatus(statuses[1]),
+        }
+    }
+
+    /// Closes the handle: sends `IRP_MJ_CLEANUP` then `IRP_MJ_CLOSE` and returns both
+    /// completion statuses (see [`Driver::close`]).
+    #[allow(clippy::must_use_candidate)] // closing is done for its effect
+    pub fn close(mut self) -> Closed {
+        self.close_now()
+    }
+}
+
+/// The completion statuses of the two requests that close a handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Closed {
+    /// How the driver completed `IRP_MJ_CLEANUP`.
+    pub cleanup: NtStatus,
+    /// How the driver completed `IRP_MJ_CLOSE`.
+    pub close: NtStatus,
+}
+
+/// The caller's side of a direct or neither transfer: a 16-byte aligned copy of the caller's
+/// buffer that the driver reads and writes in place (the caller sees its bytes afterwards),
+/// and the MDL the I/O manager builds for it.
+struct UserBuffer {
+    storage: Vec<u128>,
+    len: usize,
+}
+
+impl UserBuffer {
+    fn copy_of(bytes: &[u8]) -> Self {
+        let mut storage: Vec<u128> = vec![0; bytes.len().div_ceil(16)];
+        if !bytes.is_empty() {
+            // SAFETY: the storage holds at least `bytes.len()` bytes; no overlap.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    storage.as_mut_ptr().cast::<u8>(),
+                    bytes.len(),
+                );
+            }
+        }
+        Self {
+            storage,
+            len: bytes.len(),
+        }
+    }
+
+    /// The buffer's address, null when it is empty (as the I/O manager passes no buffer).
+    fn address(&mut self) -> *mut u8 {
+        if self.len == 0 {
+            core::ptr::null_mut()
+        } else {
+            self.storage.as_mut_ptr().cast()
+        }
+    }
+
+    /// An MDL of the buffer, locked for write access (`write`: the driver fills it) or read
+    /// access; null for an empty buffer.
+    fn lock(&mut self, write: bool) -> Result<*mut MDL, NtStatus> {
+        if self.len == 0 {
+            return Ok(core::ptr::null_mut());
+        }
+        memory::for_request(self.address() as usize, self.len, write)
+            .ok_or(NtStatus::INSUFFICIENT_RESOURCES)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the storage holds at least `len` initialised bytes.
+        unsafe { core::slice::from_raw_parts(self.storage.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+/// The caller's buffer of a read or a write.
+enum Transfer<'a, 'b> {
+    Read(&'a mut [u8]),
+    Write(&'b [u8]),
+}
+
+impl Transfer<'_, '_> {
+    fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Read(buffer) => buffer,
+            Self::Write(data) => data,
+        }
     }
 }
 

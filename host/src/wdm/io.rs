@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use driver_proxy::sys::{self, NTSTATUS, PVOID, ULONG, UNICODE_STRING};
 
+use super::memory;
 use super::status;
 use super::types::{
     DEVICE_OBJECT, DEVOBJ_EXTENSION, DO_DEVICE_HAS_NAME, DO_DEVICE_INITIALIZING, DO_EXCLUSIVE,
     DRIVER_DISPATCH, DRIVER_OBJECT, FILE_OBJECT, IO_STACK_LOCATION, IO_TYPE_DEVICE,
-    IO_TYPE_DEVICE_OBJECT_EXTENSION, IO_TYPE_IRP, IRP, IRP_MJ_DEVICE_CONTROL, SL_PENDING_RETURNED,
+    IO_TYPE_DEVICE_OBJECT_EXTENSION, IO_TYPE_IRP, IRP, IRP_MJ_DEVICE_CONTROL, IRP_MJ_READ,
+    IRP_MJ_WRITE, MDL, SL_PENDING_RETURNED,
 };
 use crate::kernel::{BugCheck, bugcheck, context, faults, lock};
 
@@ -29,6 +31,11 @@ impl DriverAddress {
     /// The address of `driver`.
     pub(crate) fn of(driver: *const DRIVER_OBJECT) -> Self {
         Self(driver as usize)
+    }
+
+    /// The address, as the model kernel's per-driver accounting knows it.
+    pub(crate) fn as_usize(self) -> usize {
+        self.0
     }
 }
 
@@ -162,6 +169,32 @@ pub(crate) fn add_driver(driver: DriverAddress, name: &str) -> Result<(), NTSTAT
     io.drivers.insert(driver);
     io.driver_names.insert(driver, name.to_owned());
     Ok(())
+}
+
+/// The name a driver was loaded with (empty for an unknown driver).
+pub(crate) fn driver_name(driver: DriverAddress) -> String {
+    lock(&IO)
+        .driver_names
+        .get(&driver)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The driver of a live (not deleted) device object of this I/O manager.
+pub(crate) fn driver_of(device: DeviceAddress) -> Option<DriverAddress> {
+    lock(&IO)
+        .devices
+        .get(&device)
+        .filter(|r| !r.deleted)
+        .map(|r| r.driver)
+}
+
+/// Takes a reference on a device (a queued work item's), as an open handle does: its memory
+/// stays until [`release`]. Nothing for an unknown device.
+pub(crate) fn reference(device: DeviceAddress) {
+    if let Some(record) = lock(&IO).devices.get_mut(&device) {
+        record.open += 1;
+    }
 }
 
 /// Forgets a driver object and its name.
@@ -608,8 +641,28 @@ pub(crate) struct Request {
     pub(crate) major: usize,
     pub(crate) file: *mut FILE_OBJECT,
     pub(crate) system_buffer: PVOID,
+    /// `Irp->MdlAddress`: an MDL of [`memory::for_request`] (freed with the request), or
+    /// null.
+    pub(crate) mdl: *mut MDL,
+    /// `Irp->UserBuffer`.
+    pub(crate) user_buffer: PVOID,
     pub(crate) flags: ULONG,
     pub(crate) parameters: [usize; 4],
+}
+
+impl Request {
+    /// A request without buffers.
+    pub(crate) fn plain(major: usize, file: *mut FILE_OBJECT, parameters: [usize; 4]) -> Self {
+        Self {
+            major,
+            file,
+            system_buffer: core::ptr::null_mut(),
+            mdl: core::ptr::null_mut(),
+            user_buffer: core::ptr::null_mut(),
+            flags: 0,
+            parameters,
+        }
+    }
 }
 
 /// An IRP and its stack location, allocated together.
@@ -628,7 +681,7 @@ pub fn irps_sent() -> usize {
 }
 
 /// The name of major function `major`, for reports.
-fn major_name(major: usize) -> &'static str {
+pub(crate) fn major_name(major: usize) -> &'static str {
     const NAMES: [&str; 0x1C] = [
         "IRP_MJ_CREATE",
         "IRP_MJ_CREATE_NAMED_PIPE",
@@ -694,6 +747,8 @@ pub(crate) unsafe fn send(
         i.Size = size;
         i.Flags = request.flags;
         i.SystemBuffer = request.system_buffer;
+        i.MdlAddress = request.mdl;
+        i.UserBuffer = request.user_buffer;
         i.RequestorMode = 1;
         i.StackCount = 1;
         i.CurrentLocation = 1;
@@ -706,6 +761,9 @@ pub(crate) unsafe fn send(
         s.Parameters = request.parameters;
         s.DeviceObject = device as *mut DEVICE_OBJECT;
         s.FileObject = request.file;
+    }
+    if !request.mdl.is_null() {
+        memory::attach(request.mdl, irp);
     }
     lock(&IO).irps.insert(irp as usize, record.clone());
     IRPS_SENT.fetch_add(1, Ordering::Relaxed);
@@ -728,16 +786,13 @@ pub(crate) unsafe fn send(
     let returned = {
         let _running = context::enter(driver);
         let what = major_name(request.major);
-        let value = if request.major == IRP_MJ_DEVICE_CONTROL {
-            request.parameters[2] as u64
-        } else {
-            0
+        // Shown in reports: the control code, or the length of a read or write.
+        let value = match request.major {
+            IRP_MJ_DEVICE_CONTROL => request.parameters[2] as u64,
+            IRP_MJ_READ | IRP_MJ_WRITE => request.parameters[0] as u64,
+            _ => 0,
         };
-        let driver_name = lock(&IO)
-            .driver_names
-            .get(&DriverAddress(driver))
-            .cloned()
-            .unwrap_or_default();
+        let driver_name = driver_name(DriverAddress(driver));
         let _doing = crate::image::activity::enter(what, value);
         let _watch = super::watchdog::watch(what, value, &driver_name);
         // SAFETY: the driver's dispatch routine with its device and a fresh IRP.
@@ -803,6 +858,8 @@ pub(crate) unsafe fn send(
         (status, information)
     };
     lock(&IO).irps.remove(&(irp as usize));
+    // SAFETY: the request is over: its IRP and the MDLs of its chain are ours again.
+    unsafe { memory::release_request(irp, request.mdl) };
     drop(block);
     completion
 }

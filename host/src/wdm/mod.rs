@@ -17,6 +17,10 @@
 //! * [`io`]: devices, the object namespace, IRPs; [`Driver`] and [`FileHandle`]: loading,
 //!   requests, swap-mode entry, unload with leak checks. [`types`]: the structures in their
 //!   x64 layout.
+//! * [`memory`]: MDLs (the I/O manager's for direct I/O, and `IoAllocateMdl`'s), the `Mm`
+//!   routines drivers call on them, `ProbeForRead`/`ProbeForWrite`.
+//! * [`workitem`]: `IoAllocateWorkItem`, `IoQueueWorkItem`, `IoFreeWorkItem`.
+//! * [`watchdog`]: a call into a driver that does not return is reported.
 //!
 //! # The I/O manager: contracts
 //!
@@ -37,6 +41,30 @@
 //! | | completed already | bugcheck 0x44 |
 //! | | `IoStatus.Status` = `STATUS_PENDING` | bugcheck 0xC9 |
 //! | | otherwise | records `IoStatus` as the result; `PriorityBoost` ignored |
+//! | `IoAllocateMdl` | a length above 2 GiB; a pool fault of the calling thread | null |
+//! | | with an `Irp` | the MDL becomes `Irp->MdlAddress` (`SecondaryBuffer` false) or ends its chain (true); the I/O manager frees it with the request |
+//! | | otherwise | an MDL (`StartVa`, `ByteOffset`, `ByteCount`, page numbers), neither locked nor mapped, charged to the driver |
+//! | `IoFreeMdl` | not from `IoAllocateMdl` or freed already; the I/O manager's own; attached to an IRP; pages still locked | bugcheck `DRIVER_VERIFIER_DETECTED_VIOLATION` (0xC4) |
+//! | `MmBuildMdlForNonPagedPool` | any | `MDL_SOURCE_IS_NONPAGED_POOL`, `MappedSystemVa` = the buffer (that the memory is non-paged is not checked) |
+//! | `MmProbeAndLockPages` | pages locked already (*policy*); an unknown mode or operation | bugcheck 0xC4 |
+//! | | `UserMode` and the range wraps or ends above `MmUserProbeAddress` | `STATUS_ACCESS_VIOLATION` raised: bugcheck `KMODE_EXCEPTION_NOT_HANDLED` (0x1E; no SEH here) |
+//! | | otherwise | `MDL_PAGES_LOCKED` (and `MDL_WRITE_OPERATION` for write or modify access) |
+//! | `MmUnlockPages` | pages not locked | bugcheck 0xC4 |
+//! | `MmMapLockedPagesSpecifyCache` | `UserMode` | bugcheck 0xC4 ("not modelled") |
+//! | | built for non-paged pool | its `MappedSystemVa` |
+//! | | neither locked nor non-paged; mapped already | bugcheck 0xC4 |
+//! | | a mapping fault of the calling thread (`kernel::control::fail_mdl_mapping`) | null (`BugCheckOnFailure`: bugcheck) |
+//! | | otherwise | the buffer's address (one address space), `MDL_MAPPED_TO_SYSTEM_VA` |
+//! | `MmUnmapLockedPages` | not mapped, or not at that address | bugcheck 0xC4 |
+//! | `ProbeForRead`, `ProbeForWrite` | length 0 | nothing |
+//! | | alignment not 1, 2, 4, 8, 16 | bugcheck 0xC4 |
+//! | | address not aligned / range wraps or ends above `0x7FFF_FFFF_0000` | `STATUS_DATATYPE_MISALIGNMENT` / `STATUS_ACCESS_VIOLATION` raised: bugcheck 0x1E |
+//! | `IoAllocateWorkItem` | not a live device | bugcheck 0xC9 |
+//! | | a pool fault of the calling thread | null |
+//! | `IoQueueWorkItem` | not a work item; queued and not yet started (*policy*: Verifier's); a null routine | bugcheck 0xC4 |
+//! | | otherwise | the routine runs on a worker thread, for the driver, with a reference on the device |
+//! | `IoFreeWorkItem` | not a work item, or freed already; still queued | bugcheck 0xC4 |
+//! | | idle, or its routine started (it may free its own item) | freed |
 //!
 //! Names are case-insensitive; `\DosDevices\X`, `\GLOBAL??\X` and `\??\X` are one name. One
 //! namespace serves the whole process: tests running in parallel use distinct names.
@@ -44,9 +72,17 @@
 //! # Requests
 //!
 //! [`Driver::open`] resolves a Win32 path (`\\.\X` → `\??\X`) or an NT name through symbolic
-//! links to a device and sends `IRP_MJ_CREATE`; [`Driver::device_control`] sends
-//! `IRP_MJ_DEVICE_CONTROL` (`METHOD_BUFFERED`); closing a handle sends `IRP_MJ_CLEANUP` and
-//! `IRP_MJ_CLOSE`. Every request:
+//! links to a device and sends `IRP_MJ_CREATE`; [`Driver::read`] and [`Driver::write`] send
+//! `IRP_MJ_READ` and `IRP_MJ_WRITE` with the device's buffering (`DO_BUFFERED_IO`: a system
+//! buffer; `DO_DIRECT_IO`: an MDL of the caller's buffer, none for 0 bytes; neither:
+//! `Irp->UserBuffer`), `Parameters.Read`/`Write` = `Length`, `Key` 0, `ByteOffset`;
+//! [`Driver::device_control`] sends `IRP_MJ_DEVICE_CONTROL` with the buffers of the code's
+//! transfer type (`METHOD_BUFFERED`: one system buffer; `METHOD_IN_DIRECT`/`OUT_DIRECT`: the
+//! input in a system buffer, the output as an MDL locked for read/write access;
+//! `METHOD_NEITHER`: `Type3InputBuffer` and `UserBuffer`, the caller's addresses), and every
+//! control code reaches the driver; closing a handle sends `IRP_MJ_CLEANUP` and
+//! `IRP_MJ_CLOSE`. The I/O manager's MDLs are locked, not mapped; it unmaps, unlocks and
+//! frees every MDL of `Irp->MdlAddress`'s chain when the request is over. Every request:
 //!
 //! * is one `IRP` (0xD0 bytes) with one `IO_STACK_LOCATION` (`StackCount` 1,
 //!   `CurrentStackLocation` set, `RequestorMode` `UserMode`, `OriginalFileObject` and
@@ -67,9 +103,11 @@
 //!   check*); `STATUS_PENDING` requires `IoMarkIrpPending` (`SL_PENDING_RETURNED`) and a
 //!   completion within the pending timeout (30 s unless [`set_pending_timeout`]), else
 //!   bugcheck 0xC9;
-//! * of a device control: unless the status is an error (severity 3), the first `Information`
-//!   bytes of the system buffer are copied to the caller's output buffer; `Information`
-//!   beyond the output buffer bugchecks (0xC9) (*policy: Windows would overrun the buffer*).
+//! * with a system buffer for output (`METHOD_BUFFERED`, a buffered read): unless the status
+//!   is an error (severity 3), the first `Information` bytes of the system buffer are copied
+//!   to the caller's buffer; `Information` beyond that buffer bugchecks (0xC9) (*policy:
+//!   Windows would overrun the buffer*). With direct or neither I/O the driver writes the
+//!   caller's memory itself, and nothing is copied.
 //!
 //! Open: `STATUS_NO_SUCH_DEVICE` while the device is `DO_DEVICE_INITIALIZING` (the I/O manager
 //! clears it for the devices of a legacy driver when its `DriverEntry` succeeds);
@@ -84,19 +122,24 @@
 //! `HardwareDatabase`, `DriverInit`, `DriverStart`/`DriverSize` of the image, every
 //! `MajorFunction` the default) and calls `DriverEntry(DriverObject, RegistryPath)`.
 //! [`Driver::call_entry_again`] calls another image's entry on the same driver object (the
-//! sample's swap mode). [`Driver::unload`] calls `DriverUnload`, then checks that the driver
-//! deleted its devices, deleted the symbolic links it created, ended its system threads and
-//! freed the pool it allocated ([`Leaks`]); the DriverProxy extension goes with the driver
-//! object. Pool leaks by tag: [`crate::kernel::control::pool_usage`] and
+//! sample's swap mode). [`Driver::unload`] waits for the driver's work items (they hold
+//! device references), calls `DriverUnload`, then checks that the driver deleted its devices,
+//! deleted the symbolic links it created, ended its system threads, closed its kernel
+//! handles, freed the pool it allocated (per tag), its MDLs and its work items ([`Leaks`]);
+//! the DriverProxy extension goes with the driver object. [`Driver::dbg_print`] is what the
+//! driver printed. Pool leaks by tag: [`crate::kernel::control::pool_usage`] and
 //! [`crate::kernel::control::pool_tag_is_clean`].
 //!
 //! # Not modelled
 //!
-//! Plug and Play (`AddDevice`, device stacks, `IoAttachDevice*`), `METHOD_IN_DIRECT`/`OUT_DIRECT`/
-//! `NEITHER` (refused with `STATUS_NOT_IMPLEMENTED`), read/write requests, cancellation,
-//! completion routines, IRQL, security descriptors and access checks, opening a name below a
-//! device (refused: not found), `FastIoDispatch`, `DriverStartIo`, event handles (so
-//! `ZwWaitForSingleObject` waits on thread handles only).
+//! Plug and Play (`AddDevice`, device stacks, `IoAttachDevice*`), cancellation, completion
+//! routines, IRQL (everything runs at `PASSIVE_LEVEL`; `KeGetCurrentIrql`, `KeRaiseIrql` and
+//! `KeLowerIrql` are inline `CR8` accesses on x64, which fault in user mode and are reported
+//! as such), security descriptors and access checks (the required access bits of a control
+//! code are not checked), opening a name below a device (refused: not found),
+//! `FastIoDispatch`, `DriverStartIo`, event handles (so `ZwWaitForSingleObject` waits on
+//! thread handles only), physical memory (an MDL's page numbers are virtual page numbers),
+//! user-mode mappings of MDLs, structured exception handling.
 //!
 //! # Calling conventions and registers
 //!
@@ -111,12 +154,16 @@ pub mod dbgprint;
 mod driver;
 #[allow(non_snake_case)]
 pub mod io;
+#[allow(non_snake_case)]
+pub mod memory;
 pub mod ntoskrnl;
 pub mod types;
 pub mod watchdog;
+#[allow(non_snake_case)]
+pub mod workitem;
 
 pub use dbgprint::{clear_dbg_print_log, dbg_print_log, take_dbg_print_log};
-pub use driver::{Driver, FileHandle, Leaks, UnloadError};
+pub use driver::{Closed, Driver, FileHandle, Leaks, UnloadError};
 pub use io::{irps_sent, set_pending_timeout};
 pub use ntoskrnl::{win64_routine, win64_routine_names};
 pub use watchdog::set_call_limit;

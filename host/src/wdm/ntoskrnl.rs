@@ -20,6 +20,8 @@ use driver_proxy::sys;
 
 use super::dbgprint;
 use super::io;
+use super::memory;
+use super::workitem;
 use crate::kernel::{
     BugCheck, CallConv, bugcheck, driver_extensions, events, pool, proxy, threads,
 };
@@ -285,6 +287,18 @@ static ENTRIES: &[Entry] = table![
     io::IoCreateSymbolicLink,
     io::IoDeleteSymbolicLink,
     io::IofCompleteRequest,
+    memory::IoAllocateMdl,
+    memory::IoFreeMdl,
+    memory::MmBuildMdlForNonPagedPool,
+    memory::MmProbeAndLockPages,
+    memory::MmUnlockPages,
+    memory::MmMapLockedPagesSpecifyCache,
+    memory::MmUnmapLockedPages,
+    memory::ProbeForRead,
+    memory::ProbeForWrite,
+    workitem::IoAllocateWorkItem,
+    workitem::IoQueueWorkItem,
+    workitem::IoFreeWorkItem,
     dbgprint::DbgPrint,
 ];
 
@@ -307,7 +321,10 @@ pub fn win64_routine_names() -> Vec<&'static str> {
 ///
 /// Imports: `DbgPrint`, `IoCreateDevice`, `IoCreateSymbolicLink`, `IoDeleteDevice`,
 /// `IoDeleteSymbolicLink`, `IofCompleteRequest`, `KeBugCheckEx`, `MmGetSystemRoutineAddress`,
-/// `ZwClose`, `ZwWaitForSingleObject`; and every routine the library resolves at run time
+/// `ZwClose`, `ZwWaitForSingleObject`; the MDL and probe routines (`IoAllocateMdl`,
+/// `IoFreeMdl`, `MmBuildMdlForNonPagedPool`, `MmProbeAndLockPages`, `MmUnlockPages`,
+/// `MmMapLockedPagesSpecifyCache`, `MmUnmapLockedPages`, `ProbeForRead`, `ProbeForWrite`);
+/// the work-item routines (`IoAllocateWorkItem`, `IoQueueWorkItem`, `IoFreeWorkItem`); and every routine the library resolves at run time
 /// (the seven DriverProxy routines, the event routines, `KeWaitForMultipleObjects`,
 /// `PsCreateSystemThread`, `ExAllocatePool2`, `ExFreePoolWithTag`).
 #[must_use]

@@ -36,6 +36,10 @@ pub const IO_TYPE_DEVICE_OBJECT_EXTENSION: i16 = 13;
 pub const IRP_MJ_CREATE: usize = 0x00;
 /// `IRP_MJ_CLOSE`.
 pub const IRP_MJ_CLOSE: usize = 0x02;
+/// `IRP_MJ_READ`.
+pub const IRP_MJ_READ: usize = 0x03;
+/// `IRP_MJ_WRITE`.
+pub const IRP_MJ_WRITE: usize = 0x04;
 /// `IRP_MJ_DEVICE_CONTROL`.
 pub const IRP_MJ_DEVICE_CONTROL: usize = 0x0E;
 /// `IRP_MJ_CLEANUP`.
@@ -43,8 +47,12 @@ pub const IRP_MJ_CLEANUP: usize = 0x12;
 /// `IRP_MJ_MAXIMUM_FUNCTION`: the `MajorFunction` table has this many entries plus one.
 pub const IRP_MJ_MAXIMUM_FUNCTION: usize = 0x1B;
 
+/// `DO_BUFFERED_IO`: read and write requests carry a system buffer.
+pub const DO_BUFFERED_IO: ULONG = 0x0000_0004;
 /// `DO_EXCLUSIVE`: one open handle at a time.
 pub const DO_EXCLUSIVE: ULONG = 0x0000_0008;
+/// `DO_DIRECT_IO`: read and write requests carry an MDL of the caller's buffer.
+pub const DO_DIRECT_IO: ULONG = 0x0000_0010;
 /// `DO_DEVICE_HAS_NAME`.
 pub const DO_DEVICE_HAS_NAME: ULONG = 0x0000_0040;
 /// `DO_DEVICE_INITIALIZING`: set by `IoCreateDevice`; no open succeeds while it is set.
@@ -56,11 +64,36 @@ pub const IRP_BUFFERED_IO: ULONG = 0x0000_0010;
 pub const IRP_DEALLOCATE_BUFFER: ULONG = 0x0000_0020;
 /// `IRP_INPUT_OPERATION`.
 pub const IRP_INPUT_OPERATION: ULONG = 0x0000_0040;
+/// `IRP_READ_OPERATION`.
+pub const IRP_READ_OPERATION: ULONG = 0x0000_0100;
+/// `IRP_WRITE_OPERATION`.
+pub const IRP_WRITE_OPERATION: ULONG = 0x0000_0200;
 /// `SL_PENDING_RETURNED` in `IO_STACK_LOCATION::Control`: what `IoMarkIrpPending` sets.
 pub const SL_PENDING_RETURNED: u8 = 0x01;
 
 /// `METHOD_BUFFERED`: the two low bits of a control code.
 pub const METHOD_BUFFERED: u32 = 0;
+/// `METHOD_IN_DIRECT`: input in a system buffer, the output buffer described by an MDL
+/// locked for read access (the driver reads it).
+pub const METHOD_IN_DIRECT: u32 = 1;
+/// `METHOD_OUT_DIRECT`: input in a system buffer, the output buffer described by an MDL
+/// locked for write access.
+pub const METHOD_OUT_DIRECT: u32 = 2;
+/// `METHOD_NEITHER`: the caller's addresses as they are (`Type3InputBuffer`, `UserBuffer`).
+pub const METHOD_NEITHER: u32 = 3;
+
+/// `MDL_MAPPED_TO_SYSTEM_VA`: `MappedSystemVa` holds a system mapping of the pages.
+pub const MDL_MAPPED_TO_SYSTEM_VA: i16 = 0x0001;
+/// `MDL_PAGES_LOCKED`: the pages were probed and locked (`MmProbeAndLockPages`, or by the
+/// I/O manager for direct I/O).
+pub const MDL_PAGES_LOCKED: i16 = 0x0002;
+/// `MDL_SOURCE_IS_NONPAGED_POOL`: built by `MmBuildMdlForNonPagedPool`; `MappedSystemVa` is
+/// the buffer itself.
+pub const MDL_SOURCE_IS_NONPAGED_POOL: i16 = 0x0004;
+/// `MDL_ALLOCATED_FIXED_SIZE`.
+pub const MDL_ALLOCATED_FIXED_SIZE: i16 = 0x0008;
+/// `MDL_WRITE_OPERATION`: locked for write access (`IoWriteAccess`, `IoModifyAccess`).
+pub const MDL_WRITE_OPERATION: i16 = 0x0080;
 
 /// `PDRIVER_DISPATCH` of an image: `NTSTATUS (PDEVICE_OBJECT, PIRP)`, Microsoft x64.
 pub type DRIVER_DISPATCH = unsafe extern "win64" fn(*mut DEVICE_OBJECT, *mut IRP) -> NTSTATUS;
@@ -176,6 +209,30 @@ pub struct DEVOBJ_EXTENSION {
     _private: [u8; 0x70 - 0x10],
 }
 
+/// `MDL` (0x30 bytes), followed by its array of page frame numbers (one `PFN_NUMBER`, 8
+/// bytes, per page the buffer spans).
+#[repr(C)]
+pub struct MDL {
+    /// The next MDL of a chain (`Irp->MdlAddress` and the MDLs after it).
+    pub Next: *mut MDL,
+    /// Size of the MDL with its page array.
+    pub Size: i16,
+    /// `MDL_*` flags.
+    pub MdlFlags: i16,
+    _pad: u32,
+    /// `PEPROCESS` of the locked pages (null here: one address space).
+    pub Process: PVOID,
+    /// The system address of the pages, when `MDL_MAPPED_TO_SYSTEM_VA` or
+    /// `MDL_SOURCE_IS_NONPAGED_POOL`.
+    pub MappedSystemVa: PVOID,
+    /// The buffer's address rounded down to its page.
+    pub StartVa: PVOID,
+    /// The buffer's length.
+    pub ByteCount: ULONG,
+    /// The buffer's offset in its first page.
+    pub ByteOffset: ULONG,
+}
+
 /// `IO_STATUS_BLOCK`.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -198,8 +255,8 @@ pub struct IRP {
     pub AllocationProcessorNumber: u16,
     /// Reserved.
     pub Reserved: u16,
-    /// `PMDL` for direct I/O (null: not modelled).
-    pub MdlAddress: PVOID,
+    /// `PMDL` for direct I/O: the caller's buffer, locked (null otherwise).
+    pub MdlAddress: *mut MDL,
     /// `IRP_*` flags.
     pub Flags: ULONG,
     /// `AssociatedIrp.SystemBuffer` (the only member used here).
@@ -232,7 +289,8 @@ pub struct IRP {
     pub Overlay: [u64; 2],
     /// `CancelRoutine` (null).
     pub CancelRoutine: PVOID,
-    /// `UserBuffer` (null for `METHOD_BUFFERED` here: the driver uses the system buffer).
+    /// `UserBuffer`: the caller's output buffer (`METHOD_NEITHER`, and reads and writes of a
+    /// device with neither buffered nor direct I/O); null otherwise.
     pub UserBuffer: PVOID,
     /// `Tail.Overlay.DriverContext` / `DeviceQueueEntry`.
     pub DriverContext: [PVOID; 4],
@@ -277,10 +335,29 @@ pub struct IO_STACK_LOCATION {
 
 impl IO_STACK_LOCATION {
     /// `Parameters.DeviceIoControl`: `OutputBufferLength` (+0x08), `InputBufferLength`
-    /// (+0x10), `IoControlCode` (+0x18), `Type3InputBuffer` (+0x20, null), each `ULONG`
-    /// `POINTER_ALIGNMENT`.
-    pub fn set_device_io_control(&mut self, output: ULONG, input: ULONG, code: ULONG) {
-        self.Parameters = [output as usize, input as usize, code as usize, 0];
+    /// (+0x10), `IoControlCode` (+0x18), each `ULONG` `POINTER_ALIGNMENT`, and
+    /// `Type3InputBuffer` (+0x20: the caller's input for `METHOD_NEITHER`, else null).
+    pub fn set_device_io_control(
+        &mut self,
+        output: ULONG,
+        input: ULONG,
+        code: ULONG,
+        type3_input: PVOID,
+    ) {
+        self.Parameters = [
+            output as usize,
+            input as usize,
+            code as usize,
+            type3_input as usize,
+        ];
+    }
+
+    /// `Parameters.Read` / `Parameters.Write`: `Length` (+0x08), `Key` (+0x10, 0 here),
+    /// `ByteOffset` (+0x18, a `LARGE_INTEGER`).
+    pub fn set_read_write(&mut self, length: ULONG, byte_offset: i64) {
+        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)] // its bits, x64
+        let offset = byte_offset as u64 as usize;
+        self.Parameters = [length as usize, 0, offset, 0];
     }
 
     /// `Parameters.Create`: `SecurityContext` (+0x08), `Options` (+0x10, the disposition in
@@ -366,6 +443,15 @@ const _: () = {
     assert!(offset_of!(DEVICE_OBJECT, StackSize) == 0x4C);
     assert!(offset_of!(DEVICE_OBJECT, AlignmentRequirement) == 0x98);
     assert!(offset_of!(DEVICE_OBJECT, DeviceObjectExtension) == 0x138);
+
+    assert!(size_of::<MDL>() == 0x30);
+    assert!(offset_of!(MDL, Size) == 0x08);
+    assert!(offset_of!(MDL, MdlFlags) == 0x0A);
+    assert!(offset_of!(MDL, Process) == 0x10);
+    assert!(offset_of!(MDL, MappedSystemVa) == 0x18);
+    assert!(offset_of!(MDL, StartVa) == 0x20);
+    assert!(offset_of!(MDL, ByteCount) == 0x28);
+    assert!(offset_of!(MDL, ByteOffset) == 0x2C);
 
     assert!(size_of::<IO_STATUS_BLOCK>() == 0x10);
     assert!(size_of::<IRP>() == 0xD0);

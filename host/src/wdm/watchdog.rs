@@ -39,6 +39,11 @@ pub fn set_call_limit(limit: Duration) {
     );
 }
 
+/// The limit [`set_call_limit`] set.
+pub(crate) fn call_limit() -> Duration {
+    Duration::from_millis(LIMIT_MS.load(Ordering::Relaxed))
+}
+
 /// A call being watched; dropping it (the call returned) ends the watch.
 #[derive(Debug)]
 pub(crate) struct Watch(u64);
