@@ -109,5 +109,6 @@ pub use error::{LoadError, machine_name};
 pub use imports::{BoundImport, ImportRef};
 pub use loaded::LoadedImage;
 pub use protection::Protection;
+#[cfg(target_arch = "x86_64")] // its users, the WDM model, are x86-64 only
 pub(crate) use retired::activity;
 pub use section::Section;

@@ -149,6 +149,7 @@ fn exception(signal: libc::c_int) -> (u32, &'static [u8]) {
 /// What the thread is doing for a driver, for fault and watchdog reports: a description
 /// (`DriverEntry`, `IRP_MJ_DEVICE_CONTROL`, `DriverUnload`, ...) and a value shown with it
 /// when non-zero (a control code).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // set by the x86-64 WDM model only
 pub mod activity {
     use core::cell::Cell;
 
