@@ -1,4 +1,6 @@
-//! Build script of the WDM sample: the kernel-driver link arguments, for Windows targets only.
+//! Build script of the WDM sample: the kernel-driver link arguments, for Windows targets only,
+//! from the build library (`driver-build`, crate `driver-proxy-build`), which any driver crate
+//! can use the same way.
 //!
 //! rustc links the `[[bin]]` with `rust-lld` in lld-link mode (the repository's
 //! `.cargo/config.toml` sets `linker = "rust-lld"`); these arguments turn its output into a
@@ -15,21 +17,7 @@
 //! | `/TSAWARE:NO` | lld sets `TERMINAL_SERVER_AWARE` on every non-DLL image otherwise |
 
 fn main() {
-    println!("cargo::rerun-if-changed=build.rs");
-    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    if os != "windows" || env != "msvc" {
-        // src/main.rs stops such a build with a message; emit nothing here.
-        return;
-    }
-    for arg in [
-        "/DRIVER",
-        "/SUBSYSTEM:NATIVE,10.0",
-        "/ENTRY:DriverEntry",
-        "/NODEFAULTLIB",
-        "/RELEASE",
-        "/TSAWARE:NO",
-    ] {
-        println!("cargo::rustc-link-arg-bins={arg}");
-    }
+    // The arguments above (`driver_proxy_build::LINK_ARGS`), as `cargo::rustc-link-arg-bins`,
+    // for Windows MSVC targets only (src/main.rs stops any other build with a message).
+    driver_proxy_build::emit_link_args();
 }

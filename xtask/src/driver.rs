@@ -33,11 +33,21 @@
 //!
 //! # How
 //!
-//! `sample/wdm` is its own workspace (the root one excludes it), so it is built with
-//! `--manifest-path`, in release (fat LTO, `panic = "abort"`), into its own target directory
-//! (`<target>/sample-wdm`, where `<target>` is `CARGO_TARGET_DIR` or `target/`). The kernel
-//! link flags come from its `build.rs`; this task adds `/MAP:<file>` so that `verify` can
-//! check that the entry point is `DriverEntry`.
+//! With the build library (`driver-build`, crate `driver-proxy-build`), which builds any
+//! driver crate the same way. `sample/wdm` is its own workspace (the root one excludes it), so
+//! it is built with `--manifest-path`, in release (fat LTO, `panic = "abort"`), into its own
+//! target directory (`<target>/sample-wdm`, where `<target>` is `CARGO_TARGET_DIR` or
+//! `target/`). The kernel link flags come from its `build.rs` (the library's
+//! `emit_link_args`); the library adds `-C linker=rust-lld` and `/MAP:<file>` so that
+//! `verify` can check that the entry point is `DriverEntry`.
+//!
+//! # Any driver crate
+//!
+//! `cargo xtask build-driver --manifest-path <driver>/Cargo.toml` ([`build_crate`]) builds
+//! that crate instead, for both architectures (or `--arch`), with `--features`,
+//! `--no-default-features`, `--bin` and `--name` as given, into
+//! `<its target dir>/drivers/<arch>/<name>.sys` (or `--out-dir`), with the map and PDB
+//! beside it, and verifies each image.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,30 +61,11 @@ const BIN: &str = "hotswap_sample_wdm";
 /// The INF of the WDM build, relative to the repository root.
 const INF: &str = "inf/hotswap_sample_wdm.inf";
 
-/// An architecture the images are built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Arch {
-    /// Directory name, as Windows (and INF decorations) spell the architecture.
-    pub name: &'static str,
-    /// The Rust target.
-    pub target: &'static str,
-    /// The PE machine (`IMAGE_FILE_MACHINE_*`) its images must have.
-    pub machine: u16,
-}
+/// An architecture the images are built for (the build library's).
+pub use driver_proxy_build::Arch;
 
 /// x64 and ARM64.
-pub const ARCHES: [Arch; 2] = [
-    Arch {
-        name: "amd64",
-        target: "x86_64-pc-windows-msvc",
-        machine: object::pe::IMAGE_FILE_MACHINE_AMD64,
-    },
-    Arch {
-        name: "arm64",
-        target: "aarch64-pc-windows-msvc",
-        machine: object::pe::IMAGE_FILE_MACHINE_ARM64,
-    },
-];
+pub const ARCHES: [Arch; 2] = driver_proxy_build::ARCHES;
 
 /// A build of the sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +110,15 @@ impl Version {
             Self::V1 => &[],
             Self::V2 => &["--features", "v2"],
             Self::V2MissingUnload => &["--features", "test-omit-unload-endpoint"],
+        }
+    }
+
+    /// This build's features (none for v1).
+    #[must_use]
+    pub fn feature_names(self) -> &'static [&'static str] {
+        match self.features() {
+            [_, names @ ..] => names,
+            [] => &[],
         }
     }
 }
@@ -215,34 +215,20 @@ pub fn build_one(
     arch: Arch,
     version: Version,
 ) -> Result<Image> {
-    let path = image_path(out, arch, version);
+    let built = driver_proxy_build::DriverBuild::new(root.join(MANIFEST), arch)
+        .bin(BIN)
+        .name(format!("hotswap_sample_{}", version.name()))
+        .features(version.feature_names().iter().copied())
+        .target_dir(target_dir)
+        .out_dir(out)
+        .run()?;
+    let (path, map, exe) = (built.image, built.map, built.cargo_output);
+    debug_assert_eq!(path, image_path(out, arch, version));
     let dir = path
         .parent()
         .context("image path has a parent")?
         .to_path_buf();
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let map = path.with_extension("map");
-    let map_arg = format!("link-arg=/MAP:{}", map.display());
-    let target_dir_arg = target_dir.to_str().context("non-UTF-8 target directory")?;
-    let mut args = vec![
-        "rustc",
-        "--manifest-path",
-        MANIFEST,
-        "--release",
-        "--target",
-        arch.target,
-        "--bin",
-        BIN,
-        "--target-dir",
-        target_dir_arg,
-    ];
-    args.extend(version.features());
-    args.extend(["--", "-C", &map_arg]);
-    crate::cargo(&args)?;
-
-    let built = target_dir.join(arch.target).join("release");
-    let exe = built.join(format!("{BIN}.exe"));
-    copy(&exe, &path)?;
+    let built = exe.parent().context("cargo's output has a parent")?;
     let package = if version.is_test_image() {
         None
     } else {
@@ -263,6 +249,69 @@ pub fn build_one(
         map,
         package,
     })
+}
+
+/// What `cargo xtask build-driver --manifest-path` builds: any driver crate.
+#[derive(Clone, Debug, Default)]
+pub struct CrateBuild {
+    /// The driver crate's `Cargo.toml`.
+    pub manifest: PathBuf,
+    /// Its binary target, when it has several.
+    pub bin: Option<String>,
+    /// The image's name (`<name>.sys`; default: the binary's name).
+    pub name: Option<String>,
+    /// Features to enable.
+    pub features: Vec<String>,
+    /// `--no-default-features`.
+    pub no_default_features: bool,
+    /// Architectures (default: both).
+    pub arches: Vec<Arch>,
+    /// Where the images go (default: `<the crate's target dir>/drivers`).
+    pub out_dir: Option<PathBuf>,
+}
+
+/// Builds a driver crate for each architecture asked for and verifies each image (PE32+,
+/// machine, subsystem, entry point = `DriverEntry` by the map, kernel imports, relocations,
+/// checksum): the images it wrote.
+///
+/// # Errors
+/// When a build fails or an image fails verification.
+pub fn build_crate(build: &CrateBuild) -> Result<Vec<driver_proxy_build::Built>> {
+    let arches = if build.arches.is_empty() {
+        ARCHES.to_vec()
+    } else {
+        build.arches.clone()
+    };
+    let mut images = Vec::new();
+    for arch in arches {
+        let mut one = driver_proxy_build::DriverBuild::new(&build.manifest, arch)
+            .features(build.features.iter().cloned());
+        if let Some(bin) = &build.bin {
+            one = one.bin(bin);
+        }
+        if let Some(name) = &build.name {
+            one = one.name(name);
+        }
+        if build.no_default_features {
+            one = one.no_default_features();
+        }
+        if let Some(out) = &build.out_dir {
+            one = one.out_dir(out);
+        }
+        let image = one.run()?;
+        crate::verify::verify_file(&image.image, Some(arch.machine), Some(&image.map), false)?;
+        images.push(image);
+    }
+    println!("xtask: driver images:");
+    for image in &images {
+        let size = fs::metadata(&image.image).map_or(0, |m| m.len());
+        println!(
+            "    {}: {} ({size} bytes, verified)",
+            image.arch.name,
+            image.image.display()
+        );
+    }
+    Ok(images)
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {

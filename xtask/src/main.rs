@@ -46,15 +46,37 @@ enum Task {
     },
     /// Only the disassembly check of `Wrapped<F>` calls.
     Disasm,
-    /// Cross-links the WDM sample into v1 and v2 `.sys` images for x64 and ARM64
-    /// (default: `target/drivers/<amd64|arm64>/hotswap_sample_{v1,v2}.sys`, plus install
-    /// packages `target/drivers/<arch>/<v1|v2>/hotswap_sample_wdm.{sys,pdb,inf}`), and the
-    /// x64 test image `target/drivers/amd64/hotswap_sample_v2_missing_unload.sys` (v2 that
-    /// leaves the `DriverUnload` endpoint out of its swap; not packaged).
+    /// Cross-links a driver crate into `.sys` images. Without `--manifest-path`: the WDM
+    /// sample, v1 and v2 for x64 and ARM64 (default:
+    /// `target/drivers/<amd64|arm64>/hotswap_sample_{v1,v2}.sys`, plus install packages
+    /// `target/drivers/<arch>/<v1|v2>/hotswap_sample_wdm.{sys,pdb,inf}`), and the x64 test
+    /// image `target/drivers/amd64/hotswap_sample_v2_missing_unload.sys` (v2 that leaves the
+    /// `DriverUnload` endpoint out of its swap; not packaged). With `--manifest-path`: that
+    /// crate, into `<its target dir>/drivers/<arch>/<name>.sys` (and `.map`, `.pdb`), each
+    /// image verified.
     BuildDriver {
-        /// Write the images here instead of `target/drivers`.
+        /// Write the images here instead of `target/drivers` (the sample's) or `<the
+        /// crate's target dir>/drivers`.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+        /// Build this driver crate (its `Cargo.toml`) instead of the sample.
+        #[arg(long)]
+        manifest_path: Option<PathBuf>,
+        /// Its binary target, when it has several.
+        #[arg(long, requires = "manifest_path")]
+        bin: Option<String>,
+        /// Name the image `<NAME>.sys` (default: the binary's name).
+        #[arg(long, requires = "manifest_path")]
+        name: Option<String>,
+        /// Features to enable (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',', requires = "manifest_path")]
+        features: Vec<String>,
+        /// Do not enable the crate's default features.
+        #[arg(long, requires = "manifest_path")]
+        no_default_features: bool,
+        /// Build for these architectures only (`amd64`, `arm64`; default both).
+        #[arg(long, value_delimiter = ',', requires = "manifest_path", value_parser = parse_arch)]
+        arch: Vec<driver::Arch>,
     },
     /// The real x64 images and the Windows client under Wine: loads v1.sys as a kernel
     /// service in Wine's winedevice.exe, runs hotswapctl.exe against it (requests, every
@@ -90,7 +112,37 @@ fn main() -> Result<()> {
         Task::Demo { threads, requests } => demo(threads, requests),
         Task::Disasm => disasm::check(&workspace_root()),
         Task::Wine { image } => wine::run_stage(&workspace_root(), &wine::Options { image }),
-        Task::BuildDriver { out_dir } => {
+        Task::BuildDriver {
+            out_dir,
+            manifest_path: Some(manifest),
+            bin,
+            name,
+            features,
+            no_default_features,
+            arch,
+        } => {
+            let targets: Vec<&str> = if arch.is_empty() {
+                WINDOWS_TARGETS.to_vec()
+            } else {
+                arch.iter().map(|a| a.target).collect()
+            };
+            toolchain::ensure_targets(&targets)?;
+            driver::build_crate(&driver::CrateBuild {
+                manifest,
+                bin,
+                name,
+                features,
+                no_default_features,
+                arches: arch,
+                out_dir,
+            })
+            .map(|_| ())
+        }
+        Task::BuildDriver {
+            out_dir,
+            manifest_path: None,
+            ..
+        } => {
             let root = workspace_root();
             toolchain::ensure_targets(&WINDOWS_TARGETS)?;
             let out = out_dir.unwrap_or_else(|| driver::default_out_dir(&root));
@@ -109,6 +161,12 @@ fn main() -> Result<()> {
         )
         .map(|_| ()),
     }
+}
+
+/// `--arch` of `cargo xtask build-driver`.
+fn parse_arch(name: &str) -> Result<driver::Arch, String> {
+    driver_proxy_build::Arch::from_name(name)
+        .ok_or_else(|| format!("unknown architecture {name:?} (amd64, arm64)"))
 }
 
 fn workspace_root() -> PathBuf {

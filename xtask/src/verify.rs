@@ -89,6 +89,22 @@ pub const KERNEL_ROUTINES: &[(&str, u32)] = &[
     ("memmove", 0),
     ("memset", 0),
     ("memcmp", 0),
+    // Pool, MDLs, probes and work items: what drivers with direct and neither I/O and work
+    // items import (the example driver, `examples/scratchpad`); all predate Windows 10.
+    ("ExAllocatePoolWithTag", 0),
+    ("ExFreePoolWithTag", 0),
+    ("IoAllocateMdl", 0),
+    ("IoFreeMdl", 0),
+    ("MmBuildMdlForNonPagedPool", 0),
+    ("MmProbeAndLockPages", 0),
+    ("MmUnlockPages", 0),
+    ("MmMapLockedPagesSpecifyCache", 0),
+    ("MmUnmapLockedPages", 0),
+    ("ProbeForRead", 0),
+    ("ProbeForWrite", 0),
+    ("IoAllocateWorkItem", 0),
+    ("IoQueueWorkItem", 0),
+    ("IoFreeWorkItem", 0),
     ("ExAllocatePool2", 19_041),
 ];
 
