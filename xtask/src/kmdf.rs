@@ -119,9 +119,31 @@ pub fn check_manifest(text: &str) -> Result<()> {
     Ok(())
 }
 
+/// The framework calls that make `sample/kmdf` a `PnP` function driver, each in the file that
+/// must make it, and the calls of the non-PnP driver it replaced, which no file may make.
+const PNP_STRUCTURE: [(&str, &str); 8] = [
+    ("sample/kmdf/src/driver.rs", "EvtDriverDeviceAdd: callback("),
+    ("sample/kmdf/src/driver.rs", "EvtDriverUnload: callback("),
+    ("sample/kmdf/src/device.rs", "WdfDeviceCreate,"),
+    (
+        "sample/kmdf/src/device.rs",
+        "WdfDeviceCreateDeviceInterface,",
+    ),
+    ("sample/kmdf/src/device.rs", "EvtDeviceD0Entry: callback("),
+    ("sample/kmdf/src/device.rs", "EvtDeviceD0Exit: callback("),
+    ("sample/kmdf/src/queue.rs", "EvtIoDeviceControl: callback("),
+    ("sample/kmdf/src/endpoints.rs", "same_type::<"),
+];
+const NON_PNP: [&str; 3] = [
+    "WdfDriverInitNonPnpDriver",
+    "WdfControlDeviceInitAllocate",
+    "WdfControlFinishInitializing",
+];
+
 /// Checks `sample/kmdf` under `root`: the manifest ([`check_manifest`]), `build.rs`,
-/// `.cargo/config.toml`, the entry point and allocator, the INX copy, and the root
-/// workspace's `exclude`.
+/// `.cargo/config.toml`, the entry point and allocator, the structure of a `PnP` function
+/// driver ([`PNP_STRUCTURE`], none of [`NON_PNP`]), the INX copy, and the root workspace's
+/// `exclude`.
 ///
 /// # Errors
 /// The first requirement not met, naming the file.
@@ -150,6 +172,21 @@ pub fn check(root: &Path) -> Result<()> {
     )?;
     contains("sample/kmdf/src/lib.rs", "extern crate wdk_panic;")?;
     contains("sample/kmdf/src/lib.rs", "#[global_allocator]")?;
+    for (path, needle) in PNP_STRUCTURE {
+        contains(path, needle).context("not the structure of a PnP function driver")?;
+    }
+    let sources = root.join("sample/kmdf/src");
+    for entry in fs::read_dir(&sources).with_context(|| format!("reading {}", sources.display()))? {
+        let path = entry?.path();
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        if let Some(call) = NON_PNP.iter().find(|call| text.contains(**call)) {
+            bail!(
+                "{} calls {call}: the KMDF sample is a PnP function driver",
+                path.display()
+            );
+        }
+    }
     if read("sample/kmdf/hotswap_sample.inx")? != read("inf/hotswap_sample.inx")? {
         bail!(
             "sample/kmdf/hotswap_sample.inx differs from inf/hotswap_sample.inx: copy the \
@@ -160,7 +197,9 @@ pub fn check(root: &Path) -> Result<()> {
     if !value(&root_tables, "workspace", "exclude")?.contains("\"sample/kmdf\"") {
         bail!("the root workspace does not exclude sample/kmdf");
     }
-    println!("xtask: sample/kmdf: KMDF 1.33 manifest, cdylib, panic=abort, +crt-static: ok");
+    println!(
+        "xtask: sample/kmdf: KMDF 1.33 manifest, cdylib, panic=abort, +crt-static, PnP function driver: ok"
+    );
     Ok(())
 }
 
@@ -243,6 +282,61 @@ lto = true
         assert_eq!(tables["config"].len(), 1);
         assert_eq!(tables["a"]["k"], "\"v # not a comment\"");
         assert!(tables["a"]["list"].starts_with('['));
+    }
+
+    #[test]
+    fn a_non_pnp_driver_is_refused() {
+        let dir = std::env::temp_dir().join(format!("xtask-kmdf-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let real = crate::workspace_root();
+        for path in [
+            MANIFEST,
+            "sample/kmdf/build.rs",
+            "sample/kmdf/.cargo/config.toml",
+            "sample/kmdf/hotswap_sample.inx",
+            "inf/hotswap_sample.inx",
+            "Cargo.toml",
+        ]
+        .into_iter()
+        .chain(PNP_STRUCTURE.iter().map(|(path, _)| *path))
+        .chain(["sample/kmdf/src/lib.rs"])
+        {
+            let to = dir.join(path);
+            fs::create_dir_all(to.parent().unwrap()).unwrap();
+            fs::copy(real.join(path), &to).unwrap();
+        }
+        check(&dir).unwrap();
+        // The old structure: a control device of a non-PnP driver.
+        let driver = dir.join("sample/kmdf/src/driver.rs");
+        let text = fs::read_to_string(&driver).unwrap();
+        fs::write(
+            &driver,
+            text.replace(
+                "DriverInitFlags: 0",
+                "DriverInitFlags: WdfDriverInitNonPnpDriver",
+            ),
+        )
+        .unwrap();
+        let error = check(&dir).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("WdfDriverInitNonPnpDriver"),
+            "{error:#}"
+        );
+        // No EvtDriverDeviceAdd.
+        fs::write(
+            &driver,
+            text.replace(
+                "EvtDriverDeviceAdd: callback(",
+                "EvtDriverDeviceAdd: None, //",
+            ),
+        )
+        .unwrap();
+        let error = check(&dir).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("PnP function driver"),
+            "{error:#}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,18 +1,12 @@
-//! The framework-free half of the KMDF front end (`sample/kmdf`): everything it does that is
-//! not a call into the framework, here so that Linux CI compiles and tests it (the `wdk`
-//! crates, and therefore `sample/kmdf` itself, build only on Windows with the WDK).
+//! A device-control request as a framework presents it, served by the core: the
+//! parameters an `EvtIoDeviceControl` callback receives ([`DeviceControlRequest`]) and the
+//! buffers the framework's retrievals (`WdfRequestRetrieveInputBuffer` /
+//! `WdfRequestRetrieveOutputBuffer`) hand out ([`RetrievedBuffer`]), mapped onto
+//! [`dispatch_buffered`] by [`serve_device_control`].
 //!
-//! * [`CONTROL_DEVICE_SDDL`]: the security descriptor of the control device
-//!   (`WdfControlDeviceInitAllocate`).
-//! * [`ENDPOINTS`]: the V1 endpoint ids of the KMDF build and the parameter count of each
-//!   routine, the contract between two KMDF images of a swap.
-//! * [`DeviceControlRequest`] and [`serve_device_control`]: how the parameters
-//!   `EvtIoDeviceControl` receives, and the buffers `WdfRequestRetrieveInputBuffer` /
-//!   `WdfRequestRetrieveOutputBuffer` hand out, map onto the core's
-//!   [`dispatch_buffered`].
-//!
-//! The state both images reach is [`crate::shared`]; the swap callback is
-//! [`crate::takeover`].
+//! No framework code: the KMDF front end (`sample/kmdf`, which builds only on Windows with
+//! the WDK) passes the framework's calls in as closures, so Linux CI tests everything here,
+//! the validation of what the framework handed out included.
 
 use core::ffi::c_void;
 
@@ -21,72 +15,8 @@ use driver_proxy::NtStatus;
 use crate::{
     dispatch::{Completion, dispatch_buffered},
     ioctl::{ControlCode, Method},
-    names::ascii_to_utf16,
     state::State,
 };
-
-/// The control device's security descriptor, `SDDL_DEVOBJ_SYS_ALL_ADM_ALL` of `wdmsec.h`:
-/// protected DACL (`P`), generic all (`GA`) for the local system (`SY`) and the built-in
-/// administrators (`BA`), nobody else. `hotswapctl` must run elevated.
-///
-/// `wdmsec.h` declares it with `DECLARE_CONST_UNICODE_STRING`, which `wdk-sys`'s bindgen
-/// does not turn into a binding, so the front end builds the `UNICODE_STRING` from
-/// [`CONTROL_DEVICE_SDDL_UTF16`].
-pub const CONTROL_DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
-
-/// [`CONTROL_DEVICE_SDDL`] as UTF-16 code units (no terminating NUL).
-pub const CONTROL_DEVICE_SDDL_UTF16: [u16; CONTROL_DEVICE_SDDL.len()] =
-    ascii_to_utf16(CONTROL_DEVICE_SDDL);
-
-/// One routine the KMDF build hands out, as registered in its V1 endpoint table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EndpointSpec {
-    /// The V1 id (`DRIVER_PROXY_ENDPOINT_INFORMATION.Id`).
-    pub id: u32,
-    /// The routine's parameter count (`ParameterCount`). `driver-proxy` derives it from the
-    /// routine's type; the front end asserts at compile time that the two agree.
-    pub parameter_count: u32,
-    /// The callback's name in the WDF / DriverProxy documentation.
-    pub callback: &'static str,
-    /// Where the front end hands its wrapper out.
-    pub handed_out_as: &'static str,
-}
-
-/// `EvtIoDeviceControl`: `VOID (WDFQUEUE, WDFREQUEST, size_t OutputBufferLength,
-/// size_t InputBufferLength, ULONG IoControlCode)`.
-pub const DEVICE_CONTROL: EndpointSpec = EndpointSpec {
-    id: 1,
-    parameter_count: 5,
-    callback: "EvtIoDeviceControl",
-    handed_out_as: "WDF_IO_QUEUE_CONFIG.EvtIoDeviceControl of the control device's default queue",
-};
-
-/// `EvtDriverUnload`: `VOID (WDFDRIVER)`.
-pub const DRIVER_UNLOAD: EndpointSpec = EndpointSpec {
-    id: 2,
-    parameter_count: 1,
-    callback: "EvtDriverUnload",
-    handed_out_as: "WDF_DRIVER_CONFIG.EvtDriverUnload",
-};
-
-/// The worker routine, `DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE`:
-/// `BOOLEAN (PVOID WorkerContext, NTSTATUS WaitStatus)`.
-pub const WORKER: EndpointSpec = EndpointSpec {
-    id: 3,
-    parameter_count: 2,
-    callback: "DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE",
-    handed_out_as: "the hot-swappable worker thread's start context",
-};
-
-/// Every routine the KMDF build hands to the framework or the kernel. A swap between two
-/// KMDF images registers the same ids with the same parameter counts
-/// (`IoRegisterDriverProxyEndpoints` refuses another count with
-/// `STATUS_INVALID_PARAMETER_3`).
-pub const ENDPOINTS: [EndpointSpec; 3] = [DEVICE_CONTROL, DRIVER_UNLOAD, WORKER];
-
-const _: () = assert!(
-    <crate::worker::SampleWorkerRoutine as driver_proxy::Endpoint>::ARITY == WORKER.parameter_count
-);
 
 /// The parameters KMDF passes to `EvtIoDeviceControl`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,9 +136,7 @@ pub fn serve_device_control<'buffer>(
 #[cfg(test)]
 mod tests {
     extern crate std;
-    use std::{string::String, vec, vec::Vec};
-
-    use driver_proxy::Endpoint;
+    use std::{vec, vec::Vec};
 
     use super::*;
     use crate::{
@@ -421,37 +349,5 @@ mod tests {
             Completion::failed(NtStatus::INSUFFICIENT_RESOURCES)
         );
         assert_eq!(state.stats().rejected, 1);
-    }
-
-    #[test]
-    fn endpoint_ids_are_distinct_and_counts_match_the_documented_prototypes() {
-        // The C prototypes, with WDF handles as the opaque pointers they are.
-        type EvtIoDeviceControl =
-            unsafe extern "system" fn(*mut c_void, *mut c_void, usize, usize, u32);
-        type EvtDriverUnload = unsafe extern "system" fn(*mut c_void);
-        for (i, spec) in ENDPOINTS.iter().enumerate() {
-            assert_ne!(spec.id, 0);
-            assert!(ENDPOINTS[..i].iter().all(|earlier| earlier.id != spec.id));
-        }
-        assert_eq!(EvtIoDeviceControl::ARITY, DEVICE_CONTROL.parameter_count);
-        assert_eq!(EvtDriverUnload::ARITY, DRIVER_UNLOAD.parameter_count);
-        assert_eq!(
-            crate::worker::SampleWorkerRoutine::ARITY,
-            WORKER.parameter_count
-        );
-    }
-
-    #[test]
-    fn the_sddl_is_system_and_administrators_only() {
-        assert_eq!(
-            String::from_utf16(&CONTROL_DEVICE_SDDL_UTF16).unwrap(),
-            CONTROL_DEVICE_SDDL
-        );
-        assert!(CONTROL_DEVICE_SDDL.starts_with("D:P"));
-        let aces: Vec<&str> = CONTROL_DEVICE_SDDL[3..]
-            .split(')')
-            .filter(|ace| !ace.is_empty())
-            .collect();
-        assert_eq!(aces, ["(A;;GA;;;SY", "(A;;GA;;;BA"]);
     }
 }

@@ -19,16 +19,19 @@
 //!   incoming build imports while the proxy is stalled.
 //! * [`worker`]: the body of the hot-swappable worker thread's routine, its type and its
 //!   events and period.
-//! * [`names`]: the device, symbolic-link, service and hardware-id names shared with the
+//! * [`names`]: the device, symbolic-link, interface, service and hardware-id names shared with the
 //!   front ends, the INF files and the client.
 //! * [`takeover`]: the incoming image's phased callback of a V1 swap ([`TakeOver`]), which
 //!   moves the outgoing image's [`State`] over in `ProxyStalled`.
 //! * [`shared`]: the block of memory every image of a driver reaches across swaps
 //!   ([`SharedBlock`]: the worker thread handed from image to image, the serving image's
 //!   exporter and version).
-//! * [`kmdf`]: the framework-free half of the KMDF front end: the control device's SDDL,
-//!   the KMDF endpoint ids, and the mapping of `EvtIoDeviceControl`'s parameters and
-//!   buffers onto the dispatch.
+//! * [`device_control`]: a device-control request as a framework presents it
+//!   (`EvtIoDeviceControl`'s parameters, the buffers the framework's retrievals hand out),
+//!   served by [`dispatch_buffered`].
+//! * [`pnp`]: the framework-free half of the KMDF front end, a `PnP` function driver: its
+//!   endpoint table, its device context (the worker thread the device runs in D0) and what
+//!   `EvtDeviceD0Entry` / `EvtDeviceD0Exit` do with it.
 //!
 //! # v1 and v2
 //!
@@ -62,11 +65,12 @@
     )
 )]
 
+pub mod device_control;
 pub mod dispatch;
 pub mod ioctl;
-pub mod kmdf;
 pub mod malformed;
 pub mod names;
+pub mod pnp;
 pub mod protocol;
 pub mod shared;
 pub mod state;
@@ -90,3 +94,10 @@ pub use state::{HandOverError, HandOverSnapshot, State};
 pub use takeover::TakeOver;
 pub use version::{DriverVersion, THIS_BUILD, transform_byte_v1, transform_byte_v2};
 pub use worker::{WorkerWake, worker_routine, worker_routine_as};
+
+// The unit tests that run worker threads on the host kernel count the library's pool
+// blocks: one at a time.
+#[cfg(all(test, target_os = "linux"))]
+extern crate std;
+#[cfg(all(test, target_os = "linux"))]
+static HOST_WORKERS: std::sync::Mutex<()> = std::sync::Mutex::new(());

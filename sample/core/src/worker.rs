@@ -213,6 +213,8 @@ mod tests {
         }
         const WORKER: EndpointId<SampleWorkerRoutine> = EndpointId::new(5);
 
+        // The pool counts below are of this test's worker only.
+        let _alone = crate::HOST_WORKERS.lock();
         let mut object = HostDriverObject::new();
         // SAFETY: a host driver object that outlives every use below.
         let driver = unsafe { DriverObject::from_raw(object.as_raw()) }.unwrap();
@@ -222,8 +224,8 @@ mod tests {
             EndpointTable::new([EndpointEntry::new(WORKER, routine as SampleWorkerRoutine)])
                 .unwrap();
         hotswap.register(&table, None).unwrap();
-        // The thread's storage: a pool block of the library's (the only worker of this
-        // process, so the count is this test's).
+        // The thread's storage: a pool block of the library's (no other test of this process
+        // runs a worker meanwhile: `HOST_WORKERS`).
         let dpwk = || pool_usage(u32::from_le_bytes(*b"DPwk")).outstanding;
         let before = dpwk();
         let thread = hotswap

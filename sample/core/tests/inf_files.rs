@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 
 use hotswap_sample_core::names::{
-    HARDWARE_ID, KMDF_IMAGE_NAME, KMDF_SERVICE_NAME, WDM_IMAGE_NAME, WDM_SERVICE_NAME,
+    DEVICE_INTERFACE_GUID_STR, DEVICE_SDDL, DOS_DEVICE_NAME, HARDWARE_ID, KMDF_IMAGE_NAME,
+    KMDF_SERVICE_NAME, WDM_IMAGE_NAME, WDM_SERVICE_NAME, WIN32_DEVICE_PATH,
 };
 
 const KMDF_INX: &str = include_str!("../../../inf/hotswap_sample.inx");
 const WDM_INF: &str = include_str!("../../../inf/hotswap_sample_wdm.inf");
+const README: &str = include_str!("../../../inf/README.md");
 const SAMPLE_CLASS_GUID: &str = "{78A1C341-4539-11d3-B88D-00C04FAD5171}";
 
 /// An INF: sections (names lower-cased, as INF names are case-insensitive) holding their
@@ -195,6 +197,17 @@ fn kmdf_inx_installs_a_root_enumerated_sample_device() {
     );
     check_service(&inf, &service_section, KMDF_IMAGE_NAME);
 
+    // The device's security, for every device object of the node's stack: the SDDL of the
+    // names, and FILE_DEVICE_SECURE_OPEN (0x100, a REG_DWORD: FLG_ADDREG_TYPE_DWORD).
+    let security = inf.value(&format!("{install}.HW"), "AddReg");
+    assert_eq!(
+        inf.section(&security),
+        [
+            format!("HKR,,Security,,\"{DEVICE_SDDL}\""),
+            "HKR,,DeviceCharacteristics,0x10001,0x100".to_owned()
+        ]
+    );
+
     let kmdf = inf.value(&format!("{install}.Wdf"), "KmdfService");
     let (kmdf_service, wdf_section) = kmdf.split_once(',').unwrap();
     assert_eq!(kmdf_service.trim(), KMDF_SERVICE_NAME);
@@ -256,4 +269,39 @@ fn wdm_inf_is_a_primitive_driver_with_a_legacy_service() {
         !WDM_INF.contains(KMDF_IMAGE_NAME),
         "the WDM INF must not install the KMDF image"
     );
+}
+
+#[test]
+fn the_install_notes_name_what_the_driver_and_the_client_use() {
+    // What the KMDF device registers, which the README tells the reader to look for.
+    for name in [
+        DEVICE_INTERFACE_GUID_STR,
+        HARDWARE_ID,
+        DOS_DEVICE_NAME,
+        WIN32_DEVICE_PATH,
+        KMDF_SERVICE_NAME,
+        WDM_SERVICE_NAME,
+    ] {
+        assert!(
+            README.contains(name),
+            "inf/README.md does not mention {name}"
+        );
+    }
+    assert!(KMDF_INX.contains(DEVICE_INTERFACE_GUID_STR));
+    // One devcon flow: the command the README gives is the one the INX names.
+    let install = format!("devcon install hotswap_sample.inf {HARDWARE_ID}");
+    assert!(README.contains(&install) && KMDF_INX.contains(&install));
+    assert!(README.contains(&format!("devcon remove {HARDWARE_ID}")));
+    // The KMDF build is a PnP function driver now: nothing says otherwise.
+    for stale in [
+        "WdfDriverInitNonPnpDriver",
+        "control device",
+        "non-PnP KMDF",
+    ] {
+        assert!(
+            !README.contains(stale),
+            "inf/README.md still says {stale:?}"
+        );
+        assert!(!KMDF_INX.contains(stale), "the INX still says {stale:?}");
+    }
 }

@@ -1,34 +1,50 @@
-//! The framework objects: the `WDFDRIVER` (non-PnP), the control device
-//! `\Device\HotSwapSample` with its symbolic link, and its default parallel queue. Every
-//! callback given to the framework here is a wrapper ([`crate::endpoints`]).
+//! The device of the root-enumerated node: `EvtDriverDeviceAdd` creates it, `EvtDeviceD0Entry`
+//! and `EvtDeviceD0Exit` start and stop its worker thread, and the worker routine itself.
+//! Every callback given to the framework or the kernel here is a wrapper
+//! ([`crate::endpoints`]); what they decide is the core's ([`pnp`]).
 
-use core::mem::{size_of, size_of_val};
+use core::mem::size_of_val;
 
-use driver_proxy::{NtStatus, Wrapped};
-use hotswap_sample_core::{ioctl, kmdf, names};
+use driver_proxy::{HotSwap, NtStatus, WorkerRef, Wrapped};
+use hotswap_sample_core::pnp::{self, D0Entry, D0Exit, PowerState};
+use hotswap_sample_core::worker::{
+    SampleWorkerRoutine, SampleWorkerThread, WORKER_EVENT_COUNT, WORKER_EVENTS, WORKER_PERIOD,
+};
+use hotswap_sample_core::{ioctl, names, worker_routine as core_worker_routine};
 use wdk_sys::{
-    _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_TRI_STATE, FILE_DEVICE_SECURE_OPEN, PCUNICODE_STRING,
-    PDRIVER_OBJECT, PWDFDEVICE_INIT, ULONG, UNICODE_STRING, WDF_DRIVER_CONFIG, WDF_IO_QUEUE_CONFIG,
-    WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFQUEUE, call_unsafe_wdf_function_binding,
+    _WDF_POWER_DEVICE_STATE, FILE_DEVICE_SECURE_OPEN, GUID, NTSTATUS, PDRIVER_OBJECT,
+    PWDFDEVICE_INIT, ULONG, UNICODE_STRING, WDF_PNPPOWER_EVENT_CALLBACKS, WDF_POWER_DEVICE_STATE,
+    WDFDEVICE, WDFDRIVER, call_unsafe_wdf_function_binding,
 };
 
-use crate::endpoints::{EvtDriverUnload, EvtIoDeviceControl, c_abi};
+use crate::abi::callback;
+use crate::endpoints;
+use crate::{STATE, context, log, log_args, log_status, log_unavailable, queue, wdf_size};
 
-/// `WdfDriverInitNonPnpDriver` (`WDF_DRIVER_INIT_FLAGS`, wdfdriver.h): the driver has no
-/// `EvtDriverDeviceAdd`; it must register `EvtDriverUnload`.
-const WDF_DRIVER_INIT_NON_PNP_DRIVER: ULONG = 0x0000_0001;
+// The power states the core names are the framework's (`wdfdevice.h`).
+const _: () = {
+    assert!(PowerState::Invalid.raw() == _WDF_POWER_DEVICE_STATE::WdfPowerDeviceInvalid as i64);
+    assert!(PowerState::D0.raw() == _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD0 as i64);
+    assert!(PowerState::D1.raw() == _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD1 as i64);
+    assert!(PowerState::D2.raw() == _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD2 as i64);
+    assert!(PowerState::D3.raw() == _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3 as i64);
+    assert!(PowerState::D3Final.raw() == _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3Final as i64);
+    assert!(
+        PowerState::PrepareForHibernation.raw()
+            == _WDF_POWER_DEVICE_STATE::WdfPowerDevicePrepareForHibernation as i64
+    );
+};
 
-static DEVICE_NAME: [u16; names::DEVICE_NAME_UTF16.len()] = names::DEVICE_NAME_UTF16;
+/// `GUID_DEVINTERFACE_HOTSWAP_SAMPLE`: `hotswap_sample_core::names::DEVICE_INTERFACE_GUID`, the
+/// interface class `hotswapctl` looks for.
+static INTERFACE: GUID = GUID {
+    Data1: names::DEVICE_INTERFACE_GUID.data1,
+    Data2: names::DEVICE_INTERFACE_GUID.data2,
+    Data3: names::DEVICE_INTERFACE_GUID.data3,
+    Data4: names::DEVICE_INTERFACE_GUID.data4,
+};
+
 static DOS_DEVICE_NAME: [u16; names::DOS_DEVICE_NAME_UTF16.len()] = names::DOS_DEVICE_NAME_UTF16;
-static SDDL: [u16; kmdf::CONTROL_DEVICE_SDDL_UTF16.len()] = kmdf::CONTROL_DEVICE_SDDL_UTF16;
-
-/// The `Size` member of a WDF structure (`WDF_STRUCTURE_SIZE`).
-const fn wdf_size<T>() -> ULONG {
-    const { assert!(size_of::<T>() <= ULONG::MAX as usize) };
-    #[allow(clippy::cast_possible_truncation, reason = "asserted above")]
-    let size = size_of::<T>() as ULONG;
-    size
-}
 
 /// A counted string over a `static` UTF-16 name (no terminating NUL).
 fn unicode(units: &'static [u16]) -> UNICODE_STRING {
@@ -40,154 +56,276 @@ fn unicode(units: &'static [u16]) -> UNICODE_STRING {
     }
 }
 
-/// `WdfDriverCreate` for a non-PnP driver whose `EvtDriverUnload` is `unload`.
-///
-/// IRQL: `PASSIVE_LEVEL`.
-///
-/// # Errors
-/// `WdfDriverCreate`'s status.
+/// The `DRIVER_OBJECT` of the driver owning `device`.
 ///
 /// # Safety
-/// `driver` and `registry_path` are `DriverEntry`'s arguments.
-pub unsafe fn create_driver(
-    driver: PDRIVER_OBJECT,
-    registry_path: PCUNICODE_STRING,
-    unload: Wrapped<EvtDriverUnload>,
-) -> Result<WDFDRIVER, NtStatus> {
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: wdf_size::<WDF_DRIVER_CONFIG>(),
-        EvtDriverUnload: c_abi::driver_unload(unload),
-        DriverInitFlags: WDF_DRIVER_INIT_NON_PNP_DRIVER,
-        DriverPoolTag: names::POOL_TAG,
-        ..WDF_DRIVER_CONFIG::default()
-    };
-    let mut wdf_driver: WDFDRIVER = core::ptr::null_mut();
-    // SAFETY: DriverEntry's arguments (contract); a complete config; a local out handle.
-    NtStatus(unsafe {
+/// `device` is a live `WDFDEVICE` of this driver.
+unsafe fn driver_object_of(device: WDFDEVICE) -> PDRIVER_OBJECT {
+    // SAFETY: a live device (contract); its driver lives at least as long.
+    unsafe {
         call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            &raw mut wdf_driver
+            WdfDriverWdmGetDriverObject,
+            call_unsafe_wdf_function_binding!(WdfDeviceGetDriver, device)
         )
-    })
-    .ok()?;
-    Ok(wdf_driver)
+    }
 }
 
-/// Creates the control device (SDDL system + administrators, the sample's device type,
-/// secure open), its symbolic link and its default parallel queue with `device_control` as
-/// `EvtIoDeviceControl`, then `WdfControlFinishInitializing`. On failure nothing is left.
+/// `EvtDriverDeviceAdd`: `PnP` found the node `Root\HotSwapSample` and this driver is its
+/// function driver. Creates the device ([`add_device`]).
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Safety
+/// Called by the framework (through the wrapper) with this driver's `WDFDRIVER` and a
+/// `WDFDEVICE_INIT` it allocated for the node.
+pub unsafe extern "system" fn evt_driver_device_add(
+    driver: WDFDRIVER,
+    device_init: PWDFDEVICE_INIT,
+) -> NTSTATUS {
+    // SAFETY: forwarded contract.
+    match unsafe { add_device(driver, device_init) } {
+        Ok(()) => NtStatus::SUCCESS.raw(),
+        Err(status) => {
+            log_status("EvtDriverDeviceAdd failed", status);
+            status.raw()
+        }
+    }
+}
+
+/// Creates the device: the `PnP` power callbacks (`EvtDeviceD0Entry`, `EvtDeviceD0Exit`), the
+/// device type and secure open, `WdfDeviceCreate` with the device context, the context's
+/// initial value, the device interface, the symbolic link and the default queue. On failure
+/// the framework deletes the device when this callback returns the status (the
+/// `WDFDEVICE_INIT` of `EvtDriverDeviceAdd` is the framework's to free).
 ///
 /// IRQL: `PASSIVE_LEVEL`.
 ///
 /// # Errors
-/// `STATUS_INSUFFICIENT_RESOURCES` when `WdfControlDeviceInitAllocate` fails; the status of
-/// the failing framework call otherwise.
+/// The status of the failing step; a symbolic link that cannot be created is logged, not
+/// fatal (the interface finds the device).
 ///
 /// # Safety
-/// `wdf_driver` is this driver's `WDFDRIVER`, in `DriverEntry`.
-pub unsafe fn create_control_device(
-    wdf_driver: WDFDRIVER,
-    device_control: Wrapped<EvtIoDeviceControl>,
-) -> Result<WDFDEVICE, NtStatus> {
-    let sddl = unicode(&SDDL);
-    // SAFETY: our WDFDRIVER (contract); the SDDL string outlives the call.
-    let mut init: PWDFDEVICE_INIT = unsafe {
-        call_unsafe_wdf_function_binding!(WdfControlDeviceInitAllocate, wdf_driver, &raw const sddl)
+/// As [`evt_driver_device_add`].
+unsafe fn add_device(driver: WDFDRIVER, mut device_init: PWDFDEVICE_INIT) -> Result<(), NtStatus> {
+    // SAFETY: our framework driver object.
+    let driver_object =
+        unsafe { call_unsafe_wdf_function_binding!(WdfDriverWdmGetDriverObject, driver) };
+    // SAFETY: this driver's own DRIVER_OBJECT.
+    let (_, wrappers) = unsafe { endpoints::this_image(driver_object) }?;
+    // SAFETY: as above.
+    let info = unsafe { context::type_info(driver_object) }?;
+
+    let mut power = WDF_PNPPOWER_EVENT_CALLBACKS {
+        Size: wdf_size::<WDF_PNPPOWER_EVENT_CALLBACKS>(),
+        EvtDeviceD0Entry: callback(wrappers.d0_entry),
+        EvtDeviceD0Exit: callback(wrappers.d0_exit),
+        ..WDF_PNPPOWER_EVENT_CALLBACKS::default()
     };
-    if init.is_null() {
-        return Err(NtStatus::INSUFFICIENT_RESOURCES);
-    }
-    let name = unicode(&DEVICE_NAME);
+    let mut attributes = context::attributes(info);
     let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: `init` is the live WDFDEVICE_INIT allocated above, the strings outlive the
-    // calls; `device` is a local out handle.
-    let created = unsafe {
+    // SAFETY: the framework's WDFDEVICE_INIT (contract), configured before WdfDeviceCreate;
+    // the callbacks are wrappers; the attributes name the driver's context type; a local out
+    // handle.
+    NtStatus(unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetPnpPowerEventCallbacks,
+            device_init,
+            &raw mut power
+        );
         call_unsafe_wdf_function_binding!(
             WdfDeviceInitSetDeviceType,
-            init,
+            device_init,
             ULONG::from(ioctl::DEVICE_TYPE)
         );
         call_unsafe_wdf_function_binding!(
             WdfDeviceInitSetCharacteristics,
-            init,
+            device_init,
             FILE_DEVICE_SECURE_OPEN,
             1
         );
-        NtStatus(call_unsafe_wdf_function_binding!(
-            WdfDeviceInitAssignName,
-            init,
-            &raw const name
-        ))
-        .ok()
-        .and_then(|()| {
-            NtStatus(call_unsafe_wdf_function_binding!(
-                WdfDeviceCreate,
-                &raw mut init,
-                WDF_NO_OBJECT_ATTRIBUTES,
-                &raw mut device
-            ))
-            .ok()
-        })
-    };
-    if let Err(status) = created {
-        // SAFETY: the device was not created, so `init` is still ours to free.
-        unsafe { call_unsafe_wdf_function_binding!(WdfDeviceInitFree, init) };
-        return Err(status);
-    }
-    // SAFETY: the device created above.
-    if let Err(status) = unsafe { finish_device(device, device_control) } {
-        // SAFETY: our device, not yet reachable by any request; deleting it deletes its
-        // link and queue.
-        unsafe {
-            call_unsafe_wdf_function_binding!(WdfObjectDelete, device.cast::<core::ffi::c_void>());
-        }
-        return Err(status);
-    }
-    Ok(device)
-}
-
-/// The symbolic link, the default queue, `WdfControlFinishInitializing`.
-///
-/// # Safety
-/// `device` is the control device just created, still initialising.
-unsafe fn finish_device(
-    device: WDFDEVICE,
-    device_control: Wrapped<EvtIoDeviceControl>,
-) -> Result<(), NtStatus> {
-    let link = unicode(&DOS_DEVICE_NAME);
-    // SAFETY: our device (contract); the string outlives the call.
-    NtStatus(unsafe {
-        call_unsafe_wdf_function_binding!(WdfDeviceCreateSymbolicLink, device, &raw const link)
-    })
-    .ok()?;
-    let mut config = WDF_IO_QUEUE_CONFIG {
-        Size: wdf_size::<WDF_IO_QUEUE_CONFIG>(),
-        // A control device has no power management.
-        PowerManaged: _WDF_TRI_STATE::WdfFalse,
-        DefaultQueue: 1,
-        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
-        EvtIoDeviceControl: c_abi::device_control(device_control),
-        ..WDF_IO_QUEUE_CONFIG::default()
-    };
-    // As WDF_IO_QUEUE_CONFIG_INIT does for a parallel queue: no limit on presented requests.
-    config.Settings.Parallel.NumberOfPresentedRequests = ULONG::MAX;
-    let mut queue: WDFQUEUE = core::ptr::null_mut();
-    // SAFETY: our device; a complete config whose callback is a wrapper; a local out handle.
-    NtStatus(unsafe {
         call_unsafe_wdf_function_binding!(
-            WdfIoQueueCreate,
-            device,
-            &raw mut config,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut queue
+            WdfDeviceCreate,
+            &raw mut device_init,
+            &raw mut attributes,
+            &raw mut device
         )
     })
     .ok()?;
-    // SAFETY: our control device, fully set up: requests may arrive from now on.
-    unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+    // SAFETY: the device just created with `attributes(info)`; no callback of it runs yet.
+    unsafe { context::initialise(device, info) }?;
+    // SAFETY: our device; the GUID is a static.
+    NtStatus(unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreateDeviceInterface,
+            device,
+            &raw const INTERFACE,
+            core::ptr::null()
+        )
+    })
+    .ok()?;
+    let link = unicode(&DOS_DEVICE_NAME);
+    // SAFETY: our device; the string outlives the call. The framework links the name to the
+    // node's physical device object (the device itself is unnamed) and deletes the link
+    // with the device.
+    if let Err(status) = NtStatus(unsafe {
+        call_unsafe_wdf_function_binding!(WdfDeviceCreateSymbolicLink, device, &raw const link)
+    })
+    .ok()
+    {
+        log_status(
+            "EvtDriverDeviceAdd: no symbolic link (another device holds the name?); the device interface still leads here",
+            status,
+        );
+    }
+    // SAFETY: our device, still in EvtDriverDeviceAdd.
+    unsafe { queue::create(device, wrappers.device_control) }?;
+    log("EvtDriverDeviceAdd: device created");
     Ok(())
+}
+
+/// `EvtDeviceD0Entry`: the device enters D0 (its first start, a wake-up, a restart after a
+/// disable): starts its worker thread ([`pnp::enter_d0`]).
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Safety
+/// Called by the framework (through the wrapper) with a device of this driver.
+pub unsafe extern "system" fn evt_device_d0_entry(
+    device: WDFDEVICE,
+    previous_state: WDF_POWER_DEVICE_STATE,
+) -> NTSTATUS {
+    let previous = PowerState::from_raw(i64::from(previous_state));
+    // SAFETY: forwarded contract.
+    match unsafe { d0_entry(device) } {
+        Ok(D0Entry::Started(n)) => {
+            log_args(format_args!(
+                "EvtDeviceD0Entry #{n} from {previous}: worker started"
+            ));
+            NtStatus::SUCCESS.raw()
+        }
+        Ok(D0Entry::WithoutWorker(n)) => {
+            log_args(format_args!(
+                "EvtDeviceD0Entry #{n} from {previous}: running without the worker"
+            ));
+            NtStatus::SUCCESS.raw()
+        }
+        Ok(D0Entry::AlreadyRunning(n)) => {
+            log_args(format_args!(
+                "EvtDeviceD0Entry #{n} from {previous}: the worker was still running"
+            ));
+            NtStatus::SUCCESS.raw()
+        }
+        Err(status) => {
+            log_status("EvtDeviceD0Entry failed", status);
+            status.raw()
+        }
+    }
+}
+
+/// # Safety
+/// As [`evt_device_d0_entry`].
+unsafe fn d0_entry(device: WDFDEVICE) -> Result<D0Entry, NtStatus> {
+    // SAFETY: a device of this driver, live during its callback.
+    let context = unsafe { context::of(device) }?;
+    // SAFETY: as above.
+    let driver_object = unsafe { driver_object_of(device) };
+    // SAFETY: this driver's own DRIVER_OBJECT.
+    let (hotswap, wrappers) = unsafe { endpoints::this_image(driver_object) }?;
+    pnp::enter_d0(context, || start_worker(&hotswap, wrappers.worker))
+}
+
+/// Starts the worker thread with the library's builder, or `None` when this kernel cannot
+/// run it (`HotSwap::worker_threads` names the missing routine, logged): the device then
+/// serves without its worker rather than fail to start. The library owns the thread's
+/// storage (context, stop and kick events) in a pool block of its own (tag `DPwk`), freed
+/// when the thread is stopped and joined.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Errors
+/// The status of a failed `spawn` on a kernel that has every routine a worker needs.
+fn start_worker(
+    hotswap: &HotSwap,
+    routine: Wrapped<SampleWorkerRoutine>,
+) -> Result<Option<SampleWorkerThread>, NtStatus> {
+    if let Err(reason) = hotswap.worker_threads() {
+        log_unavailable(
+            "EvtDeviceD0Entry: no worker thread, running without it",
+            reason,
+        );
+        return Ok(None);
+    }
+    let thread = hotswap
+        .worker_thread(routine, ())
+        .events(WORKER_EVENTS)
+        .timeout(WORKER_PERIOD)
+        .spawn()?;
+    Ok(Some(thread))
+}
+
+/// `EvtDeviceD0Exit`: the device leaves D0 (removal, disable, sleep, resource rebalance):
+/// stops and joins its worker thread ([`pnp::leave_d0`]). The device leaves D0 whatever
+/// happens to the thread; only a device without a valid context fails the callback.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Safety
+/// Called by the framework (through the wrapper) with a device of this driver.
+pub unsafe extern "system" fn evt_device_d0_exit(
+    device: WDFDEVICE,
+    target_state: WDF_POWER_DEVICE_STATE,
+) -> NTSTATUS {
+    let target = PowerState::from_raw(i64::from(target_state));
+    // SAFETY: a device of this driver, live during its callback.
+    let context = match unsafe { context::of(device) } {
+        Ok(context) => context,
+        Err(status) => {
+            log_status("EvtDeviceD0Exit: no device context", status);
+            return status.raw();
+        }
+    };
+    // SAFETY: only `WorkerThread::into_raw` of a SampleWorkerThread started for this device
+    // is ever stored in its context (`pnp::enter_d0`), and `leave_d0` took it out of the
+    // context, so this is the thread's only owner.
+    let take_back = |raw| unsafe { SampleWorkerThread::from_raw(raw) };
+    match pnp::leave_d0(context, take_back) {
+        Ok(D0Exit::Stopped) => {
+            log_args(format_args!("EvtDeviceD0Exit to {target}: worker stopped"));
+        }
+        Ok(D0Exit::NoWorker) => log_args(format_args!("EvtDeviceD0Exit to {target}")),
+        Ok(D0Exit::NotTakenBack(error)) => {
+            log_status(
+                "EvtDeviceD0Exit: worker thread not taken back",
+                error.into(),
+            );
+        }
+        Ok(D0Exit::JoinFailed(error)) => {
+            log_status(
+                "EvtDeviceD0Exit: waiting for the worker thread failed",
+                error.into(),
+            );
+        }
+        Err(status) => {
+            log_status("EvtDeviceD0Exit: bad device context", status);
+            return status.raw();
+        }
+    }
+    NtStatus::SUCCESS.raw()
+}
+
+/// The hot-swappable worker thread's routine: one wake-up of the core's worker body on this
+/// image's state, with the wake-up read by the library (`WorkerRef::wake`: the stop request,
+/// the kick event, the timeout). The context's value (`()`) is unused: the library passes
+/// the same context for the thread's whole life, across swaps.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+#[allow(
+    clippy::must_use_candidate,
+    reason = "called by the kernel through its wrapper, never by Rust code"
+)]
+pub extern "system" fn worker_routine(
+    worker: WorkerRef<(), WORKER_EVENT_COUNT>,
+    wait_status: NtStatus,
+) -> bool {
+    core_worker_routine(&STATE, worker.wake(wait_status))
 }

@@ -1,14 +1,16 @@
-//! `DriverEntry`: the first load, or swap mode when the driver object already carries this
-//! driver's shared block (crate docs).
+//! `DriverEntry` (the first load, or swap mode when the driver object already carries this
+//! driver's shared block) and `EvtDriverUnload` (crate docs).
 
-use driver_proxy::{DriverObject, HotSwap, NtStatus, Wrapped};
-use hotswap_sample_core::worker::{
-    SampleWorkerRoutine, SampleWorkerThread, WORKER_EVENTS, WORKER_PERIOD,
+use driver_proxy::{DriverObject, HotSwap, NtStatus};
+use wdk_sys::{
+    NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, WDF_DRIVER_CONFIG, WDF_NO_OBJECT_ATTRIBUTES,
+    WDFDRIVER, call_unsafe_wdf_function_binding,
 };
-use wdk_sys::{NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, call_unsafe_wdf_function_binding};
 
+use crate::abi::callback;
 use crate::endpoints::{self, Wrappers};
-use crate::{device, log, log_status, log_unavailable, shared, swap};
+use crate::{STATE, context, log, log_status, log_unavailable, shared, swap, wdf_size};
+use hotswap_sample_core::names;
 
 /// The driver's entry, called by the framework's `FxDriverEntry` (the image's PE entry
 /// point, from `WdfDriverEntry.lib`) once it has bound this image to the framework.
@@ -48,7 +50,10 @@ unsafe fn entry(driver: PDRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Resu
     }
 }
 
-/// The first load (crate docs, steps 1-6).
+/// The first load (crate docs, steps 1-4): the endpoints registered, the shared block and
+/// the device context's type description allocated, then the framework driver created, last,
+/// so that nothing is left to undo when a step fails (the I/O manager frees the driver
+/// object's extensions with it).
 ///
 /// # Safety
 /// As [`driver_entry`]; the driver has no shared block yet.
@@ -68,58 +73,69 @@ unsafe fn first_load(
     let table = endpoints::table()?;
     hotswap.register(&table, None)?;
     let wrappers = Wrappers::look_up(&hotswap, &table)?;
-
-    // SAFETY: DriverEntry's arguments; EvtDriverUnload is the unload wrapper.
-    let wdf_driver = unsafe { device::create_driver(driver, registry_path, wrappers.unload) }?;
     // SAFETY: our driver object, in DriverEntry.
-    let block = unsafe { shared::allocate(driver, swap::exporter_address()) }?;
-    // SAFETY: our WDFDRIVER, in DriverEntry; EvtIoDeviceControl is the wrapper.
-    let device = unsafe { device::create_control_device(wdf_driver, wrappers.device_control) }?;
-
-    match start_worker(&hotswap, wrappers.worker) {
-        Ok(worker) => {
-            if let Some(thread) = worker {
-                // The block holds the thread from now on: the unload routine of whichever
-                // image is loaded last takes it back to stop it (`shared::stop_worker`).
-                shared::give_worker(block, thread);
-            }
-            Ok(())
-        }
-        Err(status) => {
-            // SAFETY: our control device; DriverEntry fails, so no request is served.
-            unsafe {
-                call_unsafe_wdf_function_binding!(
-                    WdfObjectDelete,
-                    device.cast::<core::ffi::c_void>()
-                );
-            }
-            Err(status)
-        }
-    }
+    unsafe { shared::allocate(driver, swap::exporter_address()) }?;
+    // SAFETY: as above.
+    unsafe { context::allocate(driver) }?;
+    // SAFETY: DriverEntry's arguments.
+    unsafe { create_driver(driver, registry_path, &wrappers) }?;
+    Ok(())
 }
 
-/// Starts the worker thread (crate docs, step 6) with the library's builder, or `None` when
-/// this kernel cannot run it (`HotSwap::worker_threads` names the missing routine, logged):
-/// the driver then serves without its worker rather than fail to load. The library owns the
-/// thread's storage (context, stop and kick events) in a pool block of its own (tag `DPwk`),
-/// freed when the thread is stopped and joined.
+/// `WdfDriverCreate` for a `PnP` function driver: `EvtDriverDeviceAdd` and `EvtDriverUnload`
+/// are wrappers.
 ///
 /// IRQL: `PASSIVE_LEVEL`.
 ///
 /// # Errors
-/// The status of a failed `spawn` on a kernel that has every routine a worker needs.
-fn start_worker(
-    hotswap: &HotSwap,
-    routine: Wrapped<SampleWorkerRoutine>,
-) -> Result<Option<SampleWorkerThread>, NtStatus> {
-    if let Err(reason) = hotswap.worker_threads() {
-        log_unavailable("DriverEntry: no worker thread, running without it", reason);
-        return Ok(None);
-    }
-    let thread = hotswap
-        .worker_thread(routine, ())
-        .events(WORKER_EVENTS)
-        .timeout(WORKER_PERIOD)
-        .spawn()?;
-    Ok(Some(thread))
+/// `WdfDriverCreate`'s status.
+///
+/// # Safety
+/// `driver` and `registry_path` are `DriverEntry`'s arguments.
+unsafe fn create_driver(
+    driver: PDRIVER_OBJECT,
+    registry_path: PCUNICODE_STRING,
+    wrappers: &Wrappers,
+) -> Result<WDFDRIVER, NtStatus> {
+    let mut config = WDF_DRIVER_CONFIG {
+        Size: wdf_size::<WDF_DRIVER_CONFIG>(),
+        EvtDriverDeviceAdd: callback(wrappers.device_add),
+        EvtDriverUnload: callback(wrappers.unload),
+        // No flag: a `PnP` driver, for whose device node `PnP` calls `EvtDriverDeviceAdd`.
+        DriverInitFlags: 0,
+        DriverPoolTag: names::POOL_TAG,
+    };
+    let mut wdf_driver: WDFDRIVER = core::ptr::null_mut();
+    // SAFETY: DriverEntry's arguments (contract); a complete config whose callbacks are
+    // wrappers; a local out handle.
+    NtStatus(unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDriverCreate,
+            driver,
+            registry_path,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut config,
+            &raw mut wdf_driver
+        )
+    })
+    .ok()?;
+    Ok(wdf_driver)
+}
+
+/// `EvtDriverUnload`: the driver's last device is gone (each device stopped its worker in
+/// `EvtDeviceD0Exit`), and the framework is about to let the I/O manager unload the image.
+/// Nothing is left to release: the framework deletes its objects, the I/O manager frees the
+/// shared block and the context type description with the driver object. Whichever image is
+/// loaded last runs this, through the same wrapper.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Safety
+/// Called by the framework (through the wrapper) with this driver's `WDFDRIVER`, once.
+pub unsafe extern "system" fn evt_driver_unload(_driver: WDFDRIVER) {
+    let stats = STATE.stats();
+    crate::log_args(format_args!(
+        "EvtDriverUnload: unloading after serving {} requests ({} rejected, {} swaps)",
+        stats.served, stats.rejected, stats.swaps
+    ));
 }

@@ -1,226 +1,169 @@
-//! The three endpoints: every routine this driver hands to the framework or the kernel,
+//! The six endpoints: every routine this driver hands to the framework or the kernel,
 //! registered in one V1 table and handed out only as wrappers.
 //!
 //! | id | endpoint | handed out as |
 //! |---|---|---|
-//! | [`DEVICE_CONTROL`] = 1 | [`evt_io_device_control`] | `EvtIoDeviceControl` of the control device's default queue |
-//! | [`DRIVER_UNLOAD`] = 2 | [`evt_driver_unload`] | `EvtDriverUnload` of the `WDFDRIVER` |
-//! | [`WORKER`] = 3 | [`worker_routine`] | the hot-swappable worker thread's routine |
+//! | [`DEVICE_CONTROL`] = 1 | [`crate::queue::evt_io_device_control`] | `EvtIoDeviceControl` of the device's default queue |
+//! | [`DRIVER_UNLOAD`] = 2 | [`crate::driver::evt_driver_unload`] | `EvtDriverUnload` of the `WDFDRIVER` |
+//! | [`WORKER`] = 3 | [`crate::device::worker_routine`] | the hot-swappable worker thread's routine (started in `EvtDeviceD0Entry`) |
+//! | [`DEVICE_ADD`] = 4 | [`crate::device::evt_driver_device_add`] | `EvtDriverDeviceAdd` of the `WDFDRIVER` |
+//! | [`D0_ENTRY`] = 5 | [`crate::device::evt_device_d0_entry`] | `EvtDeviceD0Entry` of the device |
+//! | [`D0_EXIT`] = 6 | [`crate::device::evt_device_d0_exit`] | `EvtDeviceD0Exit` of the device |
 //!
-//! The ids and parameter counts are `hotswap_sample_core::kmdf::ENDPOINTS` (tested on Linux);
-//! the `const` assertions below check that this crate's types have those counts. Nothing
-//! else of the driver is reachable from outside: the framework owns the device's
-//! `MajorFunction` table and calls these callbacks through the wrappers it was given.
+//! The ids and parameter counts are `hotswap_sample_core::pnp::ENDPOINTS` (tested on Linux);
+//! the `const` assertions below check that this crate's types have those counts, and that
+//! each type, retyped for the framework, is exactly the `wdk-sys` callback type it is stored
+//! as ([`crate::abi`]). Nothing else of the driver is reachable from outside: the framework
+//! owns the device's `MajorFunction` table and calls these callbacks through the wrappers it
+//! was given.
+//!
+//! Every image looks its wrappers up itself ([`this_image`]): `DriverEntry` after registering
+//! the table (first load, or the re-registration of a swap), and the callbacks that hand out
+//! more wrappers (`EvtDriverDeviceAdd`, `EvtDeviceD0Entry`) from the driver object, so that
+//! after a swap they hand out the wrappers the incoming image registered.
 
 use driver_proxy::{
-    Endpoint, EndpointEntry, EndpointId, EndpointTable, HotSwap, LookupError, NtStatus,
-    RegisterError, WorkerRef, Wrapped,
+    DriverObject, Endpoint, EndpointEntry, EndpointId, EndpointTable, HotSwap, LookupError,
+    NtStatus, RegisterError, Wrapped,
 };
-use hotswap_sample_core::kmdf::{self, BufferKind, DeviceControlRequest, RetrievedBuffer};
-use hotswap_sample_core::worker::{SampleWorkerRoutine, WORKER_EVENT_COUNT};
-use hotswap_sample_core::worker_routine as core_worker_routine;
+use hotswap_sample_core::pnp;
+use hotswap_sample_core::worker::SampleWorkerRoutine;
 use wdk_sys::{
-    PFN_WDF_DRIVER_UNLOAD, PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL, PVOID, ULONG, ULONG_PTR, WDFDRIVER,
-    WDFQUEUE, WDFREQUEST, call_unsafe_wdf_function_binding,
+    NTSTATUS, PDRIVER_OBJECT, PFN_WDF_DEVICE_D0_ENTRY, PFN_WDF_DEVICE_D0_EXIT,
+    PFN_WDF_DRIVER_DEVICE_ADD, PFN_WDF_DRIVER_UNLOAD, PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL,
+    PWDFDEVICE_INIT, ULONG, WDF_POWER_DEVICE_STATE, WDFDEVICE, WDFDRIVER, WDFQUEUE, WDFREQUEST,
 };
 
-use crate::STATE;
+use crate::abi::{ToC, same_type};
+use crate::{device, driver, queue};
 
-/// `EVT_WDF_IO_QUEUE_IO_DEVICE_CONTROL` as an endpoint type (`extern "system"`, see
-/// [`c_abi`]).
+/// `EVT_WDF_IO_QUEUE_IO_DEVICE_CONTROL` as an endpoint type.
 pub type EvtIoDeviceControl = unsafe extern "system" fn(WDFQUEUE, WDFREQUEST, usize, usize, ULONG);
 /// `EVT_WDF_DRIVER_UNLOAD` as an endpoint type.
 pub type EvtDriverUnload = unsafe extern "system" fn(WDFDRIVER);
+/// `EVT_WDF_DRIVER_DEVICE_ADD` as an endpoint type.
+pub type EvtDriverDeviceAdd = unsafe extern "system" fn(WDFDRIVER, PWDFDEVICE_INIT) -> NTSTATUS;
+/// `EVT_WDF_DEVICE_D0_ENTRY` and `EVT_WDF_DEVICE_D0_EXIT` as an endpoint type (the same
+/// signature: the device and a power state).
+pub type EvtDeviceD0 = unsafe extern "system" fn(WDFDEVICE, WDF_POWER_DEVICE_STATE) -> NTSTATUS;
 
-/// V1 id of `EvtIoDeviceControl`.
-pub const DEVICE_CONTROL: EndpointId<EvtIoDeviceControl> = EndpointId::new(kmdf::DEVICE_CONTROL.id);
-/// V1 id of `EvtDriverUnload`.
-pub const DRIVER_UNLOAD: EndpointId<EvtDriverUnload> = EndpointId::new(kmdf::DRIVER_UNLOAD.id);
-/// V1 id of the worker routine.
-pub const WORKER: EndpointId<SampleWorkerRoutine> = EndpointId::new(kmdf::WORKER.id);
-
+// Retyped for the framework, each endpoint type is exactly the wdk-sys callback type it is
+// stored as (crate::abi): a wdk-sys that declares another signature fails to compile here.
 const _: () = {
-    assert!(EvtIoDeviceControl::ARITY == kmdf::DEVICE_CONTROL.parameter_count);
-    assert!(EvtDriverUnload::ARITY == kmdf::DRIVER_UNLOAD.parameter_count);
-    assert!(SampleWorkerRoutine::ARITY == kmdf::WORKER.parameter_count);
+    same_type::<Option<<EvtIoDeviceControl as ToC>::C>, PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL>();
+    same_type::<Option<<EvtDriverUnload as ToC>::C>, PFN_WDF_DRIVER_UNLOAD>();
+    same_type::<Option<<EvtDriverDeviceAdd as ToC>::C>, PFN_WDF_DRIVER_DEVICE_ADD>();
+    same_type::<Option<<EvtDeviceD0 as ToC>::C>, PFN_WDF_DEVICE_D0_ENTRY>();
+    same_type::<Option<<EvtDeviceD0 as ToC>::C>, PFN_WDF_DEVICE_D0_EXIT>();
 };
 
-/// This image's V1 table.
+/// V1 id of `EvtIoDeviceControl`.
+pub const DEVICE_CONTROL: EndpointId<EvtIoDeviceControl> = EndpointId::new(pnp::DEVICE_CONTROL.id);
+/// V1 id of `EvtDriverUnload`.
+pub const DRIVER_UNLOAD: EndpointId<EvtDriverUnload> = EndpointId::new(pnp::DRIVER_UNLOAD.id);
+/// V1 id of the worker routine.
+pub const WORKER: EndpointId<SampleWorkerRoutine> = EndpointId::new(pnp::WORKER.id);
+/// V1 id of `EvtDriverDeviceAdd`.
+pub const DEVICE_ADD: EndpointId<EvtDriverDeviceAdd> = EndpointId::new(pnp::DEVICE_ADD.id);
+/// V1 id of `EvtDeviceD0Entry`.
+pub const D0_ENTRY: EndpointId<EvtDeviceD0> = EndpointId::new(pnp::D0_ENTRY.id);
+/// V1 id of `EvtDeviceD0Exit`.
+pub const D0_EXIT: EndpointId<EvtDeviceD0> = EndpointId::new(pnp::D0_EXIT.id);
+
+const _: () = {
+    assert!(EvtIoDeviceControl::ARITY == pnp::DEVICE_CONTROL.parameter_count);
+    assert!(EvtDriverUnload::ARITY == pnp::DRIVER_UNLOAD.parameter_count);
+    assert!(SampleWorkerRoutine::ARITY == pnp::WORKER.parameter_count);
+    assert!(EvtDriverDeviceAdd::ARITY == pnp::DEVICE_ADD.parameter_count);
+    assert!(EvtDeviceD0::ARITY == pnp::D0_ENTRY.parameter_count);
+    assert!(EvtDeviceD0::ARITY == pnp::D0_EXIT.parameter_count);
+    assert!(pnp::ENDPOINTS.len() == ENDPOINT_COUNT);
+};
+
+/// The number of endpoints.
+pub const ENDPOINT_COUNT: usize = 6;
+
+/// This image's V1 table: its own routines under the driver's ids.
 ///
 /// # Errors
 /// None in practice (the ids are distinct, tested in the core).
-pub fn table() -> Result<EndpointTable<3>, RegisterError> {
+pub fn table() -> Result<EndpointTable<ENDPOINT_COUNT>, RegisterError> {
     EndpointTable::new([
-        EndpointEntry::new(DEVICE_CONTROL, evt_io_device_control as EvtIoDeviceControl),
-        EndpointEntry::new(DRIVER_UNLOAD, evt_driver_unload as EvtDriverUnload),
-        EndpointEntry::new(WORKER, worker_routine as SampleWorkerRoutine),
+        EndpointEntry::new(
+            DEVICE_CONTROL,
+            queue::evt_io_device_control as EvtIoDeviceControl,
+        ),
+        EndpointEntry::new(DRIVER_UNLOAD, driver::evt_driver_unload as EvtDriverUnload),
+        EndpointEntry::new(WORKER, device::worker_routine as SampleWorkerRoutine),
+        EndpointEntry::new(
+            DEVICE_ADD,
+            device::evt_driver_device_add as EvtDriverDeviceAdd,
+        ),
+        EndpointEntry::new(D0_ENTRY, device::evt_device_d0_entry as EvtDeviceD0),
+        EndpointEntry::new(D0_EXIT, device::evt_device_d0_exit as EvtDeviceD0),
     ])
 }
 
 /// The wrappers (or, where hot-swap is unavailable, the endpoints themselves).
 #[derive(Clone, Copy, Debug)]
 pub struct Wrappers {
-    /// For `WDF_IO_QUEUE_CONFIG` ([`c_abi::device_control`]).
+    /// For `WDF_IO_QUEUE_CONFIG`.
     pub device_control: Wrapped<EvtIoDeviceControl>,
-    /// For `WDF_DRIVER_CONFIG` ([`c_abi::driver_unload`]).
+    /// For `WDF_DRIVER_CONFIG`.
     pub unload: Wrapped<EvtDriverUnload>,
     /// For the worker thread builder.
     pub worker: Wrapped<SampleWorkerRoutine>,
+    /// For `WDF_DRIVER_CONFIG`.
+    pub device_add: Wrapped<EvtDriverDeviceAdd>,
+    /// For `WDF_PNPPOWER_EVENT_CALLBACKS`.
+    pub d0_entry: Wrapped<EvtDeviceD0>,
+    /// For `WDF_PNPPOWER_EVENT_CALLBACKS`.
+    pub d0_exit: Wrapped<EvtDeviceD0>,
 }
 
 impl Wrappers {
-    /// Looks every wrapper up by id after `table` was registered.
+    /// Looks every wrapper up by id after `table` was registered by this image.
+    ///
+    /// IRQL: any.
     ///
     /// # Errors
-    /// [`LookupError`] when an id has no wrapper.
-    pub fn look_up(hotswap: &HotSwap, table: &EndpointTable<3>) -> Result<Self, LookupError> {
+    /// [`LookupError`] when an id has no wrapper, or another image registered it.
+    pub fn look_up(
+        hotswap: &HotSwap,
+        table: &EndpointTable<ENDPOINT_COUNT>,
+    ) -> Result<Self, LookupError> {
         Ok(Self {
             device_control: hotswap.wrapper(table, DEVICE_CONTROL)?,
             unload: hotswap.wrapper(table, DRIVER_UNLOAD)?,
             worker: hotswap.wrapper(table, WORKER)?,
+            device_add: hotswap.wrapper(table, DEVICE_ADD)?,
+            d0_entry: hotswap.wrapper(table, D0_ENTRY)?,
+            d0_exit: hotswap.wrapper(table, D0_EXIT)?,
         })
     }
 }
 
-/// `wdk-sys` types WDF callbacks `extern "C"`; `driver-proxy` implements `Endpoint` for
-/// `extern "system"`. On the targets a driver builds for (x86-64 and ARM64 Windows) they
-/// are the same calling convention (Rust distinguishes them only on 32-bit x86), so the
-/// wrapper is handed over unchanged, retyped.
-pub mod c_abi {
-    use super::{
-        EvtDriverUnload, EvtIoDeviceControl, PFN_WDF_DRIVER_UNLOAD,
-        PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL, Wrapped,
-    };
-
-    #[cfg(not(all(windows, any(target_arch = "x86_64", target_arch = "aarch64"))))]
-    compile_error!("\"system\" and \"C\" are one convention only on x86-64 and ARM64 Windows");
-
-    /// The wrapper as the framework's `PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL`.
-    #[must_use]
-    pub fn device_control(
-        wrapper: Wrapped<EvtIoDeviceControl>,
-    ) -> PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL {
-        // SAFETY: same parameter types, same calling convention on this target (module docs);
-        // a non-null function pointer becomes `Some`.
-        unsafe {
-            core::mem::transmute::<EvtIoDeviceControl, PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL>(
-                wrapper.get(),
-            )
-        }
-    }
-
-    /// The wrapper as the framework's `PFN_WDF_DRIVER_UNLOAD`.
-    #[must_use]
-    pub fn driver_unload(wrapper: Wrapped<EvtDriverUnload>) -> PFN_WDF_DRIVER_UNLOAD {
-        // SAFETY: as in `device_control`.
-        unsafe { core::mem::transmute::<EvtDriverUnload, PFN_WDF_DRIVER_UNLOAD>(wrapper.get()) }
-    }
-}
-
-/// `EvtIoDeviceControl`: serves one request of the sample's protocol with the core's
-/// `serve_device_control` (method check, system buffer from `WdfRequestRetrieve*Buffer`,
-/// `dispatch_buffered`) and completes it with `WdfRequestCompleteWithInformation`.
+/// The driver's `HotSwap` handle and this image's wrappers, from a callback: the handle of
+/// the driver object's extension (`HotSwap::from_driver_object`; the fallback where the
+/// driver runs without hot swap) and the wrappers of the ids this image registered, in its
+/// `DriverEntry` or in its swap.
 ///
-/// IRQL: `<= DISPATCH_LEVEL` (a parallel queue without an execution-level constraint).
+/// IRQL: `PASSIVE_LEVEL` (`EvtDriverDeviceAdd`, `EvtDeviceD0Entry`).
+///
+/// # Errors
+/// `HotSwap::from_driver_object`'s error (the extension has no endpoint record of this
+/// library); a [`LookupError`]'s status when this image did not register the ids (another
+/// image's callback would not run here: every wrapper leads to the image that registered
+/// last).
 ///
 /// # Safety
-/// Called by the framework (through the wrapper) with a request it presents to this queue.
-pub unsafe extern "system" fn evt_io_device_control(
-    _queue: WDFQUEUE,
-    request: WDFREQUEST,
-    output_length: usize,
-    input_length: usize,
-    io_control_code: ULONG,
-) {
-    let parameters = DeviceControlRequest {
-        io_control_code,
-        input_length,
-        output_length,
-    };
-    let completion = kmdf::serve_device_control(
-        &STATE,
-        parameters,
-        |kind| retrieve(request, kind),
-        |located| {
-            // SAFETY: `located` is the request's METHOD_BUFFERED system buffer (non-null,
-            // max(input, output) bytes, checked by the core), lent by the framework until
-            // the request completes, which happens below after the slice's last use.
-            unsafe { core::slice::from_raw_parts_mut(located.address.cast::<u8>(), located.length) }
-        },
-    );
-    // SAFETY: the request was presented to us and is completed once, here; it is not touched
-    // afterwards.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfRequestCompleteWithInformation,
-            request,
-            completion.status.raw(),
-            completion.information as ULONG_PTR
-        );
-    }
-}
-
-/// `WdfRequestRetrieveInputBuffer` or `WdfRequestRetrieveOutputBuffer`, any length.
-fn retrieve(request: WDFREQUEST, kind: BufferKind) -> Result<RetrievedBuffer, NtStatus> {
-    let mut address: PVOID = core::ptr::null_mut();
-    let mut length: usize = 0;
-    // SAFETY: a request presented to the running callback; the out pointers are locals.
-    let status = unsafe {
-        match kind {
-            BufferKind::Input => call_unsafe_wdf_function_binding!(
-                WdfRequestRetrieveInputBuffer,
-                request,
-                0,
-                &raw mut address,
-                &raw mut length
-            ),
-            BufferKind::Output => call_unsafe_wdf_function_binding!(
-                WdfRequestRetrieveOutputBuffer,
-                request,
-                0,
-                &raw mut address,
-                &raw mut length
-            ),
-        }
-    };
-    NtStatus(status).ok()?;
-    Ok(RetrievedBuffer { address, length })
-}
-
-/// `EvtDriverUnload`: ends the worker thread, if the driver runs one (takes it back from the
-/// shared block and stops and joins it: `crate::shared::stop_worker`). The framework then
-/// deletes the control device, its queue and symbolic link (they are its objects), and the
-/// I/O manager frees the shared block with the driver object. Whichever image is loaded last
-/// runs this, through the same wrapper.
-///
-/// IRQL: `PASSIVE_LEVEL`.
-///
-/// # Safety
-/// Called by the framework (through the wrapper) with this driver's `WDFDRIVER`, once.
-pub unsafe extern "system" fn evt_driver_unload(driver: WDFDRIVER) {
-    crate::log("unload");
-    // SAFETY: our framework driver object, valid during its unload callback.
-    let driver_object =
-        unsafe { call_unsafe_wdf_function_binding!(WdfDriverWdmGetDriverObject, driver) };
-    // SAFETY: our own DRIVER_OBJECT; at unload nothing else touches the block.
-    if let Ok(Some(block)) = unsafe { crate::shared::existing(driver_object) } {
-        crate::shared::stop_worker(block);
-    }
-}
-
-/// The hot-swappable worker thread's routine: one wake-up of the core's worker body on this
-/// image's state, with the wake-up read by the library (`WorkerRef::wake`: the stop
-/// request, the kick event, the timeout). The context's value (`()`) is unused: the library
-/// passes the same context for the thread's whole life, across swaps.
-///
-/// IRQL: `PASSIVE_LEVEL`.
-#[allow(
-    clippy::must_use_candidate,
-    reason = "called by the kernel through its wrapper, never by Rust code"
-)]
-pub extern "system" fn worker_routine(
-    worker: WorkerRef<(), WORKER_EVENT_COUNT>,
-    wait_status: NtStatus,
-) -> bool {
-    core_worker_routine(&STATE, worker.wake(wait_status))
+/// `driver_object` is this driver's `DRIVER_OBJECT`.
+pub unsafe fn this_image(driver_object: PDRIVER_OBJECT) -> Result<(HotSwap, Wrappers), NtStatus> {
+    // SAFETY: the driver's own DRIVER_OBJECT (contract), valid while the driver is loaded;
+    // wdk-sys and driver-proxy declare the same kernel structure.
+    let driver = unsafe { DriverObject::from_raw(driver_object.cast()) }?;
+    let hotswap = HotSwap::from_driver_object(driver)?;
+    let table = table()?;
+    let wrappers = Wrappers::look_up(&hotswap, &table)?;
+    Ok((hotswap, wrappers))
 }

@@ -1,103 +1,135 @@
-//! `hotswap_sample.sys`: the KMDF front end of the driver-proxy hot-swap sample, a non-PnP
-//! KMDF 1.33 driver on the `wdk` crates of windows-drivers-rs, laid out like
+//! `hotswap_sample.sys`: the KMDF front end of the driver-proxy hot-swap sample, the **`PnP`
+//! function driver** of the root-enumerated device node `Root\HotSwapSample`, on the `wdk`
+//! crates of windows-drivers-rs (KMDF 1.33), laid out like the root-enumerated echo sample of
 //! microsoft/Windows-rust-driver-samples. It builds **only on Windows with the WDK**.
+//!
+//! `devcon install hotswap_sample.inf Root\HotSwapSample` creates the node and installs this
+//! package as its function driver (`inf/README.md`); `PnP` loads the image, calls `DriverEntry`,
+//! then `EvtDriverDeviceAdd` for the node, then starts the device.
 //!
 //! Everything that is not a call into the framework lives in `hotswap-sample-core`, which
 //! Linux CI compiles and tests: the IOCTL protocol and dispatch, the counters and their
-//! hand-over, the worker body, and for this front end `kmdf` (SDDL, endpoint ids, the
-//! mapping of `EvtIoDeviceControl` onto the dispatch), `shared` (the block both images of a
-//! swap reach) and `takeover` (the phased swap callback). This crate is the framework glue
-//! only: [`driver`] (`DriverEntry`), [`device`] (driver, control device, queue),
-//! [`endpoints`] (the three hot-swappable routines), [`shared`] (where the shared block
-//! lives) and [`swap`] (swap mode).
+//! hand-over, the worker body, and for this front end `pnp` (the endpoint table, the device
+//! context and what D0 entry and exit do with the worker), `device_control` (the mapping of
+//! `EvtIoDeviceControl` onto the dispatch), `shared` (the block both images of a swap reach)
+//! and `takeover` (the phased swap callback). This crate is the framework glue only:
+//! [`driver`] (`DriverEntry`, `EvtDriverUnload`), [`device`] (`EvtDriverDeviceAdd`,
+//! `EvtDeviceD0Entry`, `EvtDeviceD0Exit`, the worker routine), [`queue`] (the default queue,
+//! `EvtIoDeviceControl`), [`context`] (the device context and where its type lives),
+//! [`endpoints`] (the one V1 table and its wrappers), [`abi`] (the wrappers as `wdk-sys`
+//! callback types, checked at compile time), [`shared`] (where the shared block lives) and
+//! [`swap`] (swap mode).
 //!
-//! # How it works (first load)
+//! # How it works
 //!
 //! The image's PE entry point is the framework's `FxDriverEntry` (`WdfDriverEntry.lib`),
 //! which binds the image to KMDF (`WdfVersionBind`) and calls [`driver::driver_entry`]:
 //!
-//! 1. `HotSwap::new`: probes DriverProxy and creates the driver's extension, or falls back
+//! 1. `HotSwap::new`: probes `DriverProxy` and creates the driver's extension, or falls back
 //!    (kernel older than 24H2, no Secure Kernel, feature disabled, a routine the library
 //!    needs missing, named in the log): then every "wrapper" below is the routine itself and
 //!    the driver runs without hot swap, same code path.
-//! 2. Registers one V1 `EndpointTable` with the three routines it hands out and looks their
+//! 2. Registers one V1 `EndpointTable` with the six routines it hands out and looks their
 //!    wrappers up ([`endpoints`]).
-//! 3. `WdfDriverCreate` with `WdfDriverInitNonPnpDriver` and the **unload wrapper** as
-//!    `EvtDriverUnload`.
-//! 4. Allocates the shared block (`IoAllocateDriverObjectExtension`): the worker thread
-//!    (its address, `WorkerThread::into_raw`), this image's version and exporter
-//!    ([`shared`]). Unlike the WDM front end, which imports nothing the library resolves at
-//!    run time, this image imports `IoAllocateDriverObjectExtension` and
+//! 3. Allocates two driver object extensions (`IoAllocateDriverObjectExtension`): the shared
+//!    block (this image's version and exporter, [`shared`]) and the device context's type
+//!    description ([`context`]). Unlike the WDM front end, which imports nothing the library
+//!    resolves at run time, this image imports `IoAllocateDriverObjectExtension` and
 //!    `IoGetDriverObjectExtension` statically (through `wdk-sys`): every Windows a KMDF 1.33
-//!    driver runs on has them, but a kernel without one would refuse the image instead of
-//!    running it without hot swap.
-//! 5. The control device: `WdfControlDeviceInitAllocate` with SDDL
-//!    `D:P(A;;GA;;;SY)(A;;GA;;;BA)` (`SDDL_DEVOBJ_SYS_ALL_ADM_ALL`: system and administrators),
-//!    device type `0x8D57`, secure open, name `\Device\HotSwapSample`, `WdfDeviceCreate`,
-//!    symbolic link `\DosDevices\HotSwapSample` (names from `hotswap_sample_core::names`), a
-//!    default parallel queue whose `EvtIoDeviceControl` is the **device-control wrapper**,
-//!    `WdfControlFinishInitializing`.
-//! 6. Starts the worker thread with the library's builder on the **worker wrapper**
-//!    (`hotswap.worker_thread(wrapper, ()).events(WORKER_EVENTS).timeout(WORKER_PERIOD)`):
-//!    `WaitAny` on the library's stop event and the routine's kick event, 500 ms period. The
-//!    kernel calls the routine through its wrapper at each wake-up, so a swap takes effect
-//!    at the next tick (where hot swap is unavailable, the library runs the same loop on a
-//!    plain system thread). The library owns the thread's context and events (a pool
-//!    block of its own); the block holds the thread's address. When
-//!    `HotSwap::worker_threads` says this kernel cannot run one (a routine missing, named in
-//!    the log), the driver runs **without its worker** rather than fail.
+//!    driver runs on has them.
+//! 4. `WdfDriverCreate` with the **device-add wrapper** as `EvtDriverDeviceAdd` and the
+//!    **unload wrapper** as `EvtDriverUnload`, no driver-init flags (a `PnP` driver).
 //!
-//! `EvtIoDeviceControl` passes the request's parameters and the framework's buffer
-//! retrievals to the core's `kmdf::serve_device_control` (`METHOD_BUFFERED` only: one system
-//! buffer, `WdfRequestRetrieveInputBuffer` / `WdfRequestRetrieveOutputBuffer`), which runs
-//! `dispatch_buffered`, and completes the request with `WdfRequestCompleteWithInformation`.
-//! `EvtDriverUnload` takes the worker thread back from the block (`WorkerThread::from_raw`)
-//! and stops and joins it (`stop_and_join`: the library sets its stop event, waits for the
-//! thread and closes its handle); the framework then deletes the control device, its link
-//! and queue.
+//! Then `PnP` calls `EvtDriverDeviceAdd` ([`device::evt_driver_device_add`]) for the node:
+//!
+//! 5. `WdfDeviceInitSetPnpPowerEventCallbacks` with the **D0-entry and D0-exit wrappers**,
+//!    device type `0x8D57`, secure open; `WdfDeviceCreate` with the device context
+//!    (`hotswap_sample_core::pnp::DeviceContext`), written fresh right after;
+//!    `WdfDeviceCreateDeviceInterface` with the sample's interface class
+//!    `{33D918D7-4BFA-46DB-8221-BA6FB13AEE7A}` (`names::DEVICE_INTERFACE_GUID`, through which
+//!    `hotswapctl` finds the device); `WdfDeviceCreateSymbolicLink` `\DosDevices\HotSwapSample`,
+//!    the link the WDM sample creates (the device is unnamed, as `PnP` function devices are: the
+//!    framework links the name to the node's physical device object); a default parallel,
+//!    power-managed queue whose `EvtIoDeviceControl` is the **device-control wrapper**. The
+//!    device's security is the INF's (`[...HW]`: system and administrators only).
+//! 6. `EvtDeviceD0Entry` ([`device::evt_device_d0_entry`]) starts the worker thread with the
+//!    library's builder on the **worker wrapper**
+//!    (`hotswap.worker_thread(wrapper, ()).events(WORKER_EVENTS).timeout(WORKER_PERIOD)`):
+//!    `WaitAny` on the library's stop event and the routine's kick event, 500 ms period; the
+//!    device context holds it. When `HotSwap::worker_threads` says this kernel cannot run one
+//!    (a routine missing, named in the log), the device runs **without its worker** rather
+//!    than fail to start. `EvtDeviceD0Exit` ([`device::evt_device_d0_exit`]) takes it back
+//!    (`WorkerThread::from_raw`) and stops and joins it: the worker runs exactly while the
+//!    device is in D0.
+//!
+//! `EvtIoDeviceControl` ([`queue::evt_io_device_control`]) passes the request's parameters
+//! and the framework's buffer retrievals to the core's `serve_device_control`
+//! (`METHOD_BUFFERED` only: one system buffer, `WdfRequestRetrieveInputBuffer` /
+//! `WdfRequestRetrieveOutputBuffer`), which runs `dispatch_buffered`, and completes the
+//! request with `WdfRequestCompleteWithInformation`. When the node is removed or disabled,
+//! D0 exit stops the worker, the framework deletes the device (its interface, link and
+//! queue with it), and `PnP` unloads the driver with its last device: `EvtDriverUnload`
+//! ([`driver::evt_driver_unload`]) logs what the driver served; the I/O manager frees the
+//! extensions with the driver object.
 //!
 //! # Which routines are wrappers
 //!
-//! Every routine of this driver handed to the framework or the kernel: `EvtIoDeviceControl`,
-//! `EvtDriverUnload` and the worker routine (ids 1-3, `hotswap_sample_core::kmdf::ENDPOINTS`).
-//! No cleanup or destroy callbacks are registered. What this driver cannot wrap is the
-//! framework's own code: the `MajorFunction` table points into the framework (which calls
-//! the wrappers), and `DriverObject->DriverUnload` is `FxStubDriverUnload` of
-//! `WdfDriverEntry.lib`, **linked into the image that called `WdfDriverCreate`**, which
-//! calls the framework, which calls `EvtDriverUnload` through its wrapper. So after a swap
-//! the first image's stub code must stay mapped until the driver unloads. (Observed in
-//! decompiled KMDF drivers: `FxDriverEntryWorker` displaces `DriverUnload` with the stub
-//! after `DriverEntry` returns; not documented.)
+//! Every routine of this driver handed to the framework or the kernel:
+//! `EvtDriverDeviceAdd`, `EvtDriverUnload`, `EvtDeviceD0Entry`, `EvtDeviceD0Exit`,
+//! `EvtIoDeviceControl` and the worker routine, in one V1 table (ids 1-6,
+//! `hotswap_sample_core::pnp::ENDPOINTS`). Each is an `unsafe extern "system" fn` (what the
+//! library wraps) handed to the framework as the `wdk-sys` callback type (`extern "C"`, the
+//! same convention on x64 and ARM64) through [`abi`], where a compile-time check makes any
+//! difference between the two signatures a build error. Where hot swap is unavailable, the
+//! library's fallback hands out the routines themselves. No cleanup or destroy callbacks are
+//! registered. What this driver cannot wrap is the framework's own code: the `MajorFunction`
+//! table points into the framework (which calls the wrappers), and
+//! `DriverObject->DriverUnload` is `FxStubDriverUnload` of `WdfDriverEntry.lib`, **linked
+//! into the image that called `WdfDriverCreate`**, which calls the framework, which calls
+//! `EvtDriverUnload` through its wrapper. So after a swap the first image's stub code must
+//! stay mapped until the driver unloads. (Observed in decompiled KMDF drivers:
+//! `FxDriverEntryWorker` displaces `DriverUnload` with the stub after `DriverEntry` returns;
+//! not documented.)
+//!
+//! # The device context across images
+//!
+//! KMDF finds a context by the address of its type description; a description declared in
+//! an image (`WDF_DECLARE_CONTEXT_TYPE`) is another address in every image, and would be
+//! unmapped with the first one. This driver keeps the description in a driver object
+//! extension, written once by the first image, so every image finds the device context the
+//! first one created ([`context`]; `hotswap_sample_core::pnp`, *The device context across
+//! images*).
 //!
 //! # How a swap would reach it
 //!
 //! Exactly as the WDM front end's swap mode (`sample/wdm/src/main.rs`, *Swap mode*), with
-//! the same shared block in a driver object extension instead of the control device's
-//! extension. How Windows starts a hot swap is
-//! **not documented**; the V1 mechanism is: the incoming code re-registers the same ids with
-//! `IoRegisterDriverProxyEndpoints` and a phased callback, and the kernel drains, stalls,
-//! repoints and resumes inside that call. Here:
+//! the shared block in a driver object extension instead of the device's extension. How
+//! Windows starts a hot swap is **not documented**; the V1 mechanism is: the incoming code
+//! re-registers the same ids with `IoRegisterDriverProxyEndpoints` and a phased callback,
+//! and the kernel drains, stalls, repoints and resumes inside that call. Here:
 //!
 //! * a loader maps the incoming image and calls its entry point with **the driver object of
 //!   the loaded driver**. For KMDF the entry point is `FxDriverEntry`, which binds the new
 //!   image to the framework first: whether `WdfVersionBind` accepts a second image for a
 //!   driver object that is already bound is **unknown** (not documented, not tried);
 //! * [`driver::driver_entry`] finds the shared block under its key (magic `"HSwK"`, layout
-//!   checked) and enters swap mode: no framework object is created (they exist, holding the
-//!   wrappers);
-//! * [`swap::take_over`] re-registers the same three ids with this image's routines and the
+//!   checked) and enters swap mode: no framework object is created (the driver, the device
+//!   and its queue exist, holding the wrappers);
+//! * [`swap::take_over`] re-registers the same six ids with this image's routines and the
 //!   core's `TakeOver` callback: `PreProcess` checks that another image's exporter is
 //!   published; **`ProxyStalled`** calls it directly and imports the snapshot into this
 //!   image's counters (`State::import_from`); any failure rolls the swap back and
 //!   `DriverEntry` returns that status;
-//! * committed: the block names this image and its exporter, and the worker thread, taken
-//!   from the block (`WorkerThread::from_raw`), kicked (its kick event makes it tick in the
-//!   new code at once) and given back (`into_raw`), keeps running for the new image.
+//! * committed: the block names this image and its exporter. The worker thread keeps
+//!   running; its next wake-up runs this image's routine. Later callbacks (a D0 exit, a
+//!   device added) look up this image's wrappers ([`endpoints::this_image`]) and the same
+//!   device context.
 //!
-//! The incoming image's endpoints call the framework (`WdfRequest*`) through the incoming
-//! image's own binding; that calls on objects created under the first image's binding work
-//! is the same unknown. The WDM front end has none of these framework questions, which is
-//! why the project's swap tests run on it.
+//! The incoming image's endpoints call the framework (`WdfRequest*`, `WdfDevice*`) through
+//! the incoming image's own binding (`WdfFunctions`, `WdfDriverGlobals`); that calls on
+//! objects created under the first image's binding work is the same unknown. The WDM front
+//! end has none of these framework questions, which is why the project's swap tests run on
+//! it.
 //!
 //! # v1 and v2
 //!
@@ -149,24 +181,30 @@
 //! certutil -addstore root WDRLocalTestCert.cer
 //! certutil -addstore TrustedPublisher WDRLocalTestCert.cer
 //! devcon install hotswap_sample.inf Root\HotSwapSample
-//! :: or: pnputil /add-driver hotswap_sample.inf /install, then devcon/devgen to create the node
-//! hotswapctl version
+//! :: or: devgen /add /bus ROOT /hardwareid Root\HotSwapSample, then
+//! ::     pnputil /add-driver hotswap_sample.inf /install
+//! hotswapctl version                              :: "device: \\?\ROOT#SAMPLE#0000#{33d918d7-…} (device interface …)"
 //! ```
 //!
-//! The INX installs the service `HotSwapSample` for a root-enumerated device node
-//! `Root\HotSwapSample`; that node is what makes `PnP` load the service. The driver itself is
-//! non-PnP: it registers no `EvtDriverDeviceAdd` and serves its control device, not the
-//! node. How `PnP` reports a node whose function driver has no `AddDevice` (a legacy driver
-//! on the node) was not checked on Windows. Removal: `devcon remove Root\HotSwapSample`,
-//! then `pnputil /delete-driver oemNN.inf /uninstall`. Details: `inf/README.md`.
+//! Device Manager then shows *driver-proxy hot-swap sample (KMDF)* under *Samples*, working.
+//! Removal: `devcon remove Root\HotSwapSample`, then `pnputil /delete-driver oemNN.inf
+//! /uninstall`. Details, and what Device Manager shows: `inf/README.md`.
 //!
 //! # What could not be verified
 //!
 //! Nothing of this crate has been compiled: the `wdk`, `wdk-sys` and `wdk-build` crates do
-//! not build on Linux, and no Windows machine or WDK was available. The framework calls
-//! follow the WDF documentation and `wdk-sys` naming; the logic they call is tested in the
-//! core. `cargo xtask test` checks this crate's formatting and its manifest (KMDF 1.33
-//! metadata, `cdylib`, `panic = "abort"`, `+crt-static`, the INX copy).
+//! not build on Linux, and no Windows machine or WDK was available. The framework calls and
+//! types follow the WDF headers and the `wdk-sys` 0.5.2 / `wdk` 0.5.0 sources (bindgen's
+//! output is generated at build time from the WDK, so the exact generated items were
+//! inferred from its configuration and from drivers built on it); the logic they call is
+//! tested in the core; the callback signatures are checked against `wdk-sys` at compile time
+//! ([`abi`]) and will be checked when the crate is first built. `cargo xtask test` checks
+//! this crate's formatting and its manifest (KMDF 1.33 metadata, `cdylib`, `panic =
+//! "abort"`, `+crt-static`, the INX copy, the `PnP` structure). Not checked on Windows: the
+//! device coming up under `PnP` as described, the interface and link, D0 entry and exit, the
+//! unload with the last device; and for a swap, whether a second KMDF image can bind to an
+//! already bound driver and take over the callbacks of the framework objects the first
+//! image created (above).
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -177,23 +215,44 @@ extern crate wdk_panic;
 #[cfg(not(test))]
 use wdk_alloc::WdkAllocator;
 
+pub mod abi;
+pub mod context;
 pub mod device;
 pub mod driver;
 pub mod endpoints;
+pub mod queue;
 pub mod shared;
 pub mod swap;
 
+use core::fmt;
+use core::mem::size_of;
+
 use driver_proxy::{NtStatus, Unavailable};
 use hotswap_sample_core::{State, THIS_BUILD};
+use wdk_sys::ULONG;
 
 /// The kernel allocator (`ExAllocatePool2`, non-paged). The sample never allocates: every
-/// buffer is the request's, every object the framework's or the shared block.
+/// buffer is the request's, every object the framework's or a driver object extension.
 #[cfg(not(test))]
 #[global_allocator]
 static GLOBAL_ALLOCATOR: WdkAllocator = WdkAllocator;
 
 /// This image's counters: each image has its own; a swap moves them (`swap`).
 pub static STATE: State = State::new();
+
+/// The `Size` member of a WDF structure (`WDF_STRUCTURE_SIZE`).
+#[must_use]
+pub const fn wdf_size<T>() -> ULONG {
+    const { assert!(size_of::<T>() <= ULONG::MAX as usize) };
+    #[allow(clippy::cast_possible_truncation, reason = "asserted above")]
+    let size = size_of::<T>() as ULONG;
+    size
+}
+
+/// `DbgPrint("HotSwapSample v<version>: <formatted message>")`.
+pub fn log_args(message: fmt::Arguments<'_>) {
+    wdk::println!("HotSwapSample v{}: {message}", THIS_BUILD.raw());
+}
 
 /// `DbgPrint("HotSwapSample v<version>: <message>")`.
 pub fn log(message: &str) {

@@ -1,7 +1,9 @@
 //! Where the [`SharedBlock`] lives: a driver object extension under the key
 //! `hotswap_sample_core::shared::DRIVER_EXTENSION_KEY`, which every image of the driver
 //! finds from the `DRIVER_OBJECT` (the core's `shared` module explains why not a WDF
-//! context or the device extension).
+//! context or the device extension). The block names the serving image and its exporter;
+//! its worker slot stays empty in this build, whose worker belongs to the device
+//! (`crate::context`, started and stopped with D0).
 
 use core::ffi::c_void;
 use core::mem::size_of;
@@ -9,11 +11,8 @@ use core::mem::size_of;
 use driver_proxy::NtStatus;
 use hotswap_sample_core::THIS_BUILD;
 use hotswap_sample_core::shared::{DRIVER_EXTENSION_KEY, SharedBlock, check_header};
-use hotswap_sample_core::worker::SampleWorkerThread;
 use wdk_sys::ntddk::{IoAllocateDriverObjectExtension, IoGetDriverObjectExtension};
 use wdk_sys::{PDRIVER_OBJECT, PVOID, ULONG};
-
-use crate::log_status;
 
 /// The key, as the pointer the I/O manager compares (never dereferenced).
 fn key() -> PVOID {
@@ -81,47 +80,4 @@ pub unsafe fn allocate(
         &*block
     };
     Ok(block)
-}
-
-/// Takes the worker thread back from the block, if it holds one
-/// ([`SharedBlock::take_worker`], `WorkerThread::from_raw`). `None` when the driver runs
-/// without its worker, or when the address is not a worker thread of the sample's type
-/// (logged; cannot happen with images of this driver built against the same
-/// `driver-proxy`): the address is then put back, untouched.
-///
-/// IRQL: any.
-pub fn take_worker(block: &SharedBlock) -> Option<SampleWorkerThread> {
-    let raw = block.take_worker()?;
-    // SAFETY: only `WorkerThread::into_raw` of a `SampleWorkerThread` started for this
-    // driver object is ever stored in the block (`give_worker`), and taking it out of the
-    // block above makes this the thread's only owner.
-    match unsafe { SampleWorkerThread::from_raw(raw) } {
-        Ok(thread) => Some(thread),
-        Err(error) => {
-            log_status("worker thread not taken back", error.into());
-            block.store_worker(raw);
-            None
-        }
-    }
-}
-
-/// Gives the worker thread to the block (`WorkerThread::into_raw`), for the next image or
-/// the unload routine to take.
-///
-/// IRQL: any.
-pub fn give_worker(block: &SharedBlock, thread: SampleWorkerThread) {
-    block.store_worker(thread.into_raw());
-}
-
-/// Ends the worker thread, if the block holds one: takes it back ([`take_worker`]) and
-/// stops and joins it (`WorkerThread::stop_and_join`: the library sets the thread's stop
-/// event, the routine returns `false`, the thread ends and its handle is closed).
-///
-/// IRQL: `PASSIVE_LEVEL`.
-pub fn stop_worker(block: &SharedBlock) {
-    if let Some(thread) = take_worker(block)
-        && let Err(error) = thread.stop_and_join()
-    {
-        log_status("unload: waiting for the worker thread failed", error.into());
-    }
 }

@@ -8,7 +8,6 @@ use core::ffi::c_void;
 use driver_proxy::{DriverObject, HotSwap, NtStatus};
 use hotswap_sample_core::shared::{self, ExportState, SharedBlock};
 use hotswap_sample_core::state::HANDOVER_SIZE;
-use hotswap_sample_core::worker::WORKER_KICK_EVENT;
 use hotswap_sample_core::{THIS_BUILD, TakeOver};
 
 use crate::{STATE, endpoints, log, log_status};
@@ -34,8 +33,10 @@ unsafe extern "system" fn export_state(buffer: *mut u8, length: usize) -> i32 {
 /// Takes the driver over from the image serving it: re-registers the same endpoint ids with
 /// this image's routines and the core's [`TakeOver`] as the phased callback (the hand-over
 /// in `ProxyStalled`); once the registration returned success (committed), publishes this
-/// image in the block and kicks the worker (taken from the block, then given back) so that
-/// it ticks in the new code at once.
+/// image in the block. The framework objects stay as they are: the driver, the device, its
+/// queue hold wrapper addresses, which the re-registration repointed. The device's worker
+/// thread keeps running: its routine is an endpoint too, so its next wake-up (at most one
+/// period later) runs in this image.
 ///
 /// IRQL: `PASSIVE_LEVEL` (`DriverEntry`).
 ///
@@ -70,13 +71,6 @@ pub fn take_over(proxy_driver: DriverObject, block: &SharedBlock) -> Result<(), 
     // Committed: every wrapper leads here now. The framework keeps the wrapper addresses it
     // was given, which V1 re-registration repointed: nothing to re-store.
     block.publish(THIS_BUILD, own);
-    // Kick the worker, if the driver runs one: it ticks in this image's code at once.
-    if let Some(thread) = crate::shared::take_worker(block) {
-        if let Some(kick) = thread.event(WORKER_KICK_EVENT) {
-            kick.set();
-        }
-        crate::shared::give_worker(block, thread);
-    }
     log("took over");
     Ok(())
 }
