@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 use driver_proxy::NtStatus;
 
 use crate::image::{ImportRef, LoadError, LoadedImage};
-use crate::kernel::control::{EndpointKey, ExtensionControl};
-use crate::wdm::{self, Driver, FileHandle, Leaks, UnloadError};
+use crate::kernel::control::{DriverControl, DriverFeatures, EndpointKey, ExtensionControl};
+use crate::wdm::{self, Closed, Driver, FileHandle, Leaks, UnloadError};
 
 /// Why an image could not be loaded, started or swapped to.
 #[derive(Debug)]
@@ -110,6 +110,35 @@ pub enum ImageDriverError {
         /// The image's file name.
         image: String,
     },
+    /// Handles (connections) to the driver's devices were still open when it was to be
+    /// unloaded, and stayed open: the driver stays loaded.
+    HandlesOpen {
+        /// The image's file name.
+        image: String,
+        /// How many.
+        open: usize,
+    },
+}
+
+impl ImageDriverError {
+    /// What an unload left behind, for [`ImageDriverError::Unload`].
+    #[must_use]
+    pub fn leaks(&self) -> Option<&Leaks> {
+        match self {
+            Self::Unload { leaks, .. } => Some(leaks),
+            _ => None,
+        }
+    }
+
+    /// The status a failed `DriverEntry` returned ([`ImageDriverError::Entry`],
+    /// [`ImageDriverError::SwapRefused`]).
+    #[must_use]
+    pub fn entry_status(&self) -> Option<NtStatus> {
+        match self {
+            Self::Entry { status, .. } | Self::SwapRefused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ImageDriverError {
@@ -138,6 +167,10 @@ impl fmt::Display for ImageDriverError {
             Self::NoUnloadRoutine { image } => {
                 write!(f, "{image} set no DriverUnload: it cannot be unloaded")
             }
+            Self::HandlesOpen { image, open } => write!(
+                f,
+                "{open} handle(s) to the devices of {image} still open: it stays loaded"
+            ),
         }
     }
 }
@@ -148,6 +181,76 @@ impl std::error::Error for ImageDriverError {
             Self::Read { source, .. } => Some(source),
             Self::Load { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+/// How [`ImageDriver::load_with`] starts a driver: its service name and registry path, and
+/// what the DriverProxy model says to it before its `DriverEntry` runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// The service name: the driver object is `\Driver\<service>`.
+    pub service: String,
+    /// The registry path handed to `DriverEntry` (default:
+    /// `\Registry\Machine\System\CurrentControlSet\Services\<service>`).
+    pub registry_path: Option<String>,
+    /// What `IoGetDriverProxyFeatures` answers for the driver (default: enabled): e.g.
+    /// [`DriverFeatures::Disabled`] to test the driver's fallback.
+    pub features: Option<DriverFeatures>,
+    /// Makes the driver's first `IoCreateDriverProxyExtension` fail with this status.
+    pub fail_extension_creation: Option<driver_proxy::sys::NTSTATUS>,
+    /// The drain timeout of its swaps (default 5 s).
+    pub drain_timeout: Option<Duration>,
+}
+
+impl LoadOptions {
+    /// The defaults for service `service`.
+    #[must_use]
+    pub fn new(service: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Hands `registry_path` to `DriverEntry`.
+    #[must_use]
+    pub fn registry_path(mut self, registry_path: &str) -> Self {
+        self.registry_path = Some(registry_path.to_owned());
+        self
+    }
+
+    /// What `IoGetDriverProxyFeatures` answers for the driver.
+    #[must_use]
+    pub fn features(mut self, features: DriverFeatures) -> Self {
+        self.features = Some(features);
+        self
+    }
+
+    /// The driver's first `IoCreateDriverProxyExtension` fails with `status`.
+    #[must_use]
+    pub fn fail_extension_creation(mut self, status: driver_proxy::sys::NTSTATUS) -> Self {
+        self.fail_extension_creation = Some(status);
+        self
+    }
+
+    /// The drain timeout of the driver's swaps.
+    #[must_use]
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = Some(timeout);
+        self
+    }
+
+    fn configure(&self, control: DriverControl) {
+        if let Some(features) = self.features {
+            control.set_features(features);
+        }
+        if let Some(status) = self.fail_extension_creation {
+            control.fail_next_create(status);
+        }
+        if let Some(timeout) = self.drain_timeout {
+            control.set_drain_timeout(timeout);
         }
     }
 }
@@ -232,19 +335,31 @@ impl ImageDriver {
     /// [`ImageDriverError::Read`], [`ImageDriverError::Load`], or
     /// [`ImageDriverError::Entry`] (the image is unmapped again).
     pub fn load(path: &Path, service: &str) -> Result<Self, ImageDriverError> {
+        Self::load_with(path, &LoadOptions::new(service))
+    }
+
+    /// [`ImageDriver::load`] with [`LoadOptions`]: the registry path, and the DriverProxy
+    /// model's features and faults for the driver, applied before its `DriverEntry` runs.
+    ///
+    /// # Errors
+    /// As [`ImageDriver::load`].
+    pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Self, ImageDriverError> {
         let image = map(path)?;
-        let registry_path =
-            format!("\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{service}");
+        let service = options.service.as_str();
+        let registry_path = options.registry_path.clone().unwrap_or_else(|| {
+            format!("\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{service}")
+        });
         let size = u32::try_from(image.size()).unwrap_or(u32::MAX);
         // SAFETY: the entry point of a mapped driver image whose imports are bound to the
         // model's Microsoft x64 entry points; the image stays mapped while the driver runs.
         let started = unsafe {
-            Driver::start_image(
+            Driver::start_image_with(
                 service,
                 &registry_path,
                 image.entry_point(),
                 image.base(),
                 size,
+                &mut |driver| options.configure(driver.control()),
             )
         };
         match started {
@@ -444,6 +559,25 @@ impl Connection {
         self.driver
             .driver
             .device_control(&self.handle, code, input, output)
+    }
+
+    /// Sends `IRP_MJ_READ` (see [`Driver::read`]): the completion status and `Information`.
+    #[must_use]
+    pub fn read(&self, buffer: &mut [u8], offset: u64) -> (NtStatus, usize) {
+        self.driver.driver.read(&self.handle, buffer, offset)
+    }
+
+    /// Sends `IRP_MJ_WRITE` (see [`Driver::write`]): the completion status and `Information`.
+    #[must_use]
+    pub fn write(&self, data: &[u8], offset: u64) -> (NtStatus, usize) {
+        self.driver.driver.write(&self.handle, data, offset)
+    }
+
+    /// Closes the connection: `IRP_MJ_CLEANUP`, `IRP_MJ_CLOSE` and their statuses (dropping
+    /// it closes it too).
+    #[allow(clippy::must_use_candidate)] // closing is done for its effect
+    pub fn close(self) -> Closed {
+        self.handle.close()
     }
 
     /// The driver this connection is open on.

@@ -9,6 +9,7 @@
 //! | [`image`] | the PE loader: maps a `.sys`, relocates it, binds its imports by name, retires unmapped images so that a late call fails loudly |
 //! | `wdm` (x86-64) | the Microsoft x64 entry points an image calls, and the I/O manager model (devices, symbolic links, IRPs, `DbgPrint`) |
 //! | `image_driver` (x86-64) | an image as a running driver: load, requests, image hot swap (v1.sys → v2.sys), unload with leak checks |
+//! | `harness` (x86-64) | **the test harness for a driver author's own `.sys`**: load, requests of every kind, hot swap under load, faults, leak report, bugchecks as test results |
 //!
 //! x86-64 Linux is the target. On aarch64 Linux the crate builds without the parts that run
 //! x64 code (`wdm`, `image_driver`); the engine and the loader there answer "not supported".
@@ -19,6 +20,8 @@
 pub mod driver_object;
 pub mod engine;
 pub mod exports;
+#[cfg(target_arch = "x86_64")]
+pub mod harness;
 pub mod image;
 #[cfg(target_arch = "x86_64")]
 pub mod image_driver;

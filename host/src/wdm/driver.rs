@@ -74,6 +74,8 @@ pub struct Driver {
     name: String,
     /// The `DbgPrint` sequence number when the driver was created: its messages come after.
     log_from: u64,
+    /// What its (first) `DriverEntry` returned.
+    entry_status: NtStatus,
 }
 
 // SAFETY: the driver object is shared with driver code on any thread by design (the kernel's
@@ -224,6 +226,36 @@ impl Driver {
         image_base: usize,
         image_size: u32,
     ) -> Result<Self, NtStatus> {
+        // SAFETY: forwarded.
+        unsafe {
+            Self::start_image_with(
+                name,
+                registry_path,
+                entry,
+                image_base,
+                image_size,
+                &mut |_| {},
+            )
+        }
+    }
+
+    /// [`Driver::start_image`], calling `before_entry` with the new driver (its driver object
+    /// exists, `DriverEntry` has not run) first: to configure the DriverProxy model for it
+    /// ([`Driver::control`]: features, faults) before the driver sees the kernel.
+    ///
+    /// # Errors
+    /// As [`Driver::start`].
+    ///
+    /// # Safety
+    /// As [`Driver::start`].
+    pub unsafe fn start_image_with(
+        name: &str,
+        registry_path: &str,
+        entry: usize,
+        image_base: usize,
+        image_size: u32,
+        before_entry: &mut dyn FnMut(&Self),
+    ) -> Result<Self, NtStatus> {
         if name.is_empty() || name.contains('\\') {
             return Err(NtStatus(status::OBJECT_NAME_INVALID));
         }
@@ -266,9 +298,13 @@ impl Driver {
             object: NonNull::new(raw).unwrap_or_else(|| unreachable!("a Box")),
             name: name.to_owned(),
             log_from,
+            entry_status: NtStatus::SUCCESS,
         };
+        before_entry(&driver);
+        let mut driver = driver;
         // SAFETY: caller contract.
         let status = unsafe { driver.call_entry(entry) };
+        driver.entry_status = status;
         if status.is_success() {
             return Ok(driver);
         }
@@ -342,6 +378,13 @@ impl Driver {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What the driver's first `DriverEntry` returned (a success code: a failed entry does not
+    /// make a `Driver`).
+    #[must_use]
+    pub fn entry_status(&self) -> NtStatus {
+        self.entry_status
     }
 
     /// What the driver printed with `DbgPrint` since it was created (its `DriverEntry`,
