@@ -15,11 +15,12 @@ $Names = @{
         Service = 'HotSwapSampleWdm'
     }
     Kmdf = @{
-        Inf        = 'hotswap_sample.inf'
-        Image      = 'hotswap_sample.sys'
-        Catalog    = 'hotswap_sample.cat'
-        Service    = 'HotSwapSample'
-        HardwareId = 'Root\HotSwapSample'
+        Inf           = 'hotswap_sample.inf'
+        Image         = 'hotswap_sample.sys'
+        Catalog       = 'hotswap_sample.cat'
+        Service       = 'HotSwapSample'
+        HardwareId    = 'Root\HotSwapSample'
+        InterfaceGuid = '{33D918D7-4BFA-46DB-8221-BA6FB13AEE7A}'
     }
 }
 
@@ -42,7 +43,13 @@ function Get-HotswapctlPath {
     throw "hotswapctl.exe not found: build it with 'cargo build --release -p hotswapctl' or put it on PATH"
 }
 
-# The device node of the KMDF build (root-enumerated, hardware id Root\HotSwapSample).
+# Whether a program (devcon.exe, devgen.exe: WDK tools) is on PATH.
+function Test-Tool([string] $Name) {
+    [bool] (Get-Command "$Name.exe" -ErrorAction SilentlyContinue)
+}
+
+# The device node of the KMDF build (root-enumerated, hardware id Root\HotSwapSample: the
+# node devcon install or devgen created; the KMDF driver is its function driver).
 function Get-SampleInstanceId {
     $device = Get-PnpDevice -ErrorAction SilentlyContinue |
         Where-Object { $_.HardwareID -contains $Names.Kmdf.HardwareId } |

@@ -8,8 +8,12 @@
     loads, without hot swap). Then:
 
       Wdm:  pnputil /add-driver hotswap_sample_wdm.inf /install; sc start HotSwapSampleWdm
-      Kmdf: pnputil /add-driver hotswap_sample.inf; devcon install ... Root\HotSwapSample
-            (devcon creates the root-enumerated device node; devgen /add is the alternative)
+      Kmdf: devcon install hotswap_sample.inf Root\HotSwapSample: devcon creates the
+            root-enumerated device node and installs the package on it as the node's
+            function driver (inf/README.md). With -NodeTool Devgen:
+            devgen /add /bus ROOT /hardwareid Root\HotSwapSample, then
+            pnputil /add-driver hotswap_sample.inf /install. When the node exists already
+            (an earlier install), the package is installed on it with pnputil.
 
     With -EnableVerifier it also turns on Driver Verifier for the image (standard settings,
     which include IRQL checking and DDI compliance checking); that takes effect after a
@@ -18,6 +22,7 @@
 param(
     [ValidateSet('Wdm', 'Kmdf')] [string] $Build = 'Wdm',
     [ValidateSet('v1', 'v2')] [string] $Version = 'v1',
+    [ValidateSet('Devcon', 'Devgen')] [string] $NodeTool = 'Devcon',
     [string] $PackageRoot = '',
     [switch] $EnableVerifier
 )
@@ -43,12 +48,22 @@ if ($Build -eq 'Wdm') {
     Invoke-Native pnputil @('/add-driver', $inf, '/install')
     # 1056: ERROR_SERVICE_ALREADY_RUNNING
     Invoke-Native sc.exe @('start', $names.Service) @(0, 1056)
+} elseif (Get-SampleInstanceId) {
+    # The node exists: install this package on it. 259: already installed on every device.
+    Invoke-Native pnputil @('/add-driver', $inf, '/install') @(0, 259, 3010)
+} elseif ($NodeTool -eq 'Devcon') {
+    Invoke-Native devcon @('install', $inf, $names.HardwareId)
 } else {
-    Invoke-Native pnputil @('/add-driver', $inf)
-    if (-not (Get-SampleInstanceId)) {
-        Invoke-Native devcon @('install', $inf, $names.HardwareId)
-    }
-    Write-Host "device instance id: $(Get-SampleInstanceId)"
+    # /bus ROOT: a root-enumerated node that persists across reboots (devgen's default is a
+    # software device, gone at the next boot).
+    Invoke-Native devgen @('/add', '/bus', 'ROOT', '/hardwareid', $names.HardwareId)
+    Invoke-Native pnputil @('/add-driver', $inf, '/install') @(0, 3010)
+}
+if ($Build -eq 'Kmdf') {
+    $id = Get-SampleInstanceId
+    if (-not $id) { throw "no device with hardware id $($names.HardwareId) after the install" }
+    Write-Host "device instance id: $id"
+    Get-PnpDevice -InstanceId $id | Format-List FriendlyName, Class, Status, Problem
 }
 
 if ($EnableVerifier) {

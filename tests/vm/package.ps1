@@ -13,8 +13,9 @@
     LaunchBuildEnv.cmd) or under "Windows Kits\10\bin". Run as administrator (the
     certificate is added to the machine's Root and TrustedPublisher stores).
 
-    Only the WDM build exists today; -Build Kmdf expects sample/kmdf's output (not written
-    yet) in the same layout.
+    -Build Kmdf expects the KMDF build's output (sample/kmdf, built on Windows with the WDK:
+    `cargo make` writes target\<profile>\hotswap_sample_package\) in the same layout:
+    -SourceRoot <dir> with <dir>\v1\ and <dir>\v2\ holding hotswap_sample.{sys,inf}.
 #>
 param(
     [ValidateSet('Wdm', 'Kmdf')] [string] $Build = 'Wdm',

@@ -1,8 +1,9 @@
 <#
 .SYNOPSIS
-    Removes the sample: stops it (WDM) or removes its device node (KMDF), deletes every
-    installed package of it from the driver store, and with -ResetVerifier turns Driver
-    Verifier off (after a reboot).
+    Removes the sample: stops it (WDM) or removes its device node (KMDF: devcon remove
+    Root\HotSwapSample, or pnputil /remove-device without devcon), deletes every installed
+    package of it from the driver store, and with -ResetVerifier turns Driver Verifier off
+    (after a reboot).
 #>
 param(
     [ValidateSet('Wdm', 'Kmdf')] [string] $Build = 'Wdm',
@@ -15,6 +16,10 @@ $names = $Names[$Build]
 if ($Build -eq 'Wdm') {
     # 1062: ERROR_SERVICE_NOT_ACTIVE, 1060: ERROR_SERVICE_DOES_NOT_EXIST
     Invoke-Native sc.exe @('stop', $names.Service) @(0, 1060, 1062)
+} elseif (Test-Tool 'devcon') {
+    # Removes every node with the hardware id (devcon's or devgen's); the driver unloads
+    # with its last device.
+    Invoke-Native devcon @('remove', $names.HardwareId)
 } else {
     $id = Get-SampleInstanceId
     if ($id) { Invoke-Native pnputil @('/remove-device', $id) }

@@ -9,8 +9,10 @@
     the JUnit file, not passed).
 
     Kmdf: swap via swap.ps1, disable/enable via pnputil by device instance id (found by
-    hardware id Root\HotSwapSample), unload via pnputil /remove-device and reload via
-    pnputil /scan-devices (unverified, tests/vm/README.md).
+    hardware id Root\HotSwapSample). The driver is the node's PnP function driver, which
+    PnP unloads with its last device: unload and reload are a disable and an enable of the
+    node too (pnputil /disable-device, /enable-device), which keeps the node and the
+    package installed on it (tests/vm/README.md).
 
     The exit code is hotswapctl's: non-zero when a scenario failed.
 #>
@@ -49,8 +51,8 @@ if ($Build -eq 'Wdm') {
     if (-not $id) { throw "no device with hardware id $($names.HardwareId): run install.ps1 -Build Kmdf" }
     $arguments += @(
         '--instance-id', $id,
-        '--unload-command', "pnputil /remove-device $id",
-        '--reload-command', 'pnputil /scan-devices'
+        '--unload-command', "pnputil /disable-device $id",
+        '--reload-command', "pnputil /enable-device $id"
     )
 }
 if ($Quick) { $arguments += '--quick' }

@@ -98,29 +98,73 @@ fn the_swap_command_uses_parameters_swap_ps1_declares() {
     assert_eq!(hotswap_sample_core::DriverVersion::V2.to_string(), "v2");
 }
 
+/// The `Key = 'value'` entries of `common.ps1` (whitespace around `=` free).
+fn ps_entries(text: &str) -> BTreeSet<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter_map(|(key, value)| {
+            let value = value.trim().strip_prefix('\'')?.strip_suffix('\'')?;
+            Some((key.trim().to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
 #[test]
 fn the_scripts_use_the_names_of_inf_and_the_sample_core() {
     let common = script("common.ps1");
-    for expected in [
-        names::WDM_SERVICE_NAME,
-        names::WDM_IMAGE_NAME,
-        names::KMDF_SERVICE_NAME,
-        names::KMDF_IMAGE_NAME,
-        names::HARDWARE_ID,
+    let entries = ps_entries(&common);
+    let has = |key: &str, value: &str| entries.contains(&(key.to_owned(), value.to_owned()));
+    for (key, value) in [
+        ("Service", names::WDM_SERVICE_NAME),
+        ("Image", names::WDM_IMAGE_NAME),
+        ("Service", names::KMDF_SERVICE_NAME),
+        ("Image", names::KMDF_IMAGE_NAME),
+        ("HardwareId", names::HARDWARE_ID),
+        ("InterfaceGuid", names::DEVICE_INTERFACE_GUID_STR),
+        ("Inf", "hotswap_sample_wdm.inf"),
+        ("Catalog", "hotswap_sample_wdm.cat"),
+        ("Inf", "hotswap_sample.inf"),
+        ("Catalog", "hotswap_sample.cat"),
     ] {
-        assert!(
-            common.contains(&format!("'{expected}'")),
-            "common.ps1 lacks {expected}"
-        );
+        assert!(has(key, value), "common.ps1 lacks {key} = '{value}'");
     }
     let wdm_inf = fs::read_to_string(repo().join("inf/hotswap_sample_wdm.inf")).unwrap();
-    assert!(common.contains("Inf     = 'hotswap_sample_wdm.inf'"));
     assert!(wdm_inf.contains("CatalogFile = hotswap_sample_wdm.cat"));
-    assert!(common.contains("Catalog = 'hotswap_sample_wdm.cat'"));
     let inx = fs::read_to_string(repo().join("inf/hotswap_sample.inx")).unwrap();
     assert!(inx.contains("CatalogFile = hotswap_sample.cat"));
     assert!(inx.contains(names::HARDWARE_ID));
-    assert!(common.contains("Catalog    = 'hotswap_sample.cat'"));
+}
+
+/// The KMDF install follows `inf/README.md`: devcon creates the node and installs the
+/// package (or devgen creates a root node and pnputil installs), devcon removes it, and the
+/// scenarios unload and reload the PnP driver by disabling and enabling its node.
+#[test]
+fn the_kmdf_scripts_follow_the_devcon_flow_of_inf_readme() {
+    let readme = fs::read_to_string(repo().join("inf/README.md")).unwrap();
+    let install = script("install.ps1");
+    assert!(install.contains("Invoke-Native devcon @('install', $inf, $names.HardwareId)"));
+    assert!(readme.contains(&format!(
+        "devcon install hotswap_sample.inf {}",
+        names::HARDWARE_ID
+    )));
+    assert!(install.contains(
+        "Invoke-Native devgen @('/add', '/bus', 'ROOT', '/hardwareid', $names.HardwareId)"
+    ));
+    assert!(readme.contains(&format!(
+        "devgen /add /bus ROOT /hardwareid {}",
+        names::HARDWARE_ID
+    )));
+    assert!(install.contains("Invoke-Native pnputil @('/add-driver', $inf, '/install')"));
+    assert!(readme.contains("pnputil /add-driver hotswap_sample.inf /install"));
+    let remove = script("remove.ps1");
+    assert!(remove.contains("Invoke-Native devcon @('remove', $names.HardwareId)"));
+    assert!(readme.contains(&format!("devcon remove {}", names::HARDWARE_ID)));
+    let run = script("run-scenarios.ps1");
+    assert!(run.contains("'--unload-command', \"pnputil /disable-device $id\""));
+    assert!(run.contains("'--reload-command', \"pnputil /enable-device $id\""));
+    for stale in ["/scan-devices", "non-PnP KMDF"] {
+        assert!(!run.contains(stale) && !install.contains(stale), "{stale}");
+    }
 }
 
 #[test]
