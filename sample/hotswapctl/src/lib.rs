@@ -4,7 +4,10 @@
 //! is tested on any machine:
 //!
 //! * [`backend`]: the [`Backend`](backend::Backend) trait (send one I/O control request) and
-//!   the Windows backend over `NtDeviceIoControlFile` on `\\.\HotSwapSample`.
+//!   the Windows backend over `NtDeviceIoControlFile`.
+//! * [`locate`]: which path the Windows backend opens: the sample's device interface when one
+//!   is present (the KMDF build), else the symbolic link `\\.\HotSwapSample` (the WDM
+//!   build), and how to say which.
 //! * `host` (Linux): the in-process host kernel running the WDM sample's real `.sys`
 //!   images, as a backend and a lab; `hotswapctl --backend host` and `cargo xtask demo`.
 //! * [`client`]: typed requests (`VERSION`, `TRANSFORM`, `STATS`, `RESET`) over any backend.
@@ -36,6 +39,7 @@ pub mod fake;
 pub mod host;
 pub mod junit;
 pub mod lab;
+pub mod locate;
 pub mod malformed;
 pub mod scenarios;
 #[cfg(windows)]

@@ -12,7 +12,10 @@
 //! hotswapctl --backend host --images target/drivers/amd64 demo
 //! ```
 //!
-//! `--backend device` (the default) opens the installed driver and exists on Windows only;
+//! `--backend device` (the default) opens the installed driver and exists on Windows only: the
+//! sample's device interface when one is present (the KMDF build), else its symbolic link
+//! `\\.\HotSwapSample` (the WDM build), or `--device PATH`; the path used, and why, goes to
+//! standard error (`hotswapctl::locate`);
 //! `--backend host` (Linux) runs the WDM sample's real `.sys` images in the in-process host
 //! kernel (`hotswapctl::host`), where `demo` and the scenarios swap them for real;
 //! `--backend fake` is an in-memory simulation for trying the client anywhere (not a driver;
@@ -21,11 +24,12 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc, thread, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use hotswap_sample_core::{DriverVersion, StatsInfo, names::WIN32_DEVICE_PATH};
+use hotswap_sample_core::{DriverVersion, StatsInfo};
 use hotswapctl::{
     backend::{Backend, BackendError},
     client::{Client, ClientError, Reply},
     fake::{FakeDevice, Swapper},
+    locate::{Located, locate},
     scenarios::command::ScenariosArgs,
     stress::{self, StressConfig},
     watch::{self, WatchConfig},
@@ -40,9 +44,10 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = BackendChoice::Device, global = true)]
     backend: BackendChoice,
 
-    /// Device path for `--backend device`.
-    #[arg(long, default_value = WIN32_DEVICE_PATH, global = true)]
-    device: String,
+    /// Device path for `--backend device` (default: the sample's device interface when one is
+    /// present, else its symbolic link `\\.\HotSwapSample`; the path used is printed).
+    #[arg(long, global = true)]
+    device: Option<String>,
 
     /// `--backend fake`: the build loaded at start (1 or 2).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=2), global = true)]
@@ -178,7 +183,8 @@ enum BackendChoice {
 
 /// Opens connections to the chosen backend.
 enum Connector {
-    Device(String),
+    /// The installed driver, at the path found once ([`device_path`]).
+    Device(Located),
     /// The fake, and its background swapper if any (kept alive, stopped on drop).
     Fake {
         device: Arc<FakeDevice>,
@@ -187,6 +193,16 @@ enum Connector {
     /// The host kernel with the sample's images.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     Host(Arc<hotswapctl::host::HostLab>),
+}
+
+/// The path of the installed driver's device (`--device`, else its interface, else its
+/// symbolic link), said on the standard error where the device backend exists.
+fn device_path(cli: &Cli) -> Located {
+    let located = locate(cli.device.as_deref());
+    if cfg!(windows) {
+        eprintln!("hotswapctl: {located}");
+    }
+    located
 }
 
 /// `--backend device` where there is no device backend.
@@ -216,7 +232,7 @@ fn host_lab(cli: &Cli) -> Result<Arc<hotswapctl::host::HostLab>, String> {
 impl Connector {
     fn new(cli: &Cli) -> Result<Self, BackendError> {
         Ok(match cli.backend {
-            BackendChoice::Device => Self::Device(cli.device.clone()),
+            BackendChoice::Device => Self::Device(device_path(cli)),
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             BackendChoice::Host => Self::Host(host_lab(cli).map_err(BackendError::Unavailable)?),
             #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
@@ -238,11 +254,13 @@ impl Connector {
     fn connect(&self) -> Result<Box<dyn Backend>, BackendError> {
         match self {
             #[cfg(windows)]
-            Self::Device(path) => Ok(Box::new(hotswapctl::backend::windows::DeviceBackend::open(
-                path,
-            )?)),
+            Self::Device(located) => Ok(Box::new(
+                hotswapctl::backend::windows::DeviceBackend::open(&located.path)?,
+            )),
             #[cfg(not(windows))]
-            Self::Device(path) => Err(BackendError::Unavailable(no_device_backend(path))),
+            Self::Device(located) => {
+                Err(BackendError::Unavailable(no_device_backend(&located.path)))
+            }
             Self::Fake { device, .. } => Ok(Box::new(device.connect())),
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             Self::Host(lab) => Ok(Box::new(lab.open()?)),
@@ -283,9 +301,9 @@ fn execute_scenarios(cli: &Cli, args: &ScenariosArgs) -> Result<ExitCode, String
         #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
         BackendChoice::Host => return Err(no_host_kernel()),
         #[cfg(windows)]
-        BackendChoice::Device => args.device_lab(&cli.device),
+        BackendChoice::Device => args.device_lab(&device_path(cli)),
         #[cfg(not(windows))]
-        BackendChoice::Device => return Err(no_device_backend(&cli.device)),
+        BackendChoice::Device => return Err(no_device_backend(&device_path(cli).path)),
     };
     hotswapctl::scenarios::command::execute(args, &lab)
 }
@@ -507,6 +525,8 @@ mod tests {
         assert!(Cli::try_parse_from(["hotswapctl", "version", "--fake-version", "3"]).is_err());
         let cli = Cli::try_parse_from(["hotswapctl", "transform", "hello world"]).unwrap();
         assert!(matches!(cli.command, Command::Transform { ref text } if text == "hello world"));
-        assert_eq!(cli.device, WIN32_DEVICE_PATH);
+        assert_eq!(cli.device, None, "found, not defaulted");
+        let cli = Cli::try_parse_from(["hotswapctl", "version", "--device", r"\\.\X"]).unwrap();
+        assert_eq!(cli.device.as_deref(), Some(r"\\.\X"));
     }
 }

@@ -137,7 +137,7 @@ fn the_scripts_use_the_names_of_inf_and_the_sample_core() {
 
 /// The KMDF install follows `inf/README.md`: devcon creates the node and installs the
 /// package (or devgen creates a root node and pnputil installs), devcon removes it, and the
-/// scenarios unload and reload the PnP driver by disabling and enabling its node.
+/// scenarios unload and reload the `PnP` driver by disabling and enabling its node.
 #[test]
 fn the_kmdf_scripts_follow_the_devcon_flow_of_inf_readme() {
     let readme = fs::read_to_string(repo().join("inf/README.md")).unwrap();

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail, ensure};
 use hotswap_sample_core::{
     DriverVersion,
     malformed::MALFORMED_REQUESTS,
-    names::WDM_SERVICE_NAME,
+    names::{WDM_SERVICE_NAME, WIN32_DEVICE_PATH},
     protocol::{CORE_VERSION, MAX_TRANSFORM_PAYLOAD, PROTOCOL_VERSION},
 };
 
@@ -63,6 +63,22 @@ pub struct Images {
     pub under_test: String,
     /// v2, for the cold swap.
     pub v2: String,
+}
+
+/// The client says which device path it opened (its standard error). Under Wine the WDM
+/// service registers no device interface of the sample's class, so the client must have
+/// fallen back to the symbolic link, and said so.
+///
+/// # Errors
+/// When the client opened something else, or did not say.
+fn uses_the_symbolic_link(stderr: &str) -> Result<()> {
+    let expected = format!("hotswapctl: device: {WIN32_DEVICE_PATH} (the symbolic link: ");
+    ensure!(
+        stderr.lines().any(|line| line.starts_with(&expected)),
+        "the client under Wine did not say it fell back to the symbolic link (`{expected}…`); its standard error: {}",
+        stderr.trim_end()
+    );
+    Ok(())
 }
 
 /// Runs the client under Wine.
@@ -123,7 +139,8 @@ impl<'a> Checks<'a> {
         self.service(&["stop"])
     }
 
-    /// `version`: exactly the line of `version`'s build.
+    /// `version`: exactly the line of `version`'s build, from the device the client found
+    /// through its symbolic link ([`uses_the_symbolic_link`]).
     fn expect_version(&mut self, version: DriverVersion) -> Result<()> {
         let output = self.client(&["version"], COMMAND_TIMEOUT)?;
         self.tally.requests += 1;
@@ -138,7 +155,7 @@ impl<'a> Checks<'a> {
             got == expected,
             "VERSION under Wine: expected `{expected}`, the driver answered `{got}`"
         );
-        Ok(())
+        uses_the_symbolic_link(&output.stderr)
     }
 
     /// `transform`: exactly `version`'s transform of the text.
@@ -348,5 +365,19 @@ impl<'a> Checks<'a> {
             "xtask: wine: cold swap v1 -> v2 -> v1 (stop, set-image, start): each build answered as itself, counters fresh"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uses_the_symbolic_link;
+
+    #[test]
+    fn the_fallback_to_the_symbolic_link_must_be_said() {
+        let said = "wine: noise\nhotswapctl: device: \\\\.\\HotSwapSample (the symbolic link: no device interface {33D918D7-4BFA-46DB-8221-BA6FB13AEE7A} is present)\n";
+        uses_the_symbolic_link(said).unwrap();
+        let interface = "hotswapctl: device: \\\\?\\ROOT#SAMPLE#0000#{x} (device interface {X})\n";
+        assert!(uses_the_symbolic_link(interface).is_err());
+        assert!(uses_the_symbolic_link("").is_err());
     }
 }

@@ -139,25 +139,33 @@ impl ScenariosArgs {
         ))
     }
 
-    /// The installed driver at `device_path` (Windows): a `ServiceLab` with `--service`,
-    /// otherwise a [`Self::command_lab`].
+    /// The installed driver at `device` (Windows): a `ServiceLab` with `--service`,
+    /// otherwise a [`Self::command_lab`]. Unless the path was given (`--device`), the
+    /// command lab looks for the device again at each connection
+    /// ([`crate::locate::locate`]): a device node disabled and enabled, or removed and
+    /// created again, may come back with another interface path.
     #[cfg(windows)]
     #[must_use]
-    pub fn device_lab(&self, device_path: &str) -> Arc<dyn Lab> {
+    pub fn device_lab(&self, device: &crate::locate::Located) -> Arc<dyn Lab> {
         use crate::backend::{Backend, windows::DeviceBackend};
 
         if let Some(name) = &self.service {
             return Arc::new(crate::service::ServiceLab::new(
                 crate::service::Service::new(name),
-                device_path,
+                &device.path,
                 self.swap_command.clone(),
                 Duration::from_secs(self.command_timeout),
             ));
         }
-        let path = device_path.to_owned();
+        let given = device.is_given().then(|| device.path.clone());
         self.command_lab(
-            Box::new(move || Ok(Box::new(DeviceBackend::open(&path)?) as Box<dyn Backend>)),
-            format!("installed driver at {device_path}"),
+            Box::new(move || {
+                let path = given
+                    .clone()
+                    .unwrap_or_else(|| crate::locate::locate(None).path);
+                Ok(Box::new(DeviceBackend::open(&path)?) as Box<dyn Backend>)
+            }),
+            format!("installed driver, {device}"),
         )
     }
 
