@@ -185,12 +185,10 @@ pub unsafe fn initialise(
 /// device uses the context during the callback).
 pub unsafe fn of<'a>(device: WDFDEVICE) -> Result<&'a DeviceContext, NtStatus> {
     // SAFETY: a live device of this driver (contract).
-    let driver = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverWdmGetDriverObject,
-            call_unsafe_wdf_function_binding!(WdfDeviceGetDriver, device)
-        )
-    };
+    let wdf_driver = unsafe { call_unsafe_wdf_function_binding!(WdfDeviceGetDriver, device) };
+    // SAFETY: this driver's framework driver object.
+    let driver =
+        unsafe { call_unsafe_wdf_function_binding!(WdfDriverWdmGetDriverObject, wdf_driver) };
     // SAFETY: this driver's own DRIVER_OBJECT.
     let info = unsafe { type_info(driver) }?;
     // SAFETY: as above.

@@ -62,12 +62,9 @@ fn unicode(units: &'static [u16]) -> UNICODE_STRING {
 /// `device` is a live `WDFDEVICE` of this driver.
 unsafe fn driver_object_of(device: WDFDEVICE) -> PDRIVER_OBJECT {
     // SAFETY: a live device (contract); its driver lives at least as long.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverWdmGetDriverObject,
-            call_unsafe_wdf_function_binding!(WdfDeviceGetDriver, device)
-        )
-    }
+    let driver = unsafe { call_unsafe_wdf_function_binding!(WdfDeviceGetDriver, device) };
+    // SAFETY: this driver's framework driver object.
+    unsafe { call_unsafe_wdf_function_binding!(WdfDriverWdmGetDriverObject, driver) }
 }
 
 /// `EvtDriverDeviceAdd`: `PnP` found the node `Root\HotSwapSample` and this driver is its
