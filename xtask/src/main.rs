@@ -299,6 +299,54 @@ fn package_checks() -> Result<()> {
     ])
 }
 
+/// The example driver (`examples/scratchpad`, its own workspace): formatting, clippy for
+/// both Windows targets (every feature) and for the Linux host (its tests), its images built
+/// with the generic build command and verified (v1 and v2 for x64 and ARM64, the x64 image
+/// of feature `test-leak-pool`), and its tests through the harness, which must find every
+/// image.
+fn example_checks(root: &Path) -> Result<()> {
+    const MANIFEST: &str = "examples/scratchpad/Cargo.toml";
+    cargo(&["fmt", "--manifest-path", MANIFEST, "--check"])?;
+    for target in WINDOWS_TARGETS {
+        for features in ["", "v2", "test-leak-pool"] {
+            let mut args = vec!["clippy", "--manifest-path", MANIFEST, "--target", target];
+            if !features.is_empty() {
+                args.extend(["--features", features]);
+            }
+            args.extend(["--", "-D", "warnings"]);
+            cargo(&args)?;
+        }
+    }
+    cargo(&[
+        "clippy",
+        "--manifest-path",
+        MANIFEST,
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    let manifest = root.join(MANIFEST);
+    let amd64 = driver_proxy_build::AMD64;
+    for (name, features, arches) in [
+        ("scratchpad_v1", vec![], vec![]),
+        ("scratchpad_v2", vec!["v2".to_owned()], vec![]),
+        ("scratchpad_leak", vec!["test-leak-pool".to_owned()], vec![amd64]),
+    ] {
+        driver::build_crate(&driver::CrateBuild {
+            manifest: manifest.clone(),
+            name: Some(name.to_owned()),
+            features,
+            arches,
+            ..driver::CrateBuild::default()
+        })?;
+    }
+    cargo_with_env(
+        &["test", "--manifest-path", MANIFEST],
+        &[("DRIVER_PROXY_REQUIRE_IMAGES", "1")],
+    )
+}
+
 fn test() -> Result<()> {
     let root = workspace_root();
     toolchain::ensure_targets(&[WINDOWS_TARGETS[0], WINDOWS_TARGETS[1], AARCH64_LINUX])?;
@@ -374,6 +422,8 @@ fn test() -> Result<()> {
         &[("DRIVER_PROXY_REQUIRE_IMAGES", "1")],
     )?;
     cargo(&["test", "-p", "hotswap-sample-core", "--features", "v2"])?;
+    // The example driver, built, verified and tested like any driver author's.
+    example_checks(&root)?;
     // Loom models: every interleaving of the synchronisation behind each crate's `sync` seam.
     let loom_target = root.join("target").join("loom");
     let loom_target = loom_target.to_str().context("non-UTF-8 path")?;
