@@ -84,7 +84,8 @@ fn parse_bugcheck(line: &str) -> Option<Bugcheck> {
 /// The child is this test binary again, running only the current test (found by the name
 /// libtest gives the test's thread); inside it, this call runs `body` and exits the process
 /// (status 0 when `body` returns). So everything the test does before this call runs in both
-/// processes, and nothing after it runs in the child. A bugcheck, a fault report or a
+/// processes, and nothing after it runs in the child (one isolation per test: a child that
+/// reaches another one stops with a panic). A bugcheck, a fault report or a
 /// watchdog report stops the child, and the parent reads it from the [`Outcome`]:
 ///
 /// ```no_run
@@ -117,19 +118,104 @@ pub fn isolated(body: impl FnOnce()) -> Outcome {
 /// # Panics
 /// When the child cannot be started.
 pub fn isolated_as(test: &str, body: impl FnOnce()) -> Outcome {
-    if std::env::var(CHILD_VAR).is_ok_and(|child| child == test) {
-        body();
+    match std::env::var(CHILD_VAR) {
+        Ok(child) if child == test => {
+            body();
+            std::process::exit(0);
+        }
+        Ok(child) => not_this_child(&child),
+        Err(_) => {}
+    }
+    let child = spawn(test, test);
+    outcome(child.wait_with_output().expect("the child process"))
+}
+
+/// [`isolated`] for several cases at once: one child process per case, all running at the
+/// same time; in the child for `case`, `body(case)` runs and the process exits. Returns each
+/// case's [`Outcome`], in the order of `cases`. `label` names a case (distinct labels; they
+/// travel in an environment variable).
+///
+/// Everything the test does before this call runs in every child too; `body` runs only in
+/// the child of its case.
+///
+/// # Panics
+/// As [`isolated`]; when two cases have the same label.
+pub fn isolated_each<T>(
+    cases: &[T],
+    label: impl Fn(&T) -> String,
+    body: impl Fn(&T),
+) -> Vec<Outcome> {
+    let test = std::thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .map(str::to_owned)
+        .expect("isolated_each() runs on a test's own thread (libtest names it after the test)");
+    let labels: Vec<String> = cases.iter().map(&label).collect();
+    for (i, one) in labels.iter().enumerate() {
+        assert!(!labels[..i].contains(one), "two cases are labelled {one:?}");
+    }
+    if let Ok(child) = std::env::var(CHILD_VAR) {
+        let Some(label) = child.strip_prefix(&format!("{test}\u{1f}")) else {
+            not_this_child(&child);
+        };
+        let index = labels
+            .iter()
+            .position(|one| one == label)
+            .unwrap_or_else(|| panic!("no case labelled {label:?}"));
+        body(&cases[index]);
         std::process::exit(0);
     }
-    let output = Command::new(std::env::current_exe().expect("the test binary"))
+    let children: Vec<_> = labels
+        .iter()
+        .map(|label| spawn(&test, &format!("{test}\u{1f}{label}")))
+        .collect();
+    // Each child's output read on a thread of its own, so that no child blocks on a full pipe
+    // while another is waited for.
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = children
+            .into_iter()
+            .map(|child| scope.spawn(|| child.wait_with_output()))
+            .collect();
+        readers
+            .into_iter()
+            .map(|reader| {
+                outcome(
+                    reader
+                        .join()
+                        .expect("the reader thread")
+                        .expect("the child process"),
+                )
+            })
+            .collect()
+    })
+}
+
+/// A child process reached an isolation it was not started for (two isolations in one test):
+/// stop rather than start children of its own.
+fn not_this_child(child: &str) -> ! {
+    panic!(
+        "this process is the isolated child {child:?} and reached another isolated call: use one isolated()/isolated_each() per test"
+    );
+}
+
+/// Starts this test binary again, running only `test`, as the child `key`.
+fn spawn(test: &str, key: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().expect("the test binary"))
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_VAR, test)
-        .output()
-        .expect("a child process");
+        .env(CHILD_VAR, key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("a child process")
+}
+
+fn outcome(output: std::process::Output) -> Outcome {
     Outcome {
         status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        stdout: String::from_utf8(output.stdout)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+        stderr: String::from_utf8(output.stderr)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
     }
 }
 

@@ -30,7 +30,7 @@
 //! |---|---|
 //! | find the images `cargo xtask build-driver` wrote | [`Images::find`], [`Images::require`] (skips with a note, or fails when `DRIVER_PROXY_REQUIRE_IMAGES` is set) |
 //! | load an image as a driver, run its `DriverEntry` | [`TestDriver::load`] (service name), [`TestDriver::load_with`] ([`LoadOptions`]: registry path; DriverProxy features, a failing extension creation, the drain timeout, applied before the entry runs) |
-//! | its entry's status, what it printed | [`TestDriver::entry_status`]; a failed entry is [`ImageDriverError::Entry`] with the status; [`TestDriver::dbg_print`] |
+//! | its entry's status, what it printed | [`TestDriver::entry_status`]; a failed entry is [`ImageDriverError::Entry`] with the status; [`TestDriver::dbg_print`] (this driver's), [`dbg_print_log`] (every driver's, process-wide) |
 //! | open a device by NT name or symbolic link | [`TestDriver::open`] (`\\.\X`, `\??\X`, `\DosDevices\X`, `\Device\X`): `IRP_MJ_CREATE` |
 //! | requests | [`Handle::read`], [`Handle::write`] (the device's buffering: `DO_BUFFERED_IO`, `DO_DIRECT_IO` with an MDL, or neither), [`Handle::device_control`] (all four transfer types, from the code's two low bits), each a [`Completion`] (status and `Information`) |
 //! | cleanup and close | [`Handle::close`] ([`Closed`]: both statuses), or drop the handle |
@@ -39,7 +39,7 @@
 //! | faults | [`faults`]: hold a completion (a request stays in flight inside the driver), fail the calling thread's *n*th pool allocation, thread creation or MDL mapping, hide a kernel export |
 //! | pool by tag | [`TestDriver::pool`] (what the driver holds now), [`pool_usage`] (a tag's totals) |
 //! | unload with a leak report | [`TestDriver::unload`]: `DriverUnload`, then [`ImageDriverError::Unload`] with [`Leaks`] (devices, symbolic links, pool by tag, threads, kernel handles, MDLs, work items) if anything was left |
-//! | a bugcheck as a test result | [`isolated`]: runs part of a test in a child process and returns its [`Outcome`] (the bugcheck parsed) |
+//! | a bugcheck as a test result | [`isolated`]: runs part of a test in a child process and returns its [`Outcome`] (the bugcheck parsed); [`isolated_each`]: one child per case, in parallel (process-wide faults such as a hidden export, one configuration each) |
 //!
 //! # What the model checks, in the spirit of Driver Verifier
 //!
@@ -100,13 +100,15 @@ use std::time::{Duration, Instant};
 
 use driver_proxy::NtStatus;
 
+pub use crate::image::LoadError;
 pub use crate::image_driver::{ImageDriver, ImageDriverError, ImageSwap, LoadOptions};
 pub use crate::kernel::control::{
-    DriverFeatures, ExtensionControl, Phase, PoolLeak, PoolUsage, SwapReport, pool_usage,
+    DriverFeatures, EndpointKey, ExtensionControl, Phase, PoolLeak, PoolUsage, SwapReport,
+    pool_usage,
 };
-pub use crate::wdm::{Closed, Leaks};
+pub use crate::wdm::{Closed, Leaks, dbg_print_log};
 pub use images::Images;
-pub use isolate::{Bugcheck, Outcome, isolated, isolated_as};
+pub use isolate::{Bugcheck, Outcome, isolated, isolated_as, isolated_each};
 pub use stress::{Stress, StressReport};
 
 use crate::image_driver::Connection;

@@ -3,6 +3,11 @@
 //! to the dispatch routine the image registered (a DriverProxy wrapper), and hot swaps of
 //! v1.sys → v2.sys and back under load, with faults injected.
 //!
+//! The host kernel is reached only through its public test harness
+//! (`driver_proxy_host::harness`), as any driver author's tests reach it: the lab of the
+//! client (`hotswapctl::host::HostLab`) loads the images, and the tests look at the driver,
+//! swap it and inject faults with the harness.
+//!
 //! The images must exist: `cargo xtask test` builds them first and sets
 //! `DRIVER_PROXY_REQUIRE_IMAGES=1`, which turns a missing image into a failure. A plain
 //! `cargo test` without them prints why each test is skipped. Elsewhere than x86-64 Linux
@@ -11,17 +16,16 @@
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use driver_proxy::{NtStatus, sys};
-use driver_proxy_host::engine::Phase;
-use driver_proxy_host::image_driver::ImageDriverError;
-use driver_proxy_host::kernel::control::EndpointKey;
-use driver_proxy_host::wdm::io::hold::hold_next_completion;
+use driver_proxy_host::harness::faults::hold_next_completion;
+use driver_proxy_host::harness::{
+    EndpointKey, ExtensionControl, ImageDriverError, Images, Phase, TestDriver, isolated,
+};
 use hotswap_sample_core::DriverVersion;
 use hotswapctl::client::Client;
 use hotswapctl::host::{HostBackend, HostLab};
@@ -37,21 +41,20 @@ fn serial() -> MutexGuard<'static, ()> {
 
 /// The directory of the x64 images, or `None` (with the reason printed) when they cannot run.
 fn images() -> Option<PathBuf> {
-    if !cfg!(target_arch = "x86_64") {
-        eprintln!("skipped: the host kernel runs x64 images on x86-64 only");
-        return None;
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/drivers/amd64");
-    if dir.join("hotswap_sample_v1.sys").is_file() && dir.join("hotswap_sample_v2.sys").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("DRIVER_PROXY_REQUIRE_IMAGES").is_none(),
-        "the driver images are missing in {}: cargo xtask build-driver",
-        dir.display()
-    );
-    eprintln!("skipped: images not built (cargo xtask build-driver)");
-    None
+    let images = Images::find(env!("CARGO_MANIFEST_DIR"));
+    images.require("hotswap_sample_v1.sys")?;
+    images.require("hotswap_sample_v2.sys")?;
+    Some(images.dir().to_path_buf())
+}
+
+/// The lab's driver, through the harness.
+fn driver(lab: &HostLab) -> TestDriver {
+    TestDriver::attach(lab.driver().expect("a driver is loaded"))
+}
+
+/// The lab's driver's DriverProxy extension (hot swap is available on the host kernel).
+fn hot_swap(lab: &HostLab) -> ExtensionControl {
+    driver(lab).hot_swap().expect("hot swap is available")
 }
 
 fn lab(images: &Path) -> HostLab {
@@ -153,12 +156,10 @@ fn under_two_threads_v1_hot_swaps_to_v2_each_thread_switches_once_and_no_count_i
     lab.swap_to(DriverVersion::V1).expect("v2 -> v1");
     assert_eq!(version(&lab), DriverVersion::V1);
     assert_eq!(served(&lab), before + 2);
-    let driver = lab.driver().unwrap();
     assert_eq!(
-        driver.retired_images(),
+        driver(&lab).retired_images(),
         ["hotswap_sample_v1.sys", "hotswap_sample_v2.sys"]
     );
-    drop(driver);
     lab.unload()
         .expect("DriverUnload ran through its wrapper and left nothing behind (devices, links, pool, threads)");
 }
@@ -201,11 +202,7 @@ fn a_drain_timeout_refuses_the_image_swap_and_v1_keeps_serving_with_its_counts()
     let Some(images) = images() else { return };
     let _serial = serial();
     let lab = lab(&images);
-    let extension = lab
-        .driver()
-        .unwrap()
-        .extension()
-        .expect("hot swap is available");
+    let extension = hot_swap(&lab);
     extension.set_drain_timeout(Duration::from_millis(100));
     let mut held_client = client(&lab);
     let held = hold_next_completion();
@@ -225,7 +222,7 @@ fn a_drain_timeout_refuses_the_image_swap_and_v1_keeps_serving_with_its_counts()
     let served_after_refusal = served(&lab);
     assert_eq!(version(&lab), DriverVersion::V1, "v1 keeps serving");
     assert_eq!(served(&lab), served_after_refusal + 2, "and counting");
-    assert!(lab.driver().unwrap().retired_images().is_empty());
+    assert!(driver(&lab).retired_images().is_empty());
     extension.set_drain_timeout(Duration::from_secs(5));
     lab.swap_to(DriverVersion::V2)
         .expect("a later swap succeeds");
@@ -239,7 +236,7 @@ fn a_post_process_failure_rolls_the_image_swap_back_and_v1_keeps_serving() {
     let _serial = serial();
     let lab = lab(&images);
     let before = served(&lab);
-    let extension = lab.driver().unwrap().extension().unwrap();
+    let extension = hot_swap(&lab);
     let failure = NtStatus::INSUFFICIENT_RESOURCES.0;
     extension.fail_next_swap_in(Phase::PostProcess, failure);
     let error = lab.swap_image(DriverVersion::V2).unwrap_err().unwrap();
@@ -259,20 +256,12 @@ fn a_post_process_failure_rolls_the_image_swap_back_and_v1_keeps_serving() {
 #[test]
 fn a_v2_that_does_not_re_register_every_endpoint_is_an_incomplete_swap_and_keeps_both_images() {
     let Some(images) = images() else { return };
-    let partial = images.join("hotswap_sample_v2_missing_unload.sys");
-    if !partial.is_file() {
-        assert!(
-            std::env::var_os("DRIVER_PROXY_REQUIRE_IMAGES").is_none(),
-            "{} is missing: cargo xtask build-driver",
-            partial.display()
-        );
-        eprintln!("skipped: test image not built (cargo xtask build-driver)");
+    let Some(partial) = Images::at(&images).require("hotswap_sample_v2_missing_unload.sys") else {
         return;
-    }
+    };
     let _serial = serial();
     let lab = lab(&images);
-    let driver = lab.driver().unwrap();
-    driver_proxy_host::wdm::clear_dbg_print_log();
+    let driver = driver(&lab);
     let error = driver.swap_to(&partial).unwrap_err();
     let ImageDriverError::IncompleteSwap { endpoints, .. } = &error else {
         panic!("expected an incomplete swap, got {error}");
@@ -293,7 +282,7 @@ fn a_v2_that_does_not_re_register_every_endpoint_is_an_incomplete_swap_and_keeps
     // Its DriverEntry committed the swap, then could not look up DriverUnload's wrapper: the
     // library's endpoint record still gives id 4 to v1 (RegisteredByAnotherImage), not
     // "not found".
-    let log = driver_proxy_host::wdm::dbg_print_log();
+    let log = driver.dbg_print();
     let refused = format!(
         "HotSwapSample v2: wrapper lookup after the swap: 0x{:08X}",
         NtStatus::OBJECT_TYPE_MISMATCH.raw().cast_unsigned()
@@ -309,15 +298,14 @@ fn a_v2_that_does_not_re_register_every_endpoint_is_an_incomplete_swap_and_keeps
         .expect("v1's DriverUnload, still serving that endpoint, unloads the mixed driver cleanly");
 }
 
-const CHILD: &str = "DRIVER_PROXY_E2E_CHILD";
-
 #[test]
 fn a_call_into_the_retired_v1_image_aborts_the_process_naming_it() {
     let Some(images) = images() else { return };
-    if std::env::var_os(CHILD).is_some() {
+    let _serial = serial();
+    let outcome = isolated(|| {
         let lab = lab(&images);
-        let driver = lab.driver().unwrap();
-        let v1_entry = driver.serving_entry_point();
+        let driver = driver(&lab);
+        let v1_entry = driver.image_driver().serving_entry_point();
         lab.swap_to(DriverVersion::V2).unwrap();
         assert!(
             driver
@@ -332,22 +320,18 @@ fn a_call_into_the_retired_v1_image_aborts_the_process_naming_it() {
         // SAFETY: as above.
         let _ = unsafe { entry(0, 0) };
         unreachable!("the call into the retired image returned");
-    }
-    let _serial = serial();
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_call_into_the_retired_v1_image_aborts_the_process_naming_it",
-            "--nocapture",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "the child survived:\n{stderr}");
+    });
     assert!(
-        stderr.contains("host kernel: call into unmapped image hotswap_sample_v1.sys at RVA"),
-        "{stderr}"
+        !outcome.completed(),
+        "the child survived:\n{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome
+            .stderr
+            .contains("host kernel: call into unmapped image hotswap_sample_v1.sys at RVA"),
+        "{}",
+        outcome.stderr
     );
 }
 

@@ -27,28 +27,24 @@
 //! own: `IoCreateDevice`, a static import, hidden, and the image is refused.
 //!
 //! Hiding an export is process-wide and must come before the library's first resolution,
-//! so each configuration runs in a child process of its own (`run_child` /
-//! `child_scenario` of the host kernel's WDM tests).
+//! so each configuration runs in a child process of its own (the test harness's
+//! `isolated_each`, all at once). The host kernel is reached only through its public test
+//! harness (`driver_proxy_host::harness`).
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
-
-#[path = "../../../host/tests/wdm_common/mod.rs"]
-mod wdm_common;
 
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use driver_proxy_host::hide_export;
-use driver_proxy_host::image::LoadError;
-use driver_proxy_host::image_driver::ImageDriverError;
-use driver_proxy_host::kernel::control::pool_usage;
-use driver_proxy_host::wdm::dbg_print_log;
+use driver_proxy_host::harness::faults::hide_export;
+use driver_proxy_host::harness::{
+    ImageDriverError, Images, LoadError, TestDriver, dbg_print_log, isolated_each, pool_usage,
+};
 use hotswap_sample_core::DriverVersion;
 use hotswapctl::client::Client;
 use hotswapctl::host::{HostBackend, HostLab};
 use hotswapctl::lab::Lab;
-use wdm_common::{child_scenario, run_child};
 
 /// One configuration: the routines hidden (none: the control), the one the log names, and
 /// what the driver must then have.
@@ -122,61 +118,27 @@ const CASES: [Case; 17] = [
 /// The pool tag of the library's worker storage.
 const DPWK: u32 = u32::from_le_bytes(*b"DPwk");
 
-const ENTRY: &str = "v1_loads_serves_and_unloads_with_each_resolved_routine_missing";
-
 /// The directory of the x64 images, or `None` (with the reason printed) when they are not
 /// built and not required.
 fn images() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/drivers/amd64");
-    if dir.join("hotswap_sample_v1.sys").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("DRIVER_PROXY_REQUIRE_IMAGES").is_none(),
-        "the driver images are missing in {}: cargo xtask build-driver",
-        dir.display()
-    );
-    eprintln!("skipped: images not built (cargo xtask build-driver)");
-    None
+    let images = Images::find(env!("CARGO_MANIFEST_DIR"));
+    images.require("hotswap_sample_v1.sys")?;
+    Some(images.dir().to_path_buf())
 }
 
 #[test]
 fn v1_loads_serves_and_unloads_with_each_resolved_routine_missing() {
     let Some(images) = images() else { return };
-    if let Some(scenario) = child_scenario() {
-        let case = CASES
-            .iter()
-            .find(|case| case.scenario() == scenario)
-            .unwrap_or_else(|| panic!("unknown scenario {scenario}"));
-        run(case, &images);
-        println!("scenario {scenario}: passed");
-        return;
-    }
     // One child per configuration, all at once (they mostly wait for the worker's period).
-    let outputs: Vec<_> = thread::scope(|scope| {
-        let children: Vec<_> = CASES
-            .iter()
-            .map(|case| {
-                let scenario = case.scenario();
-                let child = {
-                    let scenario = scenario.clone();
-                    scope.spawn(move || run_child(ENTRY, &scenario))
-                };
-                (scenario, child)
-            })
-            .collect();
-        children
-            .into_iter()
-            .map(|(scenario, child)| (scenario, child.join().unwrap()))
-            .collect()
-    });
-    for (scenario, output) in outputs {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+    let outcomes = isolated_each(&CASES, Case::scenario, |case| run(case, &images));
+    for (case, outcome) in CASES.iter().zip(outcomes) {
         assert!(
-            output.status.success() && stdout.contains(&format!("scenario {scenario}: passed")),
-            "{scenario} hidden: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            output.status
+            outcome.completed(),
+            "{} hidden: {}\nstdout:\n{}\nstderr:\n{}",
+            case.scenario(),
+            outcome.status,
+            outcome.stdout,
+            outcome.stderr
         );
     }
 }
@@ -217,8 +179,8 @@ fn run(case: &Case, images: &Path) {
         "VERSION, TRANSFORM and this STATS: {stats:?}"
     );
 
-    let driver = lab.driver().expect("loaded");
-    let extension = driver.extension();
+    let driver = TestDriver::attach(lab.driver().expect("loaded"));
+    let extension = driver.hot_swap();
     assert_eq!(
         extension.is_some(),
         case.hot_swap,
@@ -259,7 +221,8 @@ fn run(case: &Case, images: &Path) {
         );
     }
 
-    let log: Vec<String> = dbg_print_log()
+    let log: Vec<String> = driver
+        .dbg_print()
         .iter()
         .map(|line| line.trim_end().to_owned())
         .collect();
