@@ -1,8 +1,10 @@
 //! `hotswapctl`: the user-mode client of the driver-proxy hot-swap sample driver.
 //!
-//! The binary (`src/main.rs`) is a thin clap front end; everything it does lives here, so it
-//! is tested on any machine:
+//! The binary (`src/main.rs`) only calls [`cli::main`]; everything lives here, so it is
+//! tested on any machine:
 //!
+//! * [`cli`]: the command line (clap): options, subcommands, what each prints and its exit
+//!   code.
 //! * [`backend`]: the [`Backend`](backend::Backend) trait (send one I/O control request) and
 //!   the Windows backend over `NtDeviceIoControlFile`.
 //! * [`locate`]: which path the Windows backend opens: the sample's device interface when one
@@ -26,18 +28,18 @@
 //! * `demo` (Linux): `hotswapctl --backend host demo`, a stress run with a hot swap in the
 //!   middle and a summary.
 //! * [`scenarios`]: the HLK-style scenarios (`hotswapctl scenarios`) with their pass/fail
-//!   criteria, and [`junit`], their `JUnit` XML.
+//!   criteria, and their `JUnit` XML ([`scenarios::junit`], written with `quick-junit`).
 //!
 //! The protocol itself (codes, structures, statuses) is `hotswap-sample-core`'s.
 
 pub mod backend;
+pub mod cli;
 pub mod client;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod demo;
 pub mod fake;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod host;
-pub mod junit;
 pub mod lab;
 pub mod locate;
 pub mod malformed;

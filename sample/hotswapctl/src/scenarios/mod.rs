@@ -1,6 +1,6 @@
 //! HLK-style scenarios: each a bounded run with named pass/fail criteria, generic over the
 //! [`Lab`] it runs against (the in-memory fake, the WDM sample's real images in the host
-//! kernel, the installed driver on a Windows VM), reported as `JUnit` XML ([`crate::junit`]).
+//! kernel, the installed driver on a Windows VM), reported as `JUnit` XML ([`junit`]).
 //!
 //! | scenario | what it does | criteria (all must hold) |
 //! |---|---|---|
@@ -30,8 +30,10 @@
 //! `hotswapctl watch` beside it).
 
 mod cases;
-pub mod command;
+pub mod junit;
 mod workload;
+
+pub use junit::junit_report;
 
 use std::{
     fmt::{self, Write as _},
@@ -39,10 +41,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    junit::{TestCase, TestOutcome, TestSuite},
-    lab::{Lab, LabError},
-};
+use crate::lab::{Lab, LabError};
 
 /// One scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -330,50 +329,6 @@ pub fn run(
             report
         })
         .collect()
-}
-
-/// The `JUnit` suite of `reports`: one test case per scenario, the failure message naming
-/// the failed criterion, the criteria and measurements in `system-out`.
-#[must_use]
-pub fn junit_suite(reports: &[ScenarioReport], lab_description: &str) -> TestSuite {
-    let cases = reports
-        .iter()
-        .map(|report| {
-            let outcome = if let Some(why) = &report.skipped {
-                TestOutcome::Skipped {
-                    message: why.clone(),
-                }
-            } else if let Some(message) = report.failure_message() {
-                TestOutcome::Failed {
-                    message,
-                    kind: report
-                        .failures()
-                        .next()
-                        .map_or("no-criterion", |c| c.name)
-                        .to_owned(),
-                    detail: report
-                        .failures()
-                        .map(|c| format!("{}: {}", c.name, c.detail))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                }
-            } else {
-                TestOutcome::Passed
-            };
-            TestCase {
-                name: report.scenario.name().to_owned(),
-                classname: "hotswapctl.scenarios".to_owned(),
-                time: report.elapsed,
-                outcome,
-                system_out: report.details(),
-            }
-        })
-        .collect();
-    TestSuite {
-        name: "hotswapctl.scenarios".to_owned(),
-        properties: vec![("lab".to_owned(), lab_description.to_owned())],
-        cases,
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use super::*;
 use crate::{
     backend::{Backend, BackendError},
     fake::{FakeDevice, FakeFault, FakeLab},
-    junit::TestOutcome,
 };
 
 /// The quick configuration with short waits, so that a fault that makes a scenario wait
@@ -331,6 +330,8 @@ fn unsupported_operations_skip_and_failed_operations_fail() {
 
 #[test]
 fn junit_has_one_case_per_scenario_with_the_failed_criterion() {
+    use quick_junit::{NonSuccessKind, TestCaseStatus};
+
     let lab = lab_with(Some(FakeFault::LoseCountOnSwap));
     let reports = run(
         &lab,
@@ -338,19 +339,39 @@ fn junit_has_one_case_per_scenario_with_the_failed_criterion() {
         &config(),
         &mut |_| {},
     );
-    let suite = junit_suite(&reports, "fake");
-    assert_eq!(suite.cases.len(), 2);
-    assert_eq!(suite.cases[0].outcome, TestOutcome::Passed);
-    let TestOutcome::Failed { message, kind, .. } = &suite.cases[1].outcome else {
-        panic!("{:?}", suite.cases[1].outcome);
+    let report = junit_report(&reports, "fake");
+    let cases = &report.test_suites[0].test_cases;
+    assert_eq!(cases.len(), 2);
+    assert!(matches!(cases[0].status, TestCaseStatus::Success { .. }));
+    let TestCaseStatus::NonSuccess {
+        kind: NonSuccessKind::Failure,
+        message: Some(message),
+        ty: Some(ty),
+        ..
+    } = &cases[1].status
+    else {
+        panic!("{:?}", cases[1].status);
     };
-    assert_eq!(kind, "served-counter-carried-over");
-    assert!(message.starts_with("criterion served-counter-carried-over failed: served +"));
-    assert!(suite.cases[1].system_out.contains("PASS no-errors"));
-    let xml = suite.to_xml();
-    assert!(xml.contains(r#"<testcase name="swap-stress" classname="hotswapctl.scenarios""#));
+    assert_eq!(ty.as_str(), "served-counter-carried-over");
     assert!(
-        xml.contains(r#"tests="2" failures="1" errors="0" skipped="0""#),
-        "{xml}"
+        message
+            .as_str()
+            .starts_with("criterion served-counter-carried-over failed: served +")
     );
+    assert!(
+        cases[1]
+            .system_out
+            .as_ref()
+            .is_some_and(|out| out.as_str().contains("PASS no-errors"))
+    );
+    let xml = junit::to_xml(&report).unwrap();
+    assert!(xml.contains(r#"<testcase name="swap-stress" classname="hotswapctl.scenarios""#));
+    for count in [
+        r#"tests="2""#,
+        r#"failures="1""#,
+        r#"errors="0""#,
+        r#"skipped="0""#,
+    ] {
+        assert!(xml.contains(count), "{count} not in {xml}");
+    }
 }

@@ -1,14 +1,16 @@
-//! `hotswapctl scenarios`: the command-line options and what the subcommand does, kept
-//! here so that `main.rs` only adds the subcommand.
+//! `hotswapctl scenarios`: its options, the lab they choose for the backend, and the run:
+//! each scenario's verdict printed as it ends, a summary, the `JUnit` file. The scenarios
+//! themselves are [`crate::scenarios`]; the labs are [`crate::lab`] and the backends' own.
 
 use std::{fmt::Write as _, fs, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use hotswap_sample_core::DriverVersion;
 
-use super::{Scenario, ScenarioConfig, ScenarioReport, junit_suite, run};
+use super::{BackendChoice, Cli, connect};
 use crate::{
     fake::{FakeDevice, FakeFault, FakeLab},
     lab::{CommandLab, Connector, Lab, LabCommands},
+    scenarios::{Scenario, ScenarioConfig, ScenarioReport, junit, run},
 };
 
 /// Options of `hotswapctl scenarios`.
@@ -201,12 +203,38 @@ fn print_report(report: &ScenarioReport) {
     }
 }
 
+/// `scenarios`: builds the lab for the chosen backend and runs them ([`run_against`]).
+///
+/// # Errors
+/// A message when the backend has no lab here, or as [`run_against`].
+pub(super) fn execute(cli: &Cli, args: &ScenariosArgs) -> Result<ExitCode, String> {
+    let lab = match cli.backend {
+        BackendChoice::Fake if cli.fake_swap_every_ms > 0 => {
+            return Err("--fake-swap-every-ms would swap behind the scenarios' back".into());
+        }
+        BackendChoice::Fake => {
+            args.fake_lab(DriverVersion::from_raw(cli.fake_version).unwrap_or(DriverVersion::V1))
+        }
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        BackendChoice::Host => connect::host_lab(cli)? as Arc<dyn Lab>,
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+        BackendChoice::Host => return Err(connect::no_host_kernel()),
+        #[cfg(windows)]
+        BackendChoice::Device => args.device_lab(&connect::device_path(cli)),
+        #[cfg(not(windows))]
+        BackendChoice::Device => {
+            return Err(connect::no_device_backend(&connect::device_path(cli).path));
+        }
+    };
+    run_against(args, &lab)
+}
+
 /// Runs the selected scenarios against `lab`, prints the results, writes the `JUnit` file if
 /// asked; fails when a scenario failed.
 ///
 /// # Errors
 /// A message when the `JUnit` file cannot be written.
-pub fn execute(args: &ScenariosArgs, lab: &Arc<dyn Lab>) -> Result<ExitCode, String> {
+pub fn run_against(args: &ScenariosArgs, lab: &Arc<dyn Lab>) -> Result<ExitCode, String> {
     let config = if args.quick {
         ScenarioConfig::quick()
     } else {
@@ -223,7 +251,8 @@ pub fn execute(args: &ScenariosArgs, lab: &Arc<dyn Lab>) -> Result<ExitCode, Str
         reports.len() - failed - skipped
     );
     if let Some(path) = &args.junit {
-        let xml = junit_suite(&reports, &description).to_xml();
+        let xml = junit::to_xml(&junit::junit_report(&reports, &description))
+            .map_err(|error| format!("cannot write the JUnit XML: {error}"))?;
         fs::write(path, xml)
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
         println!("JUnit XML written to {}", path.display());
