@@ -130,6 +130,7 @@ pub(crate) unsafe fn routine_name(name: sys::PUNICODE_STRING) -> Option<String> 
 /// `name` must be null or point to a `UNICODE_STRING` whose buffer holds `Length` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn MmGetSystemRoutineAddress(name: sys::PUNICODE_STRING) -> *mut c_void {
+    crate::kernel::irql::require(crate::kernel::irql::PASSIVE, "MmGetSystemRoutineAddress");
     // SAFETY: forwarded caller contract.
     unsafe { routine_name(name) }.map_or(std::ptr::null_mut(), |name| lookup(&name))
 }

@@ -13,8 +13,8 @@ use wdm_common::{UString, nt};
 /// The sample's static imports, then what its library resolves at run time (the last three:
 /// pool for its worker threads' storage, `ExAllocatePoolWithTag` where `ExAllocatePool2` is
 /// missing), then the MDL, probe and work-item routines of the other transfer types and of
-/// the example driver (`examples/scratchpad`).
-const NEEDED: [&str; 41] = [
+/// the example driver (`examples/scratchpad`), and the spin locks.
+const NEEDED: [&str; 45] = [
     "DbgPrint",
     "IoCreateDevice",
     "IoCreateSymbolicLink",
@@ -56,6 +56,10 @@ const NEEDED: [&str; 41] = [
     "IoAllocateWorkItem",
     "IoQueueWorkItem",
     "IoFreeWorkItem",
+    "KeAcquireSpinLockRaiseToDpc",
+    "KeReleaseSpinLock",
+    "KeAcquireSpinLockAtDpcLevel",
+    "KeReleaseSpinLockFromDpcLevel",
 ];
 
 fn mm(name: &str) -> usize {

@@ -105,6 +105,10 @@ pub const KERNEL_ROUTINES: &[(&str, u32)] = &[
     ("IoAllocateWorkItem", 0),
     ("IoQueueWorkItem", 0),
     ("IoFreeWorkItem", 0),
+    ("KeAcquireSpinLockRaiseToDpc", 0),
+    ("KeReleaseSpinLock", 0),
+    ("KeAcquireSpinLockAtDpcLevel", 0),
+    ("KeReleaseSpinLockFromDpcLevel", 0),
     ("ExAllocatePool2", 19_041),
 ];
 

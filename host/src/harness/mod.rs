@@ -65,6 +65,14 @@
 //!   (0xC4); the unload waits for running ones, as Windows does.
 //! * **Handles, events, threads**: closing a handle twice (`INVALID_KERNEL_HANDLE`, 0x93), an
 //!   uninitialised or moved event, 65 wait objects; threads and handles left at unload.
+//! * **IRQL, where the model tracks it.** A thread holding a spin lock
+//!   (`KeAcquireSpinLockRaiseToDpc`/`KeAcquireSpinLock`, `KeAcquireSpinLockAtDpcLevel`) is at
+//!   `DISPATCH_LEVEL`; every routine of the model checks its documented limit against that
+//!   (`IoCreateDevice`, `ZwClose`, `PsCreateSystemThread`, `MmGetSystemRoutineAddress`,
+//!   `IoRegisterDriverProxyEndpoints`, … at `PASSIVE_LEVEL` only; paged pool, probes and
+//!   waits with a timeout at `<= APC_LEVEL`), and a dispatch routine, `DriverEntry`,
+//!   `DriverUnload` or work item that returns with a lock held, a lock released that the
+//!   thread does not hold, or a lock acquired twice, are bugchecks (0xC4).
 //! * **Faults of the image's own code** (access violation, illegal instruction, division by
 //!   zero, breakpoint) are reported as `KMODE_EXCEPTION_NOT_HANDLED` with the image, the RVA
 //!   and the request being dispatched; a call into an unloaded or swapped-out image names it;
@@ -72,11 +80,13 @@
 //!
 //! # What it does not check
 //!
-//! * **IRQL.** The model does not track it: every call runs at `PASSIVE_LEVEL`, so a
-//!   `PASSIVE_LEVEL`-only routine called where Windows would be at `DISPATCH_LEVEL` (under a
-//!   spin lock, in a DPC) is not caught. `KeGetCurrentIrql`, `KeRaiseIrql` and `KeLowerIrql`
-//!   are inline `CR8` accesses on x64, which fault in user mode: such a driver stops with a
-//!   fault report naming the instruction's RVA. There are no DPCs, timers or spin locks here.
+//! * **IRQL, beyond spin locks.** The only way a thread leaves `PASSIVE_LEVEL` here is a spin
+//!   lock of the kernel's. `KeGetCurrentIrql`, `KeRaiseIrql` and `KeLowerIrql` are inline
+//!   `CR8` accesses on x64, which fault in user mode: such a driver stops with a fault report
+//!   naming the instruction's RVA. There are no interrupts, DPCs or timers, so nothing runs at
+//!   `DISPATCH_LEVEL` by itself, and what a DPC or an ISR would break is not caught; queued
+//!   spin locks and `ExAcquireFastMutex`-style locks are not modelled (an image importing them
+//!   is refused by the loader, naming the import).
 //! * Plug and Play and power IRPs, device stacks, completion routines, cancellation, fast I/O,
 //!   `StartIo`, security and access checks (a control code's required access is not
 //!   checked), physical memory and DMA, structured exception handling, and ARM64 code (ARM64

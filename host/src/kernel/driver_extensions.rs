@@ -50,6 +50,7 @@ pub unsafe extern "system" fn IoAllocateDriverObjectExtension(
     DriverObjectExtensionSize: sys::ULONG,
     DriverObjectExtension: *mut sys::PVOID,
 ) -> sys::NTSTATUS {
+    super::irql::require(super::irql::DISPATCH, "IoAllocateDriverObjectExtension");
     if DriverObjectExtension.is_null() {
         return sys::STATUS_INVALID_PARAMETER;
     }
@@ -102,6 +103,7 @@ pub unsafe extern "system" fn IoGetDriverObjectExtension(
     DriverObject: sys::PDRIVER_OBJECT,
     ClientIdentificationAddress: sys::PVOID,
 ) -> sys::PVOID {
+    super::irql::require(super::irql::DISPATCH, "IoGetDriverObjectExtension");
     lock(&BLOCKS)
         .get(&(DriverObject as usize, ClientIdentificationAddress as usize))
         .map_or(std::ptr::null_mut(), |block| block.address as sys::PVOID)

@@ -335,6 +335,7 @@ pub unsafe extern "system" fn KeSetEvent(
     Increment: sys::KPRIORITY,
     Wait: sys::BOOLEAN,
 ) -> sys::LONG {
+    super::irql::require(super::irql::DISPATCH, "KeSetEvent");
     let _ = (Increment, Wait);
     let mut d = dispatcher();
     // SAFETY: caller contract; the lock is held.
@@ -358,6 +359,7 @@ pub unsafe extern "system" fn KeSetEvent(
 /// As [`KeSetEvent`].
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeClearEvent(Event: sys::PKEVENT) {
+    super::irql::require(super::irql::DISPATCH, "KeClearEvent");
     // SAFETY: forwarded.
     let _ = unsafe { reset(Event, "KeClearEvent") };
 }
@@ -371,6 +373,7 @@ pub unsafe extern "system" fn KeClearEvent(Event: sys::PKEVENT) {
 /// As [`KeSetEvent`].
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeResetEvent(Event: sys::PKEVENT) -> sys::LONG {
+    super::irql::require(super::irql::DISPATCH, "KeResetEvent");
     // SAFETY: forwarded.
     unsafe { reset(Event, "KeResetEvent") }
 }
@@ -399,6 +402,7 @@ unsafe fn reset(event: sys::PKEVENT, routine: &str) -> sys::LONG {
 /// `Event` must be null or point to a readable `KEVENT`.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeReadStateEvent(Event: sys::PKEVENT) -> sys::LONG {
+    super::irql::require(super::irql::DISPATCH, "KeReadStateEvent");
     let _d = dispatcher();
     // SAFETY: caller contract; the lock is held.
     unsafe { check(Event as usize, "KeReadStateEvent") };
@@ -487,6 +491,13 @@ pub unsafe extern "system" fn KeWaitForMultipleObjects(
         .collect();
     // SAFETY: caller contract: null or readable.
     let timeout = unsafe { Timeout.as_ref() }.map(|t| t.QuadPart);
+    // A zero timeout (a poll): <= DISPATCH_LEVEL; otherwise <= APC_LEVEL.
+    let max = if timeout == Some(0) {
+        super::irql::DISPATCH
+    } else {
+        super::irql::APC
+    };
+    super::irql::require(max, NAME);
     // SAFETY: caller contract: the objects are KEVENTs valid during the wait.
     unsafe { wait(&objects, wait_all, timeout, NAME) }
 }

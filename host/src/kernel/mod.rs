@@ -114,6 +114,7 @@ pub mod driver_extensions;
 #[allow(non_snake_case)]
 pub mod events;
 mod extension;
+pub(crate) mod irql;
 #[allow(non_snake_case)]
 pub mod pool;
 #[allow(non_snake_case)]
@@ -171,6 +172,10 @@ pub(crate) enum BugCheck {
     /// `ProbeForRead`, `ProbeForWrite` or `MmProbeAndLockPages`) that the driver could only
     /// have caught with structured exception handling, which this model (and Rust) lacks.
     ExceptionNotHandled,
+    /// A routine called above its IRQL limit, or a driver routine returning at another IRQL
+    /// than it was called at: reported as `DRIVER_VERIFIER_DETECTED_VIOLATION` (0xC4), as
+    /// Verifier's IRQL checking does.
+    IrqlViolation,
     /// A bugcheck the driver raised itself with `KeBugCheckEx`.
     Driver(u32),
 }
@@ -181,7 +186,7 @@ impl BugCheck {
             Self::MaximumWaitObjectsExceeded => (0x0C, "MAXIMUM_WAIT_OBJECTS_EXCEEDED"),
             Self::InvalidKernelHandle => (0x93, "INVALID_KERNEL_HANDLE"),
             Self::BadPoolCaller => (0xC2, "BAD_POOL_CALLER"),
-            Self::InvalidObject | Self::DriverProxyViolation => {
+            Self::InvalidObject | Self::DriverProxyViolation | Self::IrqlViolation => {
                 (0xC4, "DRIVER_VERIFIER_DETECTED_VIOLATION")
             }
             Self::MultipleIrpCompleteRequests => (0x44, "MULTIPLE_IRP_COMPLETE_REQUESTS"),

@@ -168,6 +168,13 @@ pub unsafe extern "system" fn ExAllocatePool2(
             format_args!("flags {Flags:#x} name no pool type or more than one"),
         );
     }
+    // Paged pool: <= APC_LEVEL; non-paged: <= DISPATCH_LEVEL.
+    let max = if Flags & POOL_FLAG_PAGED != 0 {
+        super::irql::APC
+    } else {
+        super::irql::DISPATCH
+    };
+    super::irql::require(max, NAME);
     allocate(NumberOfBytes, Tag, Flags & POOL_FLAG_UNINITIALIZED == 0)
 }
 
@@ -196,6 +203,13 @@ pub unsafe extern "system" fn ExAllocatePoolWithTag(
             format_args!("pool type {PoolType} is not modelled"),
         );
     }
+    // PagedPool (1): <= APC_LEVEL; non-paged: <= DISPATCH_LEVEL.
+    let max = if PoolType == 1 {
+        super::irql::APC
+    } else {
+        super::irql::DISPATCH
+    };
+    super::irql::require(max, "ExAllocatePoolWithTag");
     allocate(NumberOfBytes, Tag, false)
 }
 
@@ -240,6 +254,7 @@ fn allocate(NumberOfBytes: usize, Tag: sys::ULONG, zeroed: bool) -> sys::PVOID {
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ExFreePoolWithTag(P: sys::PVOID, Tag: sys::ULONG) {
     const NAME: &str = "ExFreePoolWithTag";
+    super::irql::require(super::irql::DISPATCH, "ExFreePoolWithTag");
     let mut pool = lock(&POOL);
     let Some(block) = pool.blocks.get(&(P as usize)) else {
         drop(pool);

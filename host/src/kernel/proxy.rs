@@ -57,6 +57,7 @@ pub unsafe extern "system" fn IoCreateDriverProxyExtension(
     Flags: sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS,
     DriverProxyExtension: *mut sys::PDRIVER_PROXY_EXTENSION,
 ) -> sys::NTSTATUS {
+    super::irql::require(super::irql::PASSIVE, "IoCreateDriverProxyExtension");
     if DriverProxyExtension.is_null() || OwningDriverObject.is_null() || Flags.AsUlong != 0 {
         return sys::STATUS_INVALID_PARAMETER;
     }
@@ -154,6 +155,7 @@ pub(crate) unsafe fn register_endpoints(
     Context: sys::PVOID,
     conv: CallConv,
 ) -> sys::NTSTATUS {
+    super::irql::require(super::irql::PASSIVE, "IoRegisterDriverProxyEndpoints");
     let Some(extension) =
         extension::resolve(DriverProxyExtension, "IoRegisterDriverProxyEndpoints")
     else {
@@ -325,6 +327,10 @@ pub(crate) unsafe fn create_worker_thread(
     WorkerStartContext: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
     conv: CallConv,
 ) -> sys::NTSTATUS {
+    super::irql::require(
+        super::irql::PASSIVE,
+        "IoDriverProxyCreateHotSwappableWorkerThread",
+    );
     let _ = DesiredAccess;
     let Some(extension) = extension::resolve(
         DriverProxyExtension,

@@ -284,6 +284,7 @@ pub(crate) unsafe fn create_system_thread(
     StartContext: sys::PVOID,
     conv: CallConv,
 ) -> sys::NTSTATUS {
+    super::irql::require(super::irql::PASSIVE, "PsCreateSystemThread");
     let _ = DesiredAccess;
     if start_routine == 0 {
         return sys::STATUS_INVALID_PARAMETER;
@@ -333,6 +334,7 @@ pub(crate) unsafe fn create_system_thread(
 /// None beyond the C contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ZwClose(Handle: sys::HANDLE) -> sys::NTSTATUS {
+    super::irql::require(super::irql::PASSIVE, "ZwClose");
     if lock(&HANDLES).open.remove(&(Handle as usize)).is_none() {
         bugcheck(
             BugCheck::InvalidKernelHandle,
@@ -361,6 +363,7 @@ pub unsafe extern "system" fn ZwWaitForSingleObject(
     Alertable: sys::BOOLEAN,
     Timeout: *mut sys::LARGE_INTEGER,
 ) -> sys::NTSTATUS {
+    super::irql::require(super::irql::PASSIVE, "ZwWaitForSingleObject");
     let _ = Alertable;
     let start = Instant::now();
     let Some(thread) = object(Handle) else {

@@ -339,8 +339,12 @@ impl Driver {
             let _running = context::enter(self.raw_usize());
             let _doing = crate::image::activity::enter("DriverEntry", 0);
             let _watch = super::watchdog::watch("DriverEntry", 0, &self.name);
+            let level = crate::kernel::irql::current();
             // SAFETY: the driver's own live driver object and registry path.
-            NtStatus(unsafe { entry(self.object.as_ptr(), self.storage.registry_path.as_ptr()) })
+            let status =
+                unsafe { entry(self.object.as_ptr(), self.storage.registry_path.as_ptr()) };
+            crate::kernel::irql::check_returned(level, "DriverEntry", &self.name);
+            NtStatus(status)
         };
         if status.is_success() {
             io::ready_devices(self.address());
@@ -832,8 +836,10 @@ impl Driver {
             let _running = context::enter(self.raw_usize());
             let _doing = crate::image::activity::enter("DriverUnload", 0);
             let _watch = super::watchdog::watch("DriverUnload", 0, &self.name);
+            let level = crate::kernel::irql::current();
             // SAFETY: the driver's own driver object; no handle is open (they borrow `self`).
             unsafe { unload(self.as_raw()) };
+            crate::kernel::irql::check_returned(level, "DriverUnload", &self.name);
         }
         let leaks = self.leaks();
         io::remove_driver(self.address(), &self.name);

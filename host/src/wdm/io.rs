@@ -264,6 +264,7 @@ pub unsafe extern "win64" fn IoCreateDevice(
     DeviceObject: *mut *mut DEVICE_OBJECT,
 ) -> NTSTATUS {
     const NAME: &str = "IoCreateDevice";
+    crate::kernel::irql::require(crate::kernel::irql::PASSIVE, "IoCreateDevice");
     if DeviceObject.is_null() {
         bugcheck(
             BugCheck::IoManagerViolation,
@@ -385,6 +386,7 @@ unsafe fn free_device(device: DeviceAddress, layout: Layout) {
 /// # Safety
 /// `DeviceObject` is not used by the caller afterwards.
 pub unsafe extern "win64" fn IoDeleteDevice(DeviceObject: *mut DEVICE_OBJECT) {
+    crate::kernel::irql::require(crate::kernel::irql::PASSIVE, "IoDeleteDevice");
     let mut io = lock(&IO);
     let device = DeviceAddress::of(DeviceObject);
     let Some(record) = io.devices.get_mut(&device).filter(|r| !r.deleted) else {
@@ -434,6 +436,7 @@ pub unsafe extern "win64" fn IoCreateSymbolicLink(
     SymbolicLinkName: *mut UNICODE_STRING,
     DeviceName: *mut UNICODE_STRING,
 ) -> NTSTATUS {
+    crate::kernel::irql::require(crate::kernel::irql::PASSIVE, "IoCreateSymbolicLink");
     // SAFETY: caller contract.
     let link = unsafe { read_unicode(SymbolicLinkName) }.and_then(|n| normalize(&n));
     // SAFETY: caller contract.
@@ -462,6 +465,7 @@ pub unsafe extern "win64" fn IoCreateSymbolicLink(
 pub unsafe extern "win64" fn IoDeleteSymbolicLink(
     SymbolicLinkName: *mut UNICODE_STRING,
 ) -> NTSTATUS {
+    crate::kernel::irql::require(crate::kernel::irql::PASSIVE, "IoDeleteSymbolicLink");
     // SAFETY: caller contract.
     let Some(link) = (unsafe { read_unicode(SymbolicLinkName) }).and_then(|n| normalize(&n)) else {
         return status::OBJECT_NAME_INVALID;
@@ -486,6 +490,7 @@ pub unsafe extern "win64" fn IoDeleteSymbolicLink(
 /// None beyond the C contract: `Irp` is an IRP the caller owns.
 pub unsafe extern "win64" fn IofCompleteRequest(Irp: *mut IRP, PriorityBoost: sys::CCHAR) {
     const NAME: &str = "IofCompleteRequest";
+    crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "IofCompleteRequest");
     let _ = PriorityBoost;
     hold::pass();
     let Some(record) = lock(&IO).irps.get(&(Irp as usize)).cloned() else {
@@ -795,8 +800,11 @@ pub(crate) unsafe fn send(
         let driver_name = driver_name(DriverAddress(driver));
         let _doing = crate::image::activity::enter(what, value);
         let _watch = super::watchdog::watch(what, value, &driver_name);
+        let level = crate::kernel::irql::current();
         // SAFETY: the driver's dispatch routine with its device and a fresh IRP.
-        unsafe { dispatch(device as *mut DEVICE_OBJECT, irp) }
+        let returned = unsafe { dispatch(device as *mut DEVICE_OBJECT, irp) };
+        crate::kernel::irql::check_returned(level, what, &driver_name);
+        returned
     };
     let completion = if returned == sys::STATUS_PENDING {
         // SAFETY: the IRP's memory is ours until removed below.

@@ -210,6 +210,7 @@ pub unsafe extern "win64" fn IoAllocateMdl(
     ChargeQuota: sys::BOOLEAN,
     Irp: *mut IRP,
 ) -> *mut MDL {
+    crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "IoAllocateMdl");
     let _ = ChargeQuota;
     let length = Length as usize;
     if length > MAX_MDL_LENGTH || faults::take(&faults::POOL) {
@@ -251,6 +252,7 @@ pub unsafe extern "win64" fn IoAllocateMdl(
 /// `Mdl` is not used afterwards.
 pub unsafe extern "win64" fn IoFreeMdl(Mdl: *mut MDL) {
     const NAME: &str = "IoFreeMdl";
+    crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "IoFreeMdl");
     let record = lock(&MDLS).get(&(Mdl as usize)).map(|r| (r.owner, r.irp));
     match record {
         None => violation(
@@ -291,6 +293,7 @@ pub unsafe extern "win64" fn IoFreeMdl(Mdl: *mut MDL) {
 /// # Safety
 /// A valid MDL.
 pub unsafe extern "win64" fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: *mut MDL) {
+    crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "MmBuildMdlForNonPagedPool");
     let mdl = MemoryDescriptorList;
     // SAFETY: caller contract.
     unsafe {
@@ -317,6 +320,7 @@ pub unsafe extern "win64" fn MmProbeAndLockPages(
     Operation: i32,
 ) {
     const NAME: &str = "MmProbeAndLockPages";
+    crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "MmProbeAndLockPages");
     let mdl = MemoryDescriptorList;
     // SAFETY: caller contract.
     let (flags, address, length) = unsafe {
@@ -357,6 +361,7 @@ pub unsafe extern "win64" fn MmProbeAndLockPages(
 /// # Safety
 /// A valid MDL.
 pub unsafe extern "win64" fn MmUnlockPages(MemoryDescriptorList: *mut MDL) {
+    crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "MmUnlockPages");
     let mdl = MemoryDescriptorList;
     // SAFETY: caller contract.
     unsafe {
@@ -394,6 +399,10 @@ pub unsafe extern "win64" fn MmMapLockedPagesSpecifyCache(
     Priority: ULONG,
 ) -> PVOID {
     const NAME: &str = "MmMapLockedPagesSpecifyCache";
+    crate::kernel::irql::require(
+        crate::kernel::irql::DISPATCH,
+        "MmMapLockedPagesSpecifyCache",
+    );
     let _ = (CacheType, RequestedAddress, Priority);
     let mdl = MemoryDescriptorList;
     // SAFETY: caller contract.
@@ -456,6 +465,7 @@ pub unsafe extern "win64" fn MmUnmapLockedPages(
     BaseAddress: PVOID,
     MemoryDescriptorList: *mut MDL,
 ) {
+    crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "MmUnmapLockedPages");
     let mdl = MemoryDescriptorList;
     // SAFETY: caller contract.
     unsafe {
@@ -529,6 +539,7 @@ fn probe(routine: &str, address: PVOID, length: usize, alignment: ULONG) {
 /// # Safety
 /// None.
 pub unsafe extern "win64" fn ProbeForRead(Address: PVOID, Length: usize, Alignment: ULONG) {
+    crate::kernel::irql::require(crate::kernel::irql::APC, "ProbeForRead");
     probe("ProbeForRead", Address, Length, Alignment);
 }
 
@@ -538,5 +549,6 @@ pub unsafe extern "win64" fn ProbeForRead(Address: PVOID, Length: usize, Alignme
 /// # Safety
 /// None.
 pub unsafe extern "win64" fn ProbeForWrite(Address: PVOID, Length: usize, Alignment: ULONG) {
+    crate::kernel::irql::require(crate::kernel::irql::APC, "ProbeForWrite");
     probe("ProbeForWrite", Address, Length, Alignment);
 }

@@ -20,6 +20,8 @@
 //! * [`memory`]: MDLs (the I/O manager's for direct I/O, and `IoAllocateMdl`'s), the `Mm`
 //!   routines drivers call on them, `ProbeForRead`/`ProbeForWrite`.
 //! * [`workitem`]: `IoAllocateWorkItem`, `IoQueueWorkItem`, `IoFreeWorkItem`.
+//! * [`spinlock`]: the spin locks, the one way a thread's IRQL leaves `PASSIVE_LEVEL` here
+//!   (every routine checks its IRQL limit against it).
 //! * [`watchdog`]: a call into a driver that does not return is reported.
 //!
 //! # The I/O manager: contracts
@@ -133,9 +135,10 @@
 //! # Not modelled
 //!
 //! Plug and Play (`AddDevice`, device stacks, `IoAttachDevice*`), cancellation, completion
-//! routines, IRQL (everything runs at `PASSIVE_LEVEL`; `KeGetCurrentIrql`, `KeRaiseIrql` and
-//! `KeLowerIrql` are inline `CR8` accesses on x64, which fault in user mode and are reported
-//! as such), security descriptors and access checks (the required access bits of a control
+//! routines, IRQL beyond the spin locks ([`spinlock`]: the only way a thread leaves
+//! `PASSIVE_LEVEL`; `KeGetCurrentIrql`, `KeRaiseIrql` and `KeLowerIrql` are inline `CR8`
+//! accesses on x64, which fault in user mode and are reported as such; no interrupts, DPCs
+//! or timers), security descriptors and access checks (the required access bits of a control
 //! code are not checked), opening a name below a device (refused: not found),
 //! `FastIoDispatch`, `DriverStartIo`, event handles (so `ZwWaitForSingleObject` waits on
 //! thread handles only), physical memory (an MDL's page numbers are virtual page numbers),
@@ -157,6 +160,8 @@ pub mod io;
 #[allow(non_snake_case)]
 pub mod memory;
 pub mod ntoskrnl;
+#[allow(non_snake_case)]
+pub mod spinlock;
 pub mod types;
 pub mod watchdog;
 #[allow(non_snake_case)]

@@ -21,6 +21,7 @@ use driver_proxy::sys;
 use super::dbgprint;
 use super::io;
 use super::memory;
+use super::spinlock;
 use super::workitem;
 use crate::kernel::{
     BugCheck, CallConv, bugcheck, driver_extensions, events, pool, proxy, threads,
@@ -233,6 +234,7 @@ pub unsafe extern "win64" fn KeBugCheckEx(
 pub unsafe extern "win64" fn MmGetSystemRoutineAddress(
     SystemRoutineName: sys::PUNICODE_STRING,
 ) -> *mut c_void {
+    crate::kernel::irql::require(crate::kernel::irql::PASSIVE, "MmGetSystemRoutineAddress");
     // SAFETY: caller contract.
     unsafe { crate::exports::routine_name(SystemRoutineName) }
         .and_then(|name| win64_routine("ntoskrnl.exe", &name))
@@ -299,6 +301,10 @@ static ENTRIES: &[Entry] = table![
     workitem::IoAllocateWorkItem,
     workitem::IoQueueWorkItem,
     workitem::IoFreeWorkItem,
+    spinlock::KeAcquireSpinLockRaiseToDpc,
+    spinlock::KeReleaseSpinLock,
+    spinlock::KeAcquireSpinLockAtDpcLevel,
+    spinlock::KeReleaseSpinLockFromDpcLevel,
     dbgprint::DbgPrint,
 ];
 
@@ -324,7 +330,9 @@ pub fn win64_routine_names() -> Vec<&'static str> {
 /// `ZwClose`, `ZwWaitForSingleObject`; the MDL and probe routines (`IoAllocateMdl`,
 /// `IoFreeMdl`, `MmBuildMdlForNonPagedPool`, `MmProbeAndLockPages`, `MmUnlockPages`,
 /// `MmMapLockedPagesSpecifyCache`, `MmUnmapLockedPages`, `ProbeForRead`, `ProbeForWrite`);
-/// the work-item routines (`IoAllocateWorkItem`, `IoQueueWorkItem`, `IoFreeWorkItem`); and every routine the library resolves at run time
+/// the work-item routines (`IoAllocateWorkItem`, `IoQueueWorkItem`, `IoFreeWorkItem`); the
+/// spin locks (`KeAcquireSpinLockRaiseToDpc`, `KeReleaseSpinLock`,
+/// `KeAcquireSpinLockAtDpcLevel`, `KeReleaseSpinLockFromDpcLevel`); and every routine the library resolves at run time
 /// (the seven DriverProxy routines, the event routines, `KeWaitForMultipleObjects`,
 /// `PsCreateSystemThread`, `ExAllocatePool2`, `ExFreePoolWithTag`).
 #[must_use]

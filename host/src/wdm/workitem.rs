@@ -91,6 +91,7 @@ pub(crate) fn wait_idle(driver: DriverAddress, timeout: Duration) -> usize {
 /// # Safety
 /// None beyond the C contract.
 pub unsafe extern "win64" fn IoAllocateWorkItem(DeviceObject: *mut DEVICE_OBJECT) -> PVOID {
+    crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "IoAllocateWorkItem");
     let device = DeviceAddress::of(DeviceObject);
     let Some(driver) = io::driver_of(device) else {
         bugcheck(
@@ -124,6 +125,7 @@ pub unsafe extern "win64" fn IoAllocateWorkItem(DeviceObject: *mut DEVICE_OBJECT
 /// `IoWorkItem` is not used afterwards.
 pub unsafe extern "win64" fn IoFreeWorkItem(IoWorkItem: PVOID) {
     const NAME: &str = "IoFreeWorkItem";
+    crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "IoFreeWorkItem");
     let mut items = lock(&ITEMS.0);
     match items.items.get(&(IoWorkItem as usize)).map(|r| r.state) {
         None => {
@@ -169,6 +171,7 @@ pub unsafe extern "win64" fn IoQueueWorkItem(
     Context: PVOID,
 ) {
     const NAME: &str = "IoQueueWorkItem";
+    crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "IoQueueWorkItem");
     let _ = QueueType;
     if WorkerRoutine == 0 {
         bugcheck(
@@ -220,6 +223,11 @@ pub unsafe extern "win64" fn IoQueueWorkItem(
                 let routine = core::mem::transmute::<usize, WorkItemRoutine>(WorkerRoutine);
                 routine(device.as_ptr(), context_ptr.0);
             }
+            crate::kernel::irql::check_returned(
+                crate::kernel::irql::PASSIVE,
+                "IoWorkItem routine",
+                &driver_name,
+            );
         }
         io::release(device);
         let (items, changed) = &*ITEMS;
