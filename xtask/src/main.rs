@@ -331,7 +331,11 @@ fn example_checks(root: &Path) -> Result<()> {
     for (name, features, arches) in [
         ("scratchpad_v1", vec![], vec![]),
         ("scratchpad_v2", vec!["v2".to_owned()], vec![]),
-        ("scratchpad_leak", vec!["test-leak-pool".to_owned()], vec![amd64]),
+        (
+            "scratchpad_leak",
+            vec!["test-leak-pool".to_owned()],
+            vec![amd64],
+        ),
     ] {
         driver::build_crate(&driver::CrateBuild {
             manifest: manifest.clone(),
