@@ -33,9 +33,9 @@
 //! | `Cargo.toml` | `panic = "abort"` in every profile; `lto = true`, `codegen-units = 1` in release | nothing may unwind in a kernel driver; LTO drops the prebuilt `core`'s references to the C++ personality routine and `strlen` |
 //! | `Cargo.toml` | its own `[workspace]` (or exclusion from the enclosing one) | a `no_main` image for Windows targets does not build for the Linux host of `cargo test --workspace` |
 //! | `build.rs` | [`emit_link_args`] | the kernel link arguments below, for the image only (`cargo::rustc-link-arg-bins`) |
-//! | `src/main.rs` | `#![no_std]`, `#![no_main]` (for Windows targets), a `#[unsafe(no_mangle)] extern "system" fn DriverEntry`, a `#[panic_handler]` | the entry point is `DriverEntry`; no CRT |
+//! | `src/main.rs` | `#![no_std]`, `#![no_main]` (for Windows targets), a `#[unsafe(no_mangle)] extern "system" fn DriverEntry`, a `#[panic_handler]` (its body: `driver_proxy_rt::panic_bug_check`, a bug check) | the entry point is `DriverEntry`; no CRT |
 //! | `src/main.rs` | imports as `#[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")] unsafe extern "system" { … }` | rustc writes the import library itself; `+verbatim` keeps the DLL name `ntoskrnl.exe` |
-//! | a module | `memcpy`, `memmove`, `memset`, `memcmp`, `__chkstk`, `_fltused` (x64), or imports of them from `ntoskrnl.exe` (ARM64) | the MSVC targets' prebuilt `compiler_builtins` leaves them to a C run-time, which a driver does not have |
+//! | `Cargo.toml` | `driver-proxy-rt = { path = "<repository>/driver-rt" }` in `[dependencies]`, named by the code (the panic handler's call, or `use driver_proxy_rt as _;`) | `memcpy`, `memmove`, `memset`, `memcmp`, `__chkstk`, `_fltused` (x64; on ARM64 imports of the routines from `ntoskrnl.exe`): the MSVC targets' prebuilt `compiler_builtins` leaves them to a C run-time, which a driver does not have |
 //!
 //! The repository's `docs/cross-link.md` explains each point; `sample/wdm` and
 //! `examples/scratchpad` are complete crates that follow it.

@@ -12,7 +12,7 @@
 //! | `/DRIVER` | kernel-mode driver image. Not `/DRIVER:WDM`: that sets `IMAGE_DLLCHARACTERISTICS_WDM_DRIVER`, which tells the I/O manager the driver follows the PnP WDM model; this is a legacy (non-PnP) driver that creates its control device in `DriverEntry` |
 //! | `/SUBSYSTEM:NATIVE,10.0` | subsystem 1 (native), subsystem version 10.0 |
 //! | `/ENTRY:DriverEntry` | `AddressOfEntryPoint` = the `#[no_mangle]` `DriverEntry` |
-//! | `/NODEFAULTLIB` | no CRT at all (cancels rustc's `/defaultlib:msvcrt`); `src/rt.rs` supplies the few helpers the code needs |
+//! | `/NODEFAULTLIB` | no CRT at all (cancels rustc's `/defaultlib:msvcrt`); the crate `driver-proxy-rt` (`driver-rt/`) supplies the few helpers the code needs |
 //! | `/RELEASE` | writes a valid PE `CheckSum` (the kernel's loader checks it for boot drivers; `cargo xtask verify` checks it always) |
 //! | `/TSAWARE:NO` | lld sets `TERMINAL_SERVER_AWARE` on every non-DLL image otherwise |
 

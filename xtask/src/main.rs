@@ -281,6 +281,39 @@ fn lint_other_targets() -> Result<()> {
     Ok(())
 }
 
+/// The drivers' run-time crate (`driver-rt`, crate `driver-proxy-rt`: memcpy, memset,
+/// __chkstk, … and the panic handler's bug check, which the sample, the example driver and
+/// the README guide's driver link): a member of this workspace, so formatted, linted and
+/// tested for the host with the rest; what it compiles differs on each Windows target (the
+/// x64 routines under their C names, the ARM64 imports, the kernel-only items), so clippy and
+/// its docs (warnings denied) for both.
+fn lint_driver_rt() -> Result<()> {
+    for target in WINDOWS_TARGETS {
+        cargo(&[
+            "clippy",
+            "-p",
+            "driver-proxy-rt",
+            "--target",
+            target,
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+        cargo_with_env(
+            &[
+                "doc",
+                "-p",
+                "driver-proxy-rt",
+                "--no-deps",
+                "--target",
+                target,
+            ],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        )?;
+    }
+    Ok(())
+}
+
 /// The library as a published crate: its docs build for both Windows targets (what docs.rs
 /// builds, warnings denied), and `cargo publish --dry-run` packages and verifies it.
 fn package_checks() -> Result<()> {
@@ -376,6 +409,7 @@ fn test() -> Result<()> {
         "warnings",
     ])?;
     lint_other_targets()?;
+    lint_driver_rt()?;
     // The WDM sample (its own workspace): fmt, clippy for both Windows targets and both
     // versions (and the x64 test image's feature), then the four images and the test image,
     // each verified.

@@ -5,8 +5,10 @@
 //! The driver logic is the sample core's (`hotswap-sample-core`): the IOCTL protocol, the
 //! counters that survive a swap, the worker body. This crate adds only what WDM needs:
 //! minimal bindings of its own ([`wdm_sys`]), the control device ([`device`]), the five
-//! endpoints ([`endpoints`]), the swap-mode entry ([`swap`]) and the C run-time symbols a
-//! driver linked without a CRT needs ([`rt`]).
+//! endpoints ([`endpoints`]) and the swap-mode entry ([`swap`]). The C run-time symbols a
+//! driver linked without a CRT needs (`memcpy`, `memset`, `__chkstk`, …) and the panic
+//! handler's bug check are the repository's crate `driver-proxy-rt` (`driver-rt/`), which
+//! every driver of the repository uses.
 //!
 //! # What `DriverEntry` does (first load)
 //!
@@ -155,9 +157,9 @@
 //! `ntoskrnl.exe` only: `MmGetSystemRoutineAddress` (through `driver-proxy`), `IoCreateDevice`,
 //! `IoDeleteDevice`, `IoCreateSymbolicLink`, `IoDeleteSymbolicLink`, `IofCompleteRequest`,
 //! and `DbgPrint`; on ARM64 also the C run-time routines the code calls (`memcpy`,
-//! `memset`, …). An image contains only the imports its code references: the panic
-//! handler's `KeBugCheckEx` is imported only if a panic is reachable, and none is (the host's
-//! image tests check both).
+//! `memset`, …, declared by `driver-proxy-rt`). An image contains only the imports its code
+//! references: the panic handler's `KeBugCheckEx` (declared by `driver-proxy-rt`) is
+//! imported only if a panic is reachable, and none is (the host's image tests check both).
 //!
 //! Nothing the library resolves at run time is imported statically: the DriverProxy
 //! routines, the event routines (`KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`,
@@ -195,7 +197,6 @@ compile_error!(
 
 pub mod device;
 pub mod endpoints;
-pub mod rt;
 pub mod swap;
 pub mod wdm_sys;
 
@@ -388,19 +389,9 @@ fn log_swap(from: u32, swaps: u32) {
     }
 }
 
+/// Stops the system with bug check [`PANIC_BUGCHECK_CODE`], parameters: line, column,
+/// driver version (`driver_proxy_rt::panic_bug_check`). None is reachable (crate docs).
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let (line, column) = info
-        .location()
-        .map_or((0, 0), |location| (location.line(), location.column()));
-    // SAFETY: KeBugCheckEx may be called at any IRQL; it does not return.
-    unsafe {
-        wdm_sys::KeBugCheckEx(
-            PANIC_BUGCHECK_CODE,
-            line as usize,
-            column as usize,
-            usize::from(THIS_BUILD.raw()),
-            0,
-        )
-    }
+    driver_proxy_rt::panic_bug_check(PANIC_BUGCHECK_CODE, info, usize::from(THIS_BUILD.raw()))
 }

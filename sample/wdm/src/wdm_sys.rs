@@ -321,16 +321,6 @@ unsafe extern "system" {
     /// `IofCompleteRequest`, what the `IoCompleteRequest` macro calls. IRQL:
     /// `<= DISPATCH_LEVEL`.
     pub fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR);
-
-    /// `KeBugCheckEx`: stops the system (here: on a Rust panic, which the driver's code is
-    /// written never to reach). IRQL: any.
-    pub fn KeBugCheckEx(
-        BugCheckCode: ULONG,
-        BugCheckParameter1: ULONG_PTR,
-        BugCheckParameter2: ULONG_PTR,
-        BugCheckParameter3: ULONG_PTR,
-        BugCheckParameter4: ULONG_PTR,
-    ) -> !;
 }
 
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]

@@ -1,8 +1,9 @@
 //! The driver (Windows targets only): `DriverEntry`, first load and swap mode (crate docs).
+//! The C run-time symbols it needs (`memcpy`, `memset`, `__chkstk`, …) and its panic
+//! handler's bug check are the repository's crate `driver-proxy-rt`.
 
 pub mod endpoints;
 pub mod pad;
-pub mod rt;
 pub mod wdm;
 
 use core::ffi::CStr;
@@ -164,19 +165,8 @@ pub fn log_status(message: &CStr, status: NtStatus) {
     }
 }
 
+/// Bug check [`PANIC_BUGCHECK_CODE`], parameters: line, column, version.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let (line, column) = info
-        .location()
-        .map_or((0, 0), |location| (location.line(), location.column()));
-    // SAFETY: KeBugCheckEx may be called at any IRQL; it does not return.
-    unsafe {
-        wdm::KeBugCheckEx(
-            PANIC_BUGCHECK_CODE,
-            line as usize,
-            column as usize,
-            VERSION as usize,
-            0,
-        )
-    }
+    driver_proxy_rt::panic_bug_check(PANIC_BUGCHECK_CODE, info, VERSION as usize)
 }

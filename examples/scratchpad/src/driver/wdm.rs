@@ -301,14 +301,6 @@ unsafe extern "system" {
     );
     /// `IoFreeWorkItem`. IRQL: `<= DISPATCH_LEVEL`.
     pub fn IoFreeWorkItem(IoWorkItem: PVOID);
-    /// `KeBugCheckEx`: stops the system.
-    pub fn KeBugCheckEx(
-        BugCheckCode: ULONG,
-        BugCheckParameter1: usize,
-        BugCheckParameter2: usize,
-        BugCheckParameter3: usize,
-        BugCheckParameter4: usize,
-    ) -> !;
 }
 
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
