@@ -2,8 +2,10 @@
 //! `docs/ddi.md#iogetdriverproxyendpointwrapper`) and by endpoint
 //! (`IofGetDriverProxyWrapperFromEndpoint`, V2, `docs/ddi.md#iofgetdriverproxywrapperfromendpoint`
 //! and the macro, `#iogetdriverproxywrapperfromendpoint`), for endpoints
-//! registered by V1 and for endpoints of the image's `.shsept` list; and the control swap to a
-//! new image that the image loader uses to hot-swap a `.sys` image.
+//! registered by V1 and for endpoints of the image's `.shsept` list, through the library
+//! (`HotSwap::wrapper`, `HotSwap::wrap`); and the control swap to a new image that the image
+//! loader uses to hot-swap a `.sys` image. The raw routines' answers (NULL arguments, the
+//! status and `*Wrapper` of a failed lookup) are tested in `host/tests/kernel_proxy.rs`.
 
 mod common;
 
@@ -14,7 +16,7 @@ use driver_proxy::{
 use driver_proxy_host::HostDriverObject;
 use driver_proxy_host::kernel::control::{self, EndpointKey};
 
-use common::{extension, hotswap, image_hotswap, raw_extension};
+use common::{extension, hotswap, image_hotswap};
 
 type Op = extern "system" fn(u64) -> u64;
 extern "system" fn v1(x: u64) -> u64 {
@@ -41,27 +43,6 @@ const B: EndpointId<Op> = EndpointId::new(2);
 
 fn code(f: Op) -> usize {
     f.address()
-}
-
-fn erased(f: Op) -> sys::DRIVER_PROXY_ENDPOINT_FUNCTION {
-    f.erase()
-}
-
-/// `IofGetDriverProxyWrapperFromEndpoint` with raw arguments; `*Wrapper` starts non-null.
-fn raw_lookup(
-    extension: sys::PDRIVER_PROXY_EXTENSION,
-    endpoint: sys::PDRIVER_PROXY_ENDPOINT_FUNCTION,
-) -> (sys::NTSTATUS, sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION) {
-    let mut wrapper = Some(erased(never_registered));
-    // SAFETY: `wrapper` is a valid local; the extension is null or live.
-    let status = unsafe {
-        driver_proxy_host::kernel::IofGetDriverProxyWrapperFromEndpoint(
-            extension,
-            endpoint,
-            &raw mut wrapper,
-        )
-    };
-    (status, wrapper)
 }
 
 #[test]
@@ -96,20 +77,7 @@ fn lookup_by_an_id_never_registered_returns_null() {
     let hotswap = hotswap(&mut storage);
     let t = EndpointTable::new([EndpointEntry::new(A, v1 as Op)]).unwrap();
     assert_eq!(hotswap.wrapper(&t, A), Err(LookupError::NotRegistered(1)));
-    // SAFETY: a live extension.
-    let raw = unsafe {
-        driver_proxy_host::kernel::IoGetDriverProxyEndpointWrapper(raw_extension(&hotswap), 77)
-    };
-    assert!(raw.is_none());
-}
-
-#[test]
-fn lookup_by_id_with_a_null_extension_returns_null() {
-    // SAFETY: null is the bad input under test; it is rejected.
-    let raw = unsafe {
-        driver_proxy_host::kernel::IoGetDriverProxyEndpointWrapper(std::ptr::null_mut(), 1)
-    };
-    assert!(raw.is_none());
+    assert_eq!(extension(&hotswap).wrapper(EndpointKey::Id(1)), None);
 }
 
 #[test]
@@ -134,21 +102,15 @@ fn after_a_swap_lookup_by_endpoint_finds_the_new_implementation_and_not_the_reti
     hotswap.register(&t2, None).unwrap();
     assert_eq!(hotswap.wrap(v2 as Op).unwrap(), wrapper);
     assert_eq!(hotswap.wrap(v1 as Op), Err(WrapError::NotAnEndpoint));
-    let (status, out) = raw_lookup(raw_extension(&hotswap), Some(erased(v1)));
-    assert_eq!((status, out), (sys::STATUS_NOT_FOUND, None));
 }
 
 #[test]
-fn an_endpoint_never_registered_returns_status_not_found_and_a_null_wrapper() {
+fn an_endpoint_never_registered_is_not_an_endpoint() {
     let mut storage = HostDriverObject::new();
     let hotswap = hotswap(&mut storage);
-    assert_eq!(
-        hotswap.wrap(never_registered as Op),
-        Err(WrapError::NotAnEndpoint)
-    );
-    let (status, out) = raw_lookup(raw_extension(&hotswap), Some(erased(never_registered)));
-    assert_eq!(status, sys::STATUS_NOT_FOUND);
-    assert!(out.is_none(), "*Wrapper is set to NULL");
+    let error = hotswap.wrap(never_registered as Op).unwrap_err();
+    assert_eq!(error, WrapError::NotAnEndpoint);
+    assert_eq!(NtStatus::from(error), NtStatus::NOT_FOUND);
 }
 
 #[test]
@@ -174,37 +136,6 @@ fn lookups_are_per_extension() {
 }
 
 #[test]
-fn a_null_extension_returns_status_invalid_parameter_and_a_null_wrapper() {
-    let (status, out) = raw_lookup(std::ptr::null_mut(), Some(erased(v1)));
-    assert_eq!(status, sys::STATUS_INVALID_PARAMETER);
-    assert!(out.is_none());
-}
-
-#[test]
-fn a_null_endpoint_returns_status_invalid_parameter_and_a_null_wrapper() {
-    let mut storage = HostDriverObject::new();
-    let hotswap = hotswap(&mut storage);
-    let (status, out) = raw_lookup(raw_extension(&hotswap), None);
-    assert_eq!(status, sys::STATUS_INVALID_PARAMETER);
-    assert!(out.is_none());
-}
-
-#[test]
-fn a_null_wrapper_pointer_returns_status_invalid_parameter() {
-    let mut storage = HostDriverObject::new();
-    let hotswap = hotswap(&mut storage);
-    // SAFETY: a null out-pointer is the bad input under test; it is rejected, never written.
-    let status = unsafe {
-        driver_proxy_host::kernel::IofGetDriverProxyWrapperFromEndpoint(
-            raw_extension(&hotswap),
-            Some(erased(v1)),
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(status, sys::STATUS_INVALID_PARAMETER);
-}
-
-#[test]
 fn image_endpoints_are_found_by_endpoint_but_not_by_id() {
     let mut storage = HostDriverObject::new();
     let hotswap = image_hotswap(&mut storage, &[code(image_a), code(image_b)]);
@@ -212,10 +143,11 @@ fn image_endpoints_are_found_by_endpoint_but_not_by_id() {
     assert_eq!(a.get()(2), 20);
     let control = extension(&hotswap);
     assert_eq!(control.wrapper(EndpointKey::Ordinal(0)), Some(a.address()));
-    // SAFETY: a live extension.
-    let by_id =
-        unsafe { driver_proxy_host::kernel::IoGetDriverProxyEndpointWrapper(control.as_raw(), 0) };
-    assert!(by_id.is_none(), "V1 ids and .shsept ordinals are separate");
+    assert_eq!(
+        control.wrapper(EndpointKey::Id(0)),
+        None,
+        "V1 ids and .shsept ordinals are separate"
+    );
 }
 
 #[test]

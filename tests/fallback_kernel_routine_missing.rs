@@ -313,7 +313,7 @@ fn without_kernel_calls<R>(f: impl FnOnce() -> R) -> R {
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
-            nothing,
+            Some(nothing),
             std::ptr::null_mut(),
         )
     };

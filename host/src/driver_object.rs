@@ -25,16 +25,18 @@ impl HostDriverObject {
         }
     }
 
-    /// The `PDRIVER_OBJECT` to hand to the library.
+    /// The `PDRIVER_OBJECT` to hand to the library or to the host's routines, as a pointer to
+    /// the driver-object type of the caller's reading (inferred: `driver_proxy::sys::DRIVER_OBJECT`
+    /// for the library, [`crate::ddi::DRIVER_OBJECT`] for the host's routines).
     #[must_use]
-    pub fn as_raw(&mut self) -> driver_proxy::sys::PDRIVER_OBJECT {
+    pub fn as_raw<T>(&mut self) -> *mut T {
         self.storage.as_mut_ptr().cast()
     }
 
     /// The model kernel's control of this driver object (features, faults, its extension).
     #[must_use]
     pub fn control(&mut self) -> DriverControl {
-        DriverControl::new(self.as_raw())
+        DriverControl::new(self.as_raw::<crate::ddi::DRIVER_OBJECT>())
     }
 }
 

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::ffi::c_void;
 use std::sync::{Mutex, PoisonError};
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use crate::kernel::{driver_extensions, events, pool, proxy, threads};
 
@@ -111,7 +111,7 @@ fn lookup(name: &str) -> *mut c_void {
 ///
 /// # Safety
 /// `name` must be null or point to a `UNICODE_STRING` whose buffer holds `Length` bytes.
-pub(crate) unsafe fn routine_name(name: sys::PUNICODE_STRING) -> Option<String> {
+pub(crate) unsafe fn routine_name(name: ddi::PUNICODE_STRING) -> Option<String> {
     // SAFETY: caller contract: null or a valid UNICODE_STRING.
     let name = unsafe { name.as_ref() }?;
     if name.Buffer.is_null() || name.Length % 2 != 0 || name.Length > name.MaximumLength {
@@ -129,11 +129,14 @@ pub(crate) unsafe fn routine_name(name: sys::PUNICODE_STRING) -> Option<String> 
 /// # Safety
 /// `name` must be null or point to a `UNICODE_STRING` whose buffer holds `Length` bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "system" fn MmGetSystemRoutineAddress(name: sys::PUNICODE_STRING) -> *mut c_void {
+pub unsafe extern "system" fn MmGetSystemRoutineAddress(name: ddi::PUNICODE_STRING) -> *mut c_void {
     crate::kernel::irql::require(crate::kernel::irql::PASSIVE, "MmGetSystemRoutineAddress");
     // SAFETY: forwarded caller contract.
     unsafe { routine_name(name) }.map_or(std::ptr::null_mut(), |name| lookup(&name))
 }
+
+// The export has exactly the type of its prototype ([`crate::ddi`]).
+const _: ddi::PFN_MmGetSystemRoutineAddress = MmGetSystemRoutineAddress;
 
 #[cfg(test)]
 mod tests {
@@ -142,7 +145,7 @@ mod tests {
     fn ask(name: &str) -> *mut c_void {
         let mut units: Vec<u16> = name.encode_utf16().collect();
         let bytes = u16::try_from(units.len() * 2).unwrap();
-        let mut string = sys::UNICODE_STRING {
+        let mut string = ddi::UNICODE_STRING {
             Length: bytes,
             MaximumLength: bytes,
             Buffer: units.as_mut_ptr(),
@@ -156,7 +159,7 @@ mod tests {
         assert!(ask("NoSuchRoutine").is_null());
         // SAFETY: null is allowed.
         assert!(unsafe { MmGetSystemRoutineAddress(std::ptr::null_mut()) }.is_null());
-        let mut odd = sys::UNICODE_STRING {
+        let mut odd = ddi::UNICODE_STRING {
             Length: 3,
             MaximumLength: 4,
             Buffer: [0u16; 2].as_mut_ptr(),
@@ -164,7 +167,7 @@ mod tests {
         // SAFETY: the buffer holds 4 bytes; the odd length is rejected before reading.
         assert!(unsafe { MmGetSystemRoutineAddress(&raw mut odd) }.is_null());
         let mut units: Vec<u16> = "ZwClose".encode_utf16().collect();
-        let mut overlong = sys::UNICODE_STRING {
+        let mut overlong = ddi::UNICODE_STRING {
             Length: 14,
             MaximumLength: 12,
             Buffer: units.as_mut_ptr(),
@@ -177,27 +180,13 @@ mod tests {
     }
 
     #[test]
-    fn every_routine_the_library_resolves_is_exported_and_can_be_hidden() {
-        let names = [
-            sys::names::IO_GET_DRIVER_PROXY_FEATURES,
-            sys::names::IO_CREATE_DRIVER_PROXY_EXTENSION,
-            sys::names::IO_GET_DRIVER_PROXY_EXTENSION_FROM_DRIVER_OBJECT,
-            sys::names::IO_REGISTER_DRIVER_PROXY_ENDPOINTS,
-            sys::names::IO_GET_DRIVER_PROXY_ENDPOINT_WRAPPER,
-            sys::names::IOF_GET_DRIVER_PROXY_WRAPPER_FROM_ENDPOINT,
-            sys::names::IO_DRIVER_PROXY_CREATE_HOT_SWAPPABLE_WORKER_THREAD,
-            sys::kernel_names::KE_INITIALIZE_EVENT,
-            sys::kernel_names::KE_SET_EVENT,
-            sys::kernel_names::KE_CLEAR_EVENT,
-            sys::kernel_names::KE_RESET_EVENT,
-            sys::kernel_names::KE_READ_STATE_EVENT,
-            sys::kernel_names::KE_WAIT_FOR_MULTIPLE_OBJECTS,
-            sys::kernel_names::PS_CREATE_SYSTEM_THREAD,
-            sys::kernel_names::ZW_CLOSE,
-            sys::kernel_names::EX_ALLOCATE_POOL2,
-            sys::kernel_names::EX_FREE_POOL_WITH_TAG,
-        ];
-        let mut addresses: Vec<usize> = names.iter().map(|n| ask(n.ascii) as usize).collect();
+    fn every_routine_of_the_ddi_is_exported_and_can_be_hidden() {
+        let names: Vec<&str> = ddi::names::DRIVER_PROXY
+            .iter()
+            .chain(&ddi::names::KERNEL)
+            .copied()
+            .collect();
+        let mut addresses: Vec<usize> = names.iter().map(|n| ask(n) as usize).collect();
         assert!(addresses.iter().all(|&a| a != 0), "{names:?}");
         assert_eq!(
             addresses[0],
@@ -207,7 +196,12 @@ mod tests {
         addresses.dedup();
         assert_eq!(addresses.len(), names.len(), "distinct routines");
         assert_eq!(
-            ask("MmGetSystemRoutineAddress") as usize,
+            ROUTINES.len(),
+            names.len() + 1,
+            "and nothing else but MmGetSystemRoutineAddress"
+        );
+        assert_eq!(
+            ask(ddi::names::MM_GET_SYSTEM_ROUTINE_ADDRESS) as usize,
             MmGetSystemRoutineAddress as *const () as usize
         );
         // The only test of this binary that hides anything, and nothing else here asks for it.

@@ -199,7 +199,7 @@ pub struct LoadOptions {
     /// [`DriverFeatures::Disabled`] to test the driver's fallback.
     pub features: Option<DriverFeatures>,
     /// Makes the driver's first `IoCreateDriverProxyExtension` fail with this status.
-    pub fail_extension_creation: Option<driver_proxy::sys::NTSTATUS>,
+    pub fail_extension_creation: Option<crate::ddi::NTSTATUS>,
     /// The drain timeout of its swaps (default 5 s).
     pub drain_timeout: Option<Duration>,
 }
@@ -230,7 +230,7 @@ impl LoadOptions {
 
     /// The driver's first `IoCreateDriverProxyExtension` fails with `status`.
     #[must_use]
-    pub fn fail_extension_creation(mut self, status: driver_proxy::sys::NTSTATUS) -> Self {
+    pub fn fail_extension_creation(mut self, status: crate::ddi::NTSTATUS) -> Self {
         self.fail_extension_creation = Some(status);
         self
     }

@@ -3,6 +3,7 @@
 //!
 //! | part | what |
 //! |---|---|
+//! | [`ddi`] | the host's own reading of the DDI: DriverProxy types, unions, enums, callback and routine types, status codes, export names, with layout assertions (independent of `driver_proxy::sys`; `host/tests/ddi_readings.rs` compares the two) |
 //! | [`engine`] | real wrappers for `SysV` and Microsoft x64 callers: drain, stall, repoint, rollback, poisoning of retired code |
 //! | [`kernel`] | the seven DriverProxy routines on the engine, and the kernel routines the library resolves (events and waits, system threads, handles, pool); [`kernel::control`] configures the model, injects faults and triggers swaps |
 //! | [`exports`] | `MmGetSystemRoutineAddress` and the `SysV` export table (for drivers compiled for the host), with exports that can be hidden |
@@ -17,6 +18,7 @@
 //! The crate uses local-exec TLS: link it into executables (tests, benchmarks, the demo),
 //! never into a shared library.
 
+pub mod ddi;
 pub mod driver_object;
 pub mod engine;
 pub mod exports;

@@ -11,9 +11,8 @@
 
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
-#[path = "engine_support.rs"]
 #[macro_use]
-mod support;
+mod engine_common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -64,7 +63,7 @@ fn a_wrapper_called_from_a_signal_handler_inside_a_wrapper_call_leaves_the_inter
         );
     }
     // SAFETY: the wrapper forwards to `add`.
-    let f: Bin = unsafe { support::wrapper(&engine, outer) };
+    let f: Bin = unsafe { engine_common::wrapper(&engine, outer) };
     let done = Arc::new(AtomicBool::new(false));
     let target = Arc::new(AtomicU64::new(0));
     let sender = {

@@ -15,9 +15,8 @@
     clippy::too_many_arguments
 )]
 
-#[path = "engine_support.rs"]
 #[macro_use]
-mod support;
+mod engine_common;
 
 use std::ffi::{c_char, c_int};
 use std::sync::Arc;
@@ -26,7 +25,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use driver_proxy_host::engine::{Engine, EngineConfig, WrapperId};
-use support::wrapper;
+use engine_common::wrapper;
 
 fn engine() -> Engine {
     Engine::new(EngineConfig::default()).expect("engine")

@@ -6,9 +6,8 @@
 //! Bounded in calls, swaps and time. Run in release: `cargo test --release -p
 //! driver-proxy-host --test engine_stress`.
 
-#[path = "engine_support.rs"]
 #[macro_use]
-mod support;
+mod engine_common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use driver_proxy_host::engine::{Engine, EngineConfig, testing};
-use support::wrapper;
+use engine_common::wrapper;
 
 const CALLS_PER_CALLER: u64 = 20_000_000;
 const TIME_LIMIT: Duration = Duration::from_secs(40);

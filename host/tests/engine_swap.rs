@@ -2,17 +2,18 @@
 
 #![allow(clippy::many_single_char_names)]
 
-#[path = "engine_support.rs"]
+mod common;
 #[macro_use]
-mod support;
+mod engine_common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{child_scenario, run_child};
 use driver_proxy_host::engine::{Engine, EngineConfig, EngineError, Phase, SwapError, WrapperId};
-use support::{child_scenario, run_child, wrapper};
+use engine_common::wrapper;
 
 type Bin = extern "C" fn(u64, u64) -> u64;
 

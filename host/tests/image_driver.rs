@@ -9,18 +9,17 @@
 
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
-#[path = "image_support.rs"]
-mod support;
+mod image_common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use driver_proxy::NtStatus;
-use driver_proxy::sys;
+use driver_proxy_host::ddi;
 use driver_proxy_host::image::LoadError;
 use driver_proxy_host::image_driver::{ImageDriver, ImageDriverError};
-use support::{permissions_at, sample, sample_image, sample_writer};
+use image_common::{permissions_at, sample, sample_image, sample_writer};
 
 /// The tag of the pool block a leaking test driver never frees.
 const LEAK_TAG: u32 = u32::from_le_bytes(*b"ImDL");
@@ -30,7 +29,7 @@ const UNLOAD: usize = 0x80;
 /// What a test driver does.
 struct Behaviour {
     /// Its `DriverEntry` returns this.
-    status: sys::NTSTATUS,
+    status: ddi::NTSTATUS,
     /// Its `DriverEntry` sets `DriverUnload` (a `ret` in the same image).
     unload: bool,
     /// Its `DriverEntry` allocates a pool block tagged [`LEAK_TAG`] it never frees.
@@ -62,7 +61,7 @@ fn text(seen: &AtomicUsize, behaviour: &Behaviour) -> Vec<u8> {
         code.extend_from_slice(&[0x48, 0x83, 0xEC, 0x28]); // sub rsp, 40
         code.push(0xB9); // mov ecx, POOL_FLAG_NON_PAGED
         code.extend_from_slice(
-            &u32::try_from(sys::POOL_FLAG_NON_PAGED)
+            &u32::try_from(ddi::POOL_FLAG_NON_PAGED)
                 .unwrap()
                 .to_le_bytes(),
         );
@@ -117,7 +116,7 @@ fn entry_permissions(seen: &AtomicUsize) -> String {
 }
 
 const SUCCEEDS: Behaviour = Behaviour {
-    status: sys::STATUS_SUCCESS,
+    status: ddi::STATUS_SUCCESS,
     unload: true,
     leak_pool: false,
 };
@@ -156,7 +155,7 @@ fn an_unreadable_file_and_a_refused_image_are_errors_naming_them() {
 fn a_failing_driver_entry_is_reported_and_its_image_unmapped() {
     static SEEN: AtomicUsize = AtomicUsize::new(0);
     let failing = Behaviour {
-        status: sys::STATUS_UNSUCCESSFUL,
+        status: ddi::STATUS_UNSUCCESSFUL,
         unload: false,
         leak_pool: false,
     };
@@ -167,7 +166,7 @@ fn a_failing_driver_entry_is_reported_and_its_image_unmapped() {
             &error,
             ImageDriverError::Entry { image, status }
                 if image == "image_driver_entry_fails.sys"
-                    && *status == NtStatus(sys::STATUS_UNSUCCESSFUL)
+                    && *status == NtStatus(ddi::STATUS_UNSUCCESSFUL)
         ),
         "{error}"
     );
@@ -225,7 +224,7 @@ fn a_refused_swap_keeps_the_outgoing_image_serving_and_unmaps_the_incoming_one()
     // It leaves the driver object alone: a DriverUnload it stored would point into the
     // unmapped image (module docs of `image_driver`).
     let refusing = Behaviour {
-        status: sys::STATUS_INSUFFICIENT_RESOURCES,
+        status: ddi::STATUS_INSUFFICIENT_RESOURCES,
         unload: false,
         leak_pool: false,
     };
@@ -238,7 +237,7 @@ fn a_refused_swap_keeps_the_outgoing_image_serving_and_unmaps_the_incoming_one()
             ImageDriverError::SwapRefused { serving, incoming, status }
                 if serving == "image_driver_refusal_v1.sys"
                     && incoming == "image_driver_refusal_v2.sys"
-                    && *status == NtStatus(sys::STATUS_INSUFFICIENT_RESOURCES)
+                    && *status == NtStatus(ddi::STATUS_INSUFFICIENT_RESOURCES)
         ),
         "{error}"
     );

@@ -8,15 +8,14 @@
 
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
-#[path = "image_support.rs"]
-mod support;
+mod image_common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use driver_proxy_host::image_driver::ImageDriver;
-use support::{sample, sample_writer};
+use image_common::{sample, sample_writer};
 
 /// The child's case, in the environment.
 const CASE: &str = "IMAGE_FAULTS_CASE";

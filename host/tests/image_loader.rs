@@ -4,17 +4,17 @@
 
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
-#[path = "image_support.rs"]
-mod support;
+mod common;
+mod image_common;
 
 use std::cell::RefCell;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 
+use common::{child_scenario, run_child};
 use driver_proxy_host::image::{ImportRef, LoadError, LoadedImage, Protection};
-use support::{
-    Sample, child_scenario, offset, permissions_at, put_u32, put_u64, run_child, sample,
-    sample_image, sample_writer,
+use image_common::{
+    Sample, offset, permissions_at, put_u32, put_u64, sample, sample_image, sample_writer,
 };
 
 type Binary = extern "win64" fn(u64, u64) -> u64;
@@ -101,7 +101,7 @@ fn a_synthetic_image_loads_and_its_code_runs_as_win64() {
 #[test]
 fn the_image_is_moved_from_its_image_base_and_mapped_near_the_host_code() {
     let image = load(&sample_image().bytes).expect("load");
-    assert_eq!(image.preferred_base(), support::IMAGE_BASE);
+    assert_eq!(image.preferred_base(), image_common::IMAGE_BASE);
     assert_ne!(image.base() as u64, image.preferred_base());
     assert_eq!(image.base() % 0x1_0000, 0, "64 KiB aligned");
     let host = resolve as fn(&ImportRef<'_>) -> Option<usize> as usize;
@@ -646,7 +646,7 @@ fn an_image_without_imports_or_relocations_loads() {
     // Not relocated: the pointer keeps its link-time value.
     assert_eq!(
         read_u64(&image, sample::POINTERS),
-        support::IMAGE_BASE + u64::from(sample::DATA_TARGET)
+        image_common::IMAGE_BASE + u64::from(sample::DATA_TARGET)
     );
     // SAFETY: ADD is position-independent.
     let add: Binary = unsafe { function(&image, sample::ADD) };
@@ -930,4 +930,14 @@ fn the_sample_offsets_match_the_writer() {
         text_raw, bytes, ..
     } = sample_image();
     assert_eq!(&bytes[text_raw..text_raw + 4], &[0x48, 0x8D, 0x04, 0x11]);
+}
+
+#[test]
+fn the_sample_image_is_well_formed_pe32_plus() {
+    let sample = sample_image();
+    assert_eq!(sample.bytes.len(), 0xA00);
+    assert_eq!(&sample.bytes[..2], b"MZ");
+    assert_eq!(sample.text_raw, 0x400);
+    assert_eq!(sample.rdata_raw, 0x600);
+    assert_eq!(sample.reloc_raw, 0x800);
 }

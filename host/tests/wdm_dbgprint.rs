@@ -3,7 +3,7 @@
 
 mod wdm_common;
 
-use driver_proxy::sys;
+use driver_proxy_host::ddi;
 use driver_proxy_host::wdm::dbgprint::{MAX_MESSAGE, format_slots};
 use driver_proxy_host::wdm::{dbg_print_log, win64_routine};
 
@@ -92,13 +92,13 @@ fn wide_conversions_are_64_bit() {
 fn strings_characters_and_counted_strings() {
     let wide: Vec<u16> = "wide\u{e9}".encode_utf16().chain([0]).collect();
     let mut units: Vec<u16> = "Counted\\Name".encode_utf16().collect();
-    let counted = sys::UNICODE_STRING {
+    let counted = ddi::UNICODE_STRING {
         Length: u16::try_from(units.len() * 2).unwrap(),
         MaximumLength: u16::try_from(units.len() * 2).unwrap(),
         Buffer: units.as_mut_ptr(),
     };
     let ansi = b"ansi-counted-NOT";
-    let ansi_string = sys::UNICODE_STRING {
+    let ansi_string = ddi::UNICODE_STRING {
         Length: 12,
         MaximumLength: 16,
         Buffer: ansi.as_ptr().cast_mut().cast(),

@@ -7,13 +7,14 @@
 //! behaviour from words in the name: `Excl` (exclusive device), `LeakLink` (unload keeps the
 //! link), `LeakPool` (`DriverEntry` allocates a block it never frees), `NoUnload`.
 
+mod common;
 mod wdm_common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use driver_proxy::NtStatus;
-use driver_proxy::sys;
+use driver_proxy_host::ddi;
 use driver_proxy_host::kernel::control::pool_usage;
 use driver_proxy_host::wdm::io::hold::hold_next_completion;
 use driver_proxy_host::wdm::io::read_unicode;
@@ -24,7 +25,8 @@ use driver_proxy_host::wdm::types::{
 };
 use driver_proxy_host::wdm::{Driver, UnloadError, win64_routine};
 
-use wdm_common::{UString, assert_bugcheck, call_with_canaries, child_scenario, nt, run_child};
+use common::{assert_bugcheck, child_scenario, run_child};
+use wdm_common::{UString, call_with_canaries, nt};
 
 const EXTENSION_SIZE: u32 = 0x48;
 const POOL_TAG: u32 = u32::from_le_bytes(*b"WdmT");
@@ -53,7 +55,7 @@ const DELETE_DEVICE: u32 = ctl(7);
 const COMPLETE_WITH_CANARIES: u32 = ctl(8);
 const STATUS_MISMATCH: u32 = ctl(9);
 
-fn name_of(registry_path: *mut sys::UNICODE_STRING) -> String {
+fn name_of(registry_path: *mut ddi::UNICODE_STRING) -> String {
     // SAFETY: the I/O manager passes a valid registry path.
     let path = unsafe { read_unicode(registry_path) }.unwrap();
     path.rsplit('\\').next().unwrap().to_owned()
@@ -75,8 +77,8 @@ fn link_of(name: &str) -> Box<UString> {
 /// Called by the I/O manager with a new driver object and a valid registry path.
 unsafe extern "win64" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
-    registry_path: *mut sys::UNICODE_STRING,
-) -> sys::NTSTATUS {
+    registry_path: *mut ddi::UNICODE_STRING,
+) -> ddi::NTSTATUS {
     let name = name_of(registry_path);
     let mut device_name = UString::new(&format!("\\Device\\{name}"));
     let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
@@ -92,7 +94,7 @@ unsafe extern "win64" fn driver_entry(
             &raw mut device,
         )
     };
-    if status != sys::STATUS_SUCCESS {
+    if status != ddi::STATUS_SUCCESS {
         return status;
     }
     // SAFETY: the new device and its extension of EXTENSION_SIZE bytes.
@@ -109,14 +111,14 @@ unsafe extern "win64" fn driver_entry(
     let mut link = link_of(&name);
     // SAFETY: valid strings.
     let status = unsafe { (nt().IoCreateSymbolicLink)(link.as_ptr(), device_name.as_ptr()) };
-    if status != sys::STATUS_SUCCESS {
+    if status != ddi::STATUS_SUCCESS {
         // SAFETY: the device created above.
         unsafe { (nt().IoDeleteDevice)(device) };
         return status;
     }
     if name.contains("LeakPool") {
         // SAFETY: a plain allocation, deliberately never freed.
-        let block = unsafe { (nt().ExAllocatePool2)(sys::POOL_FLAG_NON_PAGED, 24, POOL_TAG) };
+        let block = unsafe { (nt().ExAllocatePool2)(ddi::POOL_FLAG_NON_PAGED, 24, POOL_TAG) };
         assert!(!block.is_null());
     }
     // SAFETY: our driver object; no device can receive requests yet.
@@ -133,7 +135,7 @@ unsafe extern "win64" fn driver_entry(
             (*driver).DriverUnload = driver_unload as *const () as usize;
         }
     }
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// The test driver's `DriverUnload`: deletes its link (unless `LeakLink`) and its devices.
@@ -161,7 +163,7 @@ unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
 ///
 /// # Safety
 /// A live IRP this routine owns.
-unsafe fn complete(irp: *mut IRP, status: sys::NTSTATUS, information: usize) -> sys::NTSTATUS {
+unsafe fn complete(irp: *mut IRP, status: ddi::NTSTATUS, information: usize) -> ddi::NTSTATUS {
     // SAFETY: caller contract.
     unsafe {
         (*irp).IoStatus.Status = status;
@@ -180,7 +182,7 @@ unsafe fn complete(irp: *mut IRP, status: sys::NTSTATUS, information: usize) -> 
 unsafe extern "win64" fn dispatch_counted<const MAJOR: usize>(
     device: *mut DEVICE_OBJECT,
     irp: *mut IRP,
-) -> sys::NTSTATUS {
+) -> ddi::NTSTATUS {
     let extension = extension(device);
     let counter = match MAJOR {
         IRP_MJ_CREATE => &extension.creates,
@@ -190,7 +192,7 @@ unsafe extern "win64" fn dispatch_counted<const MAJOR: usize>(
     };
     counter.fetch_add(1, Ordering::SeqCst);
     // SAFETY: the I/O manager's IRP.
-    unsafe { complete(irp, sys::STATUS_SUCCESS, 0) }
+    unsafe { complete(irp, ddi::STATUS_SUCCESS, 0) }
 }
 
 /// `IRP_MJ_DEVICE_CONTROL`: the behaviour the control code asks for.
@@ -200,7 +202,7 @@ unsafe extern "win64" fn dispatch_counted<const MAJOR: usize>(
 unsafe extern "win64" fn dispatch_device_control(
     device: *mut DEVICE_OBJECT,
     irp: *mut IRP,
-) -> sys::NTSTATUS {
+) -> ddi::NTSTATUS {
     extension(device).controls.fetch_add(1, Ordering::SeqCst);
     // SAFETY: the I/O manager's IRP with its stack location and METHOD_BUFFERED system buffer.
     unsafe {
@@ -218,11 +220,11 @@ unsafe extern "win64" fn dispatch_device_control(
                 for (i, byte) in input.iter().rev().take(n).enumerate() {
                     buffer.add(i).write(*byte);
                 }
-                complete(irp, sys::STATUS_SUCCESS, n)
+                complete(irp, ddi::STATUS_SUCCESS, n)
             }
             FAIL => {
                 buffer.write_bytes(0xEE, output_length);
-                complete(irp, sys::STATUS_INVALID_PARAMETER, output_length)
+                complete(irp, ddi::STATUS_INVALID_PARAMETER, output_length)
             }
             PARAMETERS => {
                 let words = [
@@ -240,14 +242,14 @@ unsafe extern "win64" fn dispatch_device_control(
                 ];
                 let n = (words.len() * 8).min(output_length);
                 core::ptr::copy_nonoverlapping(words.as_ptr().cast::<u8>(), buffer, n);
-                complete(irp, sys::STATUS_SUCCESS, n)
+                complete(irp, ddi::STATUS_SUCCESS, n)
             }
             DOUBLE_COMPLETE => {
-                complete(irp, sys::STATUS_SUCCESS, 0);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0);
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
-            NO_COMPLETE => sys::STATUS_SUCCESS,
-            TOO_MUCH_INFORMATION => complete(irp, sys::STATUS_SUCCESS, output_length + 1),
+            NO_COMPLETE => ddi::STATUS_SUCCESS,
+            TOO_MUCH_INFORMATION => complete(irp, ddi::STATUS_SUCCESS, output_length + 1),
             DELETE_DEVICE => {
                 let name = String::from_utf16(
                     &extension(device)
@@ -261,10 +263,10 @@ unsafe extern "win64" fn dispatch_device_control(
                 let mut link = link_of(&name);
                 let _ = (nt().IoDeleteSymbolicLink)(link.as_ptr());
                 (nt().IoDeleteDevice)(device);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             COMPLETE_WITH_CANARIES => {
-                (*irp).IoStatus.Status = sys::STATUS_SUCCESS;
+                (*irp).IoStatus.Status = ddi::STATUS_SUCCESS;
                 (*irp).IoStatus.Information = 1;
                 let target = win64_routine("ntoskrnl.exe", "IofCompleteRequest").unwrap();
                 let (_, clobbered) = call_with_canaries(target, [irp as u64, 0, 0, 0]);
@@ -272,13 +274,13 @@ unsafe extern "win64" fn dispatch_device_control(
                 // written, and it is what the I/O manager copies.
                 #[allow(clippy::cast_possible_truncation)]
                 buffer.write(clobbered.len() as u8);
-                sys::STATUS_SUCCESS
+                ddi::STATUS_SUCCESS
             }
             STATUS_MISMATCH => {
-                complete(irp, sys::STATUS_SUCCESS, 0);
-                sys::STATUS_UNSUCCESSFUL
+                complete(irp, ddi::STATUS_SUCCESS, 0);
+                ddi::STATUS_UNSUCCESSFUL
             }
-            _ => complete(irp, sys::STATUS_INVALID_DEVICE_REQUEST, 0),
+            _ => complete(irp, ddi::STATUS_INVALID_DEVICE_REQUEST, 0),
         }
     }
 }
@@ -406,16 +408,16 @@ fn method_buffered_copies_information_bytes_and_nothing_on_error() {
     // An error status: nothing is copied, Information is reported as completed.
     let mut untouched = [7u8; 4];
     let (status, information) = driver.device_control(&handle, FAIL, b"in", &mut untouched);
-    assert_eq!(status, NtStatus(sys::STATUS_INVALID_PARAMETER));
+    assert_eq!(status, NtStatus(ddi::STATUS_INVALID_PARAMETER));
     assert_eq!(information, 4);
     assert_eq!(untouched, [7; 4]);
     // An unknown code, and a code of another transfer type: both reach the driver, which
     // refuses them (every code reaches the driver, as on Windows).
     let before = ext_of(&driver).controls.load(Ordering::SeqCst);
     let (status, _) = driver.device_control(&handle, ctl(100), &[], &mut []);
-    assert_eq!(status, NtStatus(sys::STATUS_INVALID_DEVICE_REQUEST));
+    assert_eq!(status, NtStatus(ddi::STATUS_INVALID_DEVICE_REQUEST));
     let (status, _) = driver.device_control(&handle, ctl(100) | 3, &[], &mut []);
-    assert_eq!(status, NtStatus(sys::STATUS_INVALID_DEVICE_REQUEST));
+    assert_eq!(status, NtStatus(ddi::STATUS_INVALID_DEVICE_REQUEST));
     assert_eq!(ext_of(&driver).controls.load(Ordering::SeqCst), before + 2);
     drop(handle);
     driver.unload().unwrap();
@@ -492,7 +494,7 @@ fn names_collide_and_unknown_names_are_not_found() {
             0,
             &raw mut device,
         );
-        assert_eq!(status, sys::STATUS_SUCCESS);
+        assert_eq!(status, ddi::STATUS_SUCCESS);
         assert!((*device).DeviceExtension.is_null());
         assert_eq!(
             (*driver.as_raw()).DeviceObject,
@@ -614,9 +616,9 @@ fn a_failing_driver_entry_is_reported_and_leaves_nothing() {
     /// None: it reads no argument.
     unsafe extern "win64" fn failing_entry(
         _driver: *mut DRIVER_OBJECT,
-        _path: *mut sys::UNICODE_STRING,
-    ) -> sys::NTSTATUS {
-        sys::STATUS_INSUFFICIENT_RESOURCES
+        _path: *mut ddi::UNICODE_STRING,
+    ) -> ddi::NTSTATUS {
+        ddi::STATUS_INSUFFICIENT_RESOURCES
     }
     // SAFETY: a Microsoft x64 DriverEntry.
     let result = unsafe {
@@ -628,7 +630,7 @@ fn a_failing_driver_entry_is_reported_and_leaves_nothing() {
     };
     assert_eq!(
         result.unwrap_err(),
-        NtStatus(sys::STATUS_INSUFFICIENT_RESOURCES)
+        NtStatus(ddi::STATUS_INSUFFICIENT_RESOURCES)
     );
     // The name is free again: the entry runs and fails the same way (no name collision).
     // SAFETY: as above.
@@ -641,7 +643,7 @@ fn a_failing_driver_entry_is_reported_and_leaves_nothing() {
     };
     assert_eq!(
         result.unwrap_err(),
-        NtStatus(sys::STATUS_INSUFFICIENT_RESOURCES)
+        NtStatus(ddi::STATUS_INSUFFICIENT_RESOURCES)
     );
 }
 

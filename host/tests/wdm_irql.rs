@@ -9,7 +9,8 @@ mod wdm_common;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use driver_proxy::{NtStatus, sys};
+use driver_proxy::NtStatus;
+use driver_proxy_host::ddi;
 use driver_proxy_host::harness::isolated_each;
 use driver_proxy_host::wdm::io::read_unicode;
 use driver_proxy_host::wdm::types::{
@@ -78,8 +79,8 @@ fn extension(device: *mut DEVICE_OBJECT) -> *mut Extension {
 /// Called by the I/O manager with a new driver object and a valid registry path.
 unsafe extern "win64" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
-    registry_path: *mut sys::UNICODE_STRING,
-) -> sys::NTSTATUS {
+    registry_path: *mut ddi::UNICODE_STRING,
+) -> ddi::NTSTATUS {
     // SAFETY: a valid registry path.
     let path = unsafe { read_unicode(registry_path) }.unwrap();
     let name = path.rsplit('\\').next().unwrap().to_owned();
@@ -98,14 +99,14 @@ unsafe extern "win64" fn driver_entry(
             0,
             &raw mut device,
         );
-        assert_eq!(status, sys::STATUS_SUCCESS);
+        assert_eq!(status, ddi::STATUS_SUCCESS);
         (*driver).MajorFunction[IRP_MJ_CREATE] = complete_success as *const () as usize;
         (*driver).MajorFunction[IRP_MJ_CLOSE] = complete_success as *const () as usize;
         (*driver).MajorFunction[IRP_MJ_DEVICE_CONTROL] =
             dispatch_device_control as *const () as usize;
         (*driver).DriverUnload = driver_unload as *const () as usize;
     }
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// # Safety
@@ -121,7 +122,7 @@ unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
 
 /// # Safety
 /// A live IRP this routine owns.
-unsafe fn complete(irp: *mut IRP, status: sys::NTSTATUS, information: usize) -> sys::NTSTATUS {
+unsafe fn complete(irp: *mut IRP, status: ddi::NTSTATUS, information: usize) -> ddi::NTSTATUS {
     // SAFETY: caller contract.
     unsafe {
         (*irp).IoStatus.Status = status;
@@ -135,7 +136,7 @@ unsafe fn complete(irp: *mut IRP, status: sys::NTSTATUS, information: usize) -> 
 /// Called by the I/O manager.
 unsafe extern "win64" fn complete_success(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> i32 {
     // SAFETY: the I/O manager's IRP.
-    unsafe { complete(irp, sys::STATUS_SUCCESS, 0) }
+    unsafe { complete(irp, ddi::STATUS_SUCCESS, 0) }
 }
 
 /// # Safety
@@ -143,7 +144,7 @@ unsafe extern "win64" fn complete_success(_device: *mut DEVICE_OBJECT, irp: *mut
 unsafe extern "win64" fn dispatch_device_control(
     device: *mut DEVICE_OBJECT,
     irp: *mut IRP,
-) -> sys::NTSTATUS {
+) -> ddi::NTSTATUS {
     let ext = extension(device);
     let l = locks();
     // SAFETY: the I/O manager's IRP; the extension's locks and counter.
@@ -160,16 +161,16 @@ unsafe extern "win64" fn dispatch_device_control(
                 std::thread::yield_now();
                 (*ext).counter.store(value + 1, Ordering::Relaxed);
                 (l.KeReleaseSpinLock)(lock, previous);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             ALLOWED_UNDER_LOCK => {
                 let previous = (l.KeAcquireSpinLockRaiseToDpc)(lock);
                 (l.KeAcquireSpinLockAtDpcLevel)(&raw mut (*ext).second);
-                let block = (nt().ExAllocatePool2)(sys::POOL_FLAG_NON_PAGED, 16, POOL_TAG);
+                let block = (nt().ExAllocatePool2)(ddi::POOL_FLAG_NON_PAGED, 16, POOL_TAG);
                 (nt().ExFreePoolWithTag)(block, POOL_TAG);
                 (l.KeReleaseSpinLockFromDpcLevel)(&raw mut (*ext).second);
                 // Completing at DISPATCH_LEVEL is allowed.
-                let status = complete(irp, sys::STATUS_SUCCESS, 0);
+                let status = complete(irp, ddi::STATUS_SUCCESS, 0);
                 (l.KeReleaseSpinLock)(lock, previous);
                 status
             }
@@ -186,31 +187,31 @@ unsafe extern "win64" fn dispatch_device_control(
                     0,
                     &raw mut other,
                 );
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             PAGED_POOL_UNDER_LOCK => {
                 let _ = (l.KeAcquireSpinLockRaiseToDpc)(lock);
                 let _ = (nt().ExAllocatePool2)(0x100, 16, POOL_TAG); // POOL_FLAG_PAGED
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             RETURN_WITH_LOCK_HELD => {
                 let _ = (l.KeAcquireSpinLockRaiseToDpc)(lock);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             RELEASE_NOT_HELD => {
                 (l.KeReleaseSpinLock)(lock, 0);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             ACQUIRE_TWICE => {
                 let _ = (l.KeAcquireSpinLockRaiseToDpc)(lock);
                 (l.KeAcquireSpinLockAtDpcLevel)(lock);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             AT_DPC_LEVEL_AT_PASSIVE => {
                 (l.KeAcquireSpinLockAtDpcLevel)(lock);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
-            _ => complete(irp, sys::STATUS_INVALID_DEVICE_REQUEST, 0),
+            _ => complete(irp, ddi::STATUS_INVALID_DEVICE_REQUEST, 0),
         }
     }
 }

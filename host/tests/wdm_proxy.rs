@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use driver_proxy::NtStatus;
-use driver_proxy::sys;
+use driver_proxy_host::ddi;
 use driver_proxy_host::wdm::Driver;
 use driver_proxy_host::wdm::types::{
     DEVICE_OBJECT, DRIVER_OBJECT, IRP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL,
@@ -25,53 +25,53 @@ use wdm_common::{UString, nt, resolve};
 
 type CreateExtension = unsafe extern "win64" fn(
     *mut DRIVER_OBJECT,
-    sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS,
-    *mut sys::PDRIVER_PROXY_EXTENSION,
-) -> sys::NTSTATUS;
+    ddi::DRIVER_PROXY_EXTENSION_CREATION_FLAGS,
+    *mut ddi::PDRIVER_PROXY_EXTENSION,
+) -> ddi::NTSTATUS;
 type ExtensionFromDriver =
-    unsafe extern "win64" fn(*mut DRIVER_OBJECT) -> sys::PDRIVER_PROXY_EXTENSION;
+    unsafe extern "win64" fn(*mut DRIVER_OBJECT) -> ddi::PDRIVER_PROXY_EXTENSION;
 type Register = unsafe extern "win64" fn(
-    sys::PDRIVER_PROXY_EXTENSION,
-    *mut sys::DRIVER_PROXY_ENDPOINT_INFORMATION,
+    ddi::PDRIVER_PROXY_EXTENSION,
+    *mut ddi::DRIVER_PROXY_ENDPOINT_INFORMATION,
     u32,
     usize,
-    sys::PVOID,
-) -> sys::NTSTATUS;
-type WrapperById = unsafe extern "win64" fn(sys::PDRIVER_PROXY_EXTENSION, u32) -> usize;
+    ddi::PVOID,
+) -> ddi::NTSTATUS;
+type WrapperById = unsafe extern "win64" fn(ddi::PDRIVER_PROXY_EXTENSION, u32) -> usize;
 type CreateWorker = unsafe extern "win64" fn(
-    sys::PDRIVER_PROXY_EXTENSION,
-    *mut sys::HANDLE,
+    ddi::PDRIVER_PROXY_EXTENSION,
+    *mut ddi::HANDLE,
     u32,
-    sys::POBJECT_ATTRIBUTES,
-    sys::HANDLE,
-    sys::PCLIENT_ID,
-    *mut sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
-) -> sys::NTSTATUS;
-type InitializeEvent = unsafe extern "win64" fn(sys::PKEVENT, sys::EVENT_TYPE, u8);
-type SetEvent = unsafe extern "win64" fn(sys::PKEVENT, i32, u8) -> i32;
+    ddi::POBJECT_ATTRIBUTES,
+    ddi::HANDLE,
+    ddi::PCLIENT_ID,
+    *mut ddi::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+) -> ddi::NTSTATUS;
+type InitializeEvent = unsafe extern "win64" fn(ddi::PKEVENT, ddi::EVENT_TYPE, u8);
+type SetEvent = unsafe extern "win64" fn(ddi::PKEVENT, i32, u8) -> i32;
 type WaitMultiple = unsafe extern "win64" fn(
     u32,
-    *mut sys::PVOID,
-    sys::WAIT_TYPE,
-    sys::KWAIT_REASON,
-    sys::KPROCESSOR_MODE,
+    *mut ddi::PVOID,
+    ddi::WAIT_TYPE,
+    ddi::KWAIT_REASON,
+    ddi::KPROCESSOR_MODE,
     u8,
-    *mut sys::LARGE_INTEGER,
+    *mut ddi::LARGE_INTEGER,
     *mut c_void,
-) -> sys::NTSTATUS;
+) -> ddi::NTSTATUS;
 type CreateThread = unsafe extern "win64" fn(
-    *mut sys::HANDLE,
+    *mut ddi::HANDLE,
     u32,
-    sys::POBJECT_ATTRIBUTES,
-    sys::HANDLE,
-    sys::PCLIENT_ID,
+    ddi::POBJECT_ATTRIBUTES,
+    ddi::HANDLE,
+    ddi::PCLIENT_ID,
     usize,
-    sys::PVOID,
-) -> sys::NTSTATUS;
+    ddi::PVOID,
+) -> ddi::NTSTATUS;
 
 /// A `KEVENT` that lives for the whole process.
-fn leaked_event() -> sys::PKEVENT {
-    Box::leak(Box::new(MaybeUninit::<sys::KEVENT>::zeroed())).as_mut_ptr()
+fn leaked_event() -> ddi::PKEVENT {
+    Box::leak(Box::new(MaybeUninit::<ddi::KEVENT>::zeroed())).as_mut_ptr()
 }
 
 const NAME: &str = "WdmProxySample";
@@ -87,31 +87,31 @@ static STOP: AtomicUsize = AtomicUsize::new(0);
 static KICK: AtomicUsize = AtomicUsize::new(0);
 static THREAD: AtomicUsize = AtomicUsize::new(0);
 /// (version, wait status) per worker call; `(0, _)` marks a wrong context.
-static WORKER_CALLS: Mutex<Vec<(u8, sys::NTSTATUS)>> = Mutex::new(Vec::new());
+static WORKER_CALLS: Mutex<Vec<(u8, ddi::NTSTATUS)>> = Mutex::new(Vec::new());
 /// Phases the phased callback saw; -1 marks a wrong context.
 static PHASES: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 /// What `ZwWaitForSingleObject` on the worker thread returned in `DriverUnload`.
-static UNLOAD_WAIT: Mutex<Option<sys::NTSTATUS>> = Mutex::new(None);
+static UNLOAD_WAIT: Mutex<Option<ddi::NTSTATUS>> = Mutex::new(None);
 
 #[allow(clippy::unnecessary_wraps)] // the DDI's field type is an Option
-fn endpoint(address: usize) -> sys::PDRIVER_PROXY_ENDPOINT_FUNCTION {
+fn endpoint(address: usize) -> ddi::PDRIVER_PROXY_ENDPOINT_FUNCTION {
     // SAFETY: a code address, carried in the type-erased endpoint type (never called as it).
-    Some(unsafe { core::mem::transmute::<usize, sys::DRIVER_PROXY_ENDPOINT_FUNCTION>(address) })
+    Some(unsafe { core::mem::transmute::<usize, ddi::DRIVER_PROXY_ENDPOINT_FUNCTION>(address) })
 }
 
-fn table(dispatch: usize, worker: usize) -> [sys::DRIVER_PROXY_ENDPOINT_INFORMATION; 3] {
+fn table(dispatch: usize, worker: usize) -> [ddi::DRIVER_PROXY_ENDPOINT_INFORMATION; 3] {
     [
-        sys::DRIVER_PROXY_ENDPOINT_INFORMATION {
+        ddi::DRIVER_PROXY_ENDPOINT_INFORMATION {
             Id: DISPATCH,
             EndpointFunction: endpoint(dispatch),
             ParameterCount: 2,
         },
-        sys::DRIVER_PROXY_ENDPOINT_INFORMATION {
+        ddi::DRIVER_PROXY_ENDPOINT_INFORMATION {
             Id: WORKER,
             EndpointFunction: endpoint(worker),
             ParameterCount: 2,
         },
-        sys::DRIVER_PROXY_ENDPOINT_INFORMATION {
+        ddi::DRIVER_PROXY_ENDPOINT_INFORMATION {
             Id: UNLOAD,
             EndpointFunction: endpoint(driver_unload as *const () as usize),
             ParameterCount: 1,
@@ -119,21 +119,21 @@ fn table(dispatch: usize, worker: usize) -> [sys::DRIVER_PROXY_ENDPOINT_INFORMAT
     ]
 }
 
-fn record_worker(version: u8, context: sys::PVOID, status: sys::NTSTATUS) -> sys::BOOLEAN {
+fn record_worker(version: u8, context: ddi::PVOID, status: ddi::NTSTATUS) -> ddi::BOOLEAN {
     let version = if core::ptr::eq(context.cast_const(), (&raw const WORKER_CONTEXT).cast()) {
         version
     } else {
         0
     };
     WORKER_CALLS.lock().unwrap().push((version, status));
-    sys::BOOLEAN::from(status != sys::STATUS_WAIT_0)
+    ddi::BOOLEAN::from(status != ddi::STATUS_WAIT_0)
 }
 
 /// The worker endpoint of v1 (called through its wrapper by the worker thread).
 ///
 /// # Safety
 /// None: `context` is compared, never dereferenced.
-unsafe extern "win64" fn worker_v1(context: sys::PVOID, status: sys::NTSTATUS) -> sys::BOOLEAN {
+unsafe extern "win64" fn worker_v1(context: ddi::PVOID, status: ddi::NTSTATUS) -> ddi::BOOLEAN {
     record_worker(1, context, status)
 }
 
@@ -141,7 +141,7 @@ unsafe extern "win64" fn worker_v1(context: sys::PVOID, status: sys::NTSTATUS) -
 ///
 /// # Safety
 /// As [`worker_v1`].
-unsafe extern "win64" fn worker_v2(context: sys::PVOID, status: sys::NTSTATUS) -> sys::BOOLEAN {
+unsafe extern "win64" fn worker_v2(context: ddi::PVOID, status: ddi::NTSTATUS) -> ddi::BOOLEAN {
     record_worker(2, context, status)
 }
 
@@ -149,22 +149,22 @@ unsafe extern "win64" fn worker_v2(context: sys::PVOID, status: sys::NTSTATUS) -
 ///
 /// # Safety
 /// The I/O manager's IRP, `METHOD_BUFFERED` with at least one byte of output.
-unsafe fn answer(irp: *mut IRP, version: u8) -> sys::NTSTATUS {
+unsafe fn answer(irp: *mut IRP, version: u8) -> ddi::NTSTATUS {
     // SAFETY: caller contract; METHOD_BUFFERED with at least one output byte.
     unsafe {
         (*irp).SystemBuffer.cast::<u8>().write(version);
-        (*irp).IoStatus.Status = sys::STATUS_SUCCESS;
+        (*irp).IoStatus.Status = ddi::STATUS_SUCCESS;
         (*irp).IoStatus.Information = 1;
         (nt().IofCompleteRequest)(irp, 0);
     }
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// The device control endpoint of v1: answers 1.
 ///
 /// # Safety
 /// Called by the I/O manager (through the wrapper) with a live IRP as [`answer`] needs.
-unsafe extern "win64" fn dispatch_v1(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> sys::NTSTATUS {
+unsafe extern "win64" fn dispatch_v1(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> ddi::NTSTATUS {
     // SAFETY: the I/O manager's IRP.
     unsafe { answer(irp, 1) }
 }
@@ -173,7 +173,7 @@ unsafe extern "win64" fn dispatch_v1(_device: *mut DEVICE_OBJECT, irp: *mut IRP)
 ///
 /// # Safety
 /// As [`dispatch_v1`].
-unsafe extern "win64" fn dispatch_v2(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> sys::NTSTATUS {
+unsafe extern "win64" fn dispatch_v2(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> ddi::NTSTATUS {
     // SAFETY: the I/O manager's IRP.
     unsafe { answer(irp, 2) }
 }
@@ -182,24 +182,24 @@ unsafe extern "win64" fn dispatch_v2(_device: *mut DEVICE_OBJECT, irp: *mut IRP)
 ///
 /// # Safety
 /// Called by the I/O manager with a live IRP.
-unsafe extern "win64" fn create_close(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> sys::NTSTATUS {
+unsafe extern "win64" fn create_close(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> ddi::NTSTATUS {
     // SAFETY: the I/O manager's IRP.
     unsafe {
-        (*irp).IoStatus.Status = sys::STATUS_SUCCESS;
+        (*irp).IoStatus.Status = ddi::STATUS_SUCCESS;
         (*irp).IoStatus.Information = 0;
         (nt().IofCompleteRequest)(irp, 0);
     }
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// The phased callback of v2's registration: records each phase (or -1 for a wrong context).
 ///
 /// # Safety
 /// None: `context` is compared, never dereferenced.
-unsafe extern "win64" fn phased(phase: i32, context: sys::PVOID) -> sys::NTSTATUS {
+unsafe extern "win64" fn phased(phase: i32, context: ddi::PVOID) -> ddi::NTSTATUS {
     let ok = core::ptr::eq(context.cast_const(), (&raw const CALLBACK_CONTEXT).cast());
     PHASES.lock().unwrap().push(if ok { phase } else { -1 });
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// `DriverEntry` of v1: extension, endpoints, wrappers as `MajorFunction` and `DriverUnload`,
@@ -210,8 +210,8 @@ unsafe extern "win64" fn phased(phase: i32, context: sys::PVOID) -> sys::NTSTATU
 #[allow(clippy::items_after_statements)] // the start context type, next to its use
 unsafe extern "win64" fn entry_v1(
     driver: *mut DRIVER_OBJECT,
-    _registry_path: *mut sys::UNICODE_STRING,
-) -> sys::NTSTATUS {
+    _registry_path: *mut ddi::UNICODE_STRING,
+) -> ddi::NTSTATUS {
     // SAFETY: every routine is resolved with its Microsoft x64 type; the arguments are valid.
     unsafe {
         let create: CreateExtension = resolve("IoCreateDriverProxyExtension");
@@ -220,19 +220,19 @@ unsafe extern "win64" fn entry_v1(
         let initialize: InitializeEvent = resolve("KeInitializeEvent");
         let create_worker: CreateWorker = resolve("IoDriverProxyCreateHotSwappableWorkerThread");
 
-        let mut extension: sys::PDRIVER_PROXY_EXTENSION = core::ptr::null_mut();
+        let mut extension: ddi::PDRIVER_PROXY_EXTENSION = core::ptr::null_mut();
         let status = create(
             driver,
-            sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS::default(),
+            ddi::DRIVER_PROXY_EXTENSION_CREATION_FLAGS { AsUlong: 0 },
             &raw mut extension,
         );
-        assert_eq!(status, sys::STATUS_SUCCESS);
+        assert_eq!(status, ddi::STATUS_SUCCESS);
         let mut entries = table(
             dispatch_v1 as *const () as usize,
             worker_v1 as *const () as usize,
         );
         let status = register(extension, entries.as_mut_ptr(), 3, 0, core::ptr::null_mut());
-        assert_eq!(status, sys::STATUS_SUCCESS);
+        assert_eq!(status, ddi::STATUS_SUCCESS);
         (*driver).MajorFunction[IRP_MJ_DEVICE_CONTROL] = wrapper(extension, DISPATCH);
         (*driver).MajorFunction[IRP_MJ_CREATE] = create_close as *const () as usize;
         (*driver).MajorFunction[IRP_MJ_CLOSE] = create_close as *const () as usize;
@@ -242,44 +242,44 @@ unsafe extern "win64" fn entry_v1(
         let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
         let status =
             (nt().IoCreateDevice)(driver, 0, device_name.as_ptr(), 0x22, 0, 0, &raw mut device);
-        assert_eq!(status, sys::STATUS_SUCCESS);
+        assert_eq!(status, ddi::STATUS_SUCCESS);
         let mut link = UString::new(&format!("\\DosDevices\\{NAME}"));
         assert_eq!(
             (nt().IoCreateSymbolicLink)(link.as_ptr(), device_name.as_ptr()),
-            sys::STATUS_SUCCESS
+            ddi::STATUS_SUCCESS
         );
 
         let (stop, kick) = (leaked_event(), leaked_event());
-        initialize(stop, sys::NotificationEvent, 0);
-        initialize(kick, sys::SynchronizationEvent, 0);
+        initialize(stop, ddi::NotificationEvent, 0);
+        initialize(kick, ddi::SynchronizationEvent, 0);
         STOP.store(stop as usize, Ordering::SeqCst);
         KICK.store(kick as usize, Ordering::SeqCst);
 
         #[repr(C)]
         struct Start {
-            header: sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
-            events: [sys::PKEVENT; 2],
+            header: ddi::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+            events: [ddi::PKEVENT; 2],
         }
         let worker = wrapper(extension, WORKER);
         let mut start = Start {
-            header: sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT {
+            header: ddi::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT {
                 WorkerRoutine: Some(core::mem::transmute::<
                     usize,
-                    sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE,
+                    ddi::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE,
                 >(worker)),
                 Context: (&raw const WORKER_CONTEXT).cast_mut().cast(),
-                WaitType: sys::WaitAny,
-                WaitReason: sys::Executive,
-                WaitMode: sys::KernelMode,
+                WaitType: ddi::WaitAny,
+                WaitReason: ddi::Executive,
+                WaitMode: ddi::KernelMode,
                 Altertable: 0,
                 HasTimeout: 0,
-                Timeout: sys::LARGE_INTEGER { QuadPart: 0 },
+                Timeout: ddi::LARGE_INTEGER { QuadPart: 0 },
                 EventCount: 2,
                 Events: [],
             },
             events: [stop, kick],
         };
-        let mut handle: sys::HANDLE = core::ptr::null_mut();
+        let mut handle: ddi::HANDLE = core::ptr::null_mut();
         let status = create_worker(
             extension,
             &raw mut handle,
@@ -289,10 +289,10 @@ unsafe extern "win64" fn entry_v1(
             core::ptr::null_mut(),
             &raw mut start.header,
         );
-        assert_eq!(status, sys::STATUS_SUCCESS);
+        assert_eq!(status, ddi::STATUS_SUCCESS);
         THREAD.store(handle as usize, Ordering::SeqCst);
     }
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// `DriverEntry` of v2 in swap mode: re-registers the endpoints with the phased callback.
@@ -301,8 +301,8 @@ unsafe extern "win64" fn entry_v1(
 /// Called with the driver object v1 started.
 unsafe extern "win64" fn entry_v2(
     driver: *mut DRIVER_OBJECT,
-    _registry_path: *mut sys::UNICODE_STRING,
-) -> sys::NTSTATUS {
+    _registry_path: *mut ddi::UNICODE_STRING,
+) -> ddi::NTSTATUS {
     // SAFETY: as in entry_v1.
     unsafe {
         let from_driver: ExtensionFromDriver = resolve("IoGetDriverProxyExtensionFromDriverObject");
@@ -321,12 +321,12 @@ unsafe extern "win64" fn entry_v2(
             phased as *const () as usize,
             (&raw const CALLBACK_CONTEXT).cast_mut().cast(),
         );
-        if status != sys::STATUS_SUCCESS {
+        if status != ddi::STATUS_SUCCESS {
             return status;
         }
-        set(KICK.load(Ordering::SeqCst) as sys::PKEVENT, 0, 0);
+        set(KICK.load(Ordering::SeqCst) as ddi::PKEVENT, 0, 0);
     }
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// The unload endpoint: stops and waits for the worker, deletes the link and the device.
@@ -337,21 +337,21 @@ unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
     // SAFETY: as in entry_v1; the thread handle is ours.
     unsafe {
         let set: SetEvent = resolve("KeSetEvent");
-        set(STOP.load(Ordering::SeqCst) as sys::PKEVENT, 0, 0);
-        let handle = THREAD.load(Ordering::SeqCst) as sys::HANDLE;
+        set(STOP.load(Ordering::SeqCst) as ddi::PKEVENT, 0, 0);
+        let handle = THREAD.load(Ordering::SeqCst) as ddi::HANDLE;
         let status = (nt().ZwWaitForSingleObject)(handle, 0, core::ptr::null_mut());
         *UNLOAD_WAIT.lock().unwrap() = Some(status);
-        assert_eq!((nt().ZwClose)(handle), sys::STATUS_SUCCESS);
+        assert_eq!((nt().ZwClose)(handle), ddi::STATUS_SUCCESS);
         let mut link = UString::new(&format!("\\DosDevices\\{NAME}"));
         assert_eq!(
             (nt().IoDeleteSymbolicLink)(link.as_ptr()),
-            sys::STATUS_SUCCESS
+            ddi::STATUS_SUCCESS
         );
         (nt().IoDeleteDevice)((*driver).DeviceObject);
     }
 }
 
-fn wait_for_worker(call: (u8, sys::NTSTATUS)) {
+fn wait_for_worker(call: (u8, ddi::NTSTATUS)) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !WORKER_CALLS.lock().unwrap().contains(&call) {
         assert!(Instant::now() < deadline, "worker call {call:?} never came");
@@ -388,8 +388,8 @@ fn a_win64_driver_is_hot_swapped_through_the_win64_driverproxy_routines() {
     // SAFETY: the kick event, initialised by the driver.
     let set: SetEvent = unsafe { resolve("KeSetEvent") };
     // SAFETY: as above.
-    unsafe { set(KICK.load(Ordering::SeqCst) as sys::PKEVENT, 0, 0) };
-    wait_for_worker((1, sys::STATUS_WAIT_1));
+    unsafe { set(KICK.load(Ordering::SeqCst) as ddi::PKEVENT, 0, 0) };
+    wait_for_worker((1, ddi::STATUS_WAIT_1));
 
     // Swap mode: v2's entry on the same driver object, with requests in flight on another
     // thread.
@@ -408,20 +408,20 @@ fn a_win64_driver_is_hot_swapped_through_the_win64_driverproxy_routines() {
     assert_eq!(
         *PHASES.lock().unwrap(),
         [
-            sys::DriverProxyRegisterCallbackPreProcess,
-            sys::DriverProxyRegisterCallbackProxyStalled,
-            sys::DriverProxyRegisterCallbackPostProcess
+            ddi::DriverProxyRegisterCallbackPreProcess,
+            ddi::DriverProxyRegisterCallbackProxyStalled,
+            ddi::DriverProxyRegisterCallbackPostProcess
         ],
         "the phased callback is called with Microsoft x64 and its context"
     );
     assert_eq!(extension.swaps_completed(), 1);
     assert_eq!(version(&driver, &handle), 2);
-    wait_for_worker((2, sys::STATUS_WAIT_1));
+    wait_for_worker((2, ddi::STATUS_WAIT_1));
     assert_eq!(extension.worker_threads(), 1);
 
     drop(handle);
     driver.unload().expect("a clean unload");
-    assert_eq!(*UNLOAD_WAIT.lock().unwrap(), Some(sys::STATUS_SUCCESS));
+    assert_eq!(*UNLOAD_WAIT.lock().unwrap(), Some(ddi::STATUS_SUCCESS));
     let calls = WORKER_CALLS.lock().unwrap().clone();
     assert!(
         calls.iter().all(|&(v, _)| v != 0),
@@ -429,7 +429,7 @@ fn a_win64_driver_is_hot_swapped_through_the_win64_driverproxy_routines() {
     );
     assert_eq!(
         calls.last(),
-        Some(&(2, sys::STATUS_WAIT_0)),
+        Some(&(2, ddi::STATUS_WAIT_0)),
         "stopped in v2"
     );
     assert_eq!(extension.worker_threads(), 0);
@@ -441,23 +441,23 @@ static THREAD_SAW: AtomicUsize = AtomicUsize::new(0);
 ///
 /// # Safety
 /// `context` points to a `PKEVENT` of an initialised event that outlives the thread.
-unsafe extern "win64" fn thread_start(context: sys::PVOID) {
+unsafe extern "win64" fn thread_start(context: ddi::PVOID) {
     THREAD_SAW.store(context as usize, Ordering::SeqCst);
     // SAFETY: the context is the test's event pointer holder; the wait routine's type.
     unsafe {
         let wait: WaitMultiple = resolve("KeWaitForMultipleObjects");
-        let mut objects = [*(context.cast::<sys::PVOID>())];
+        let mut objects = [*(context.cast::<ddi::PVOID>())];
         let status = wait(
             1,
             objects.as_mut_ptr(),
-            sys::WaitAny,
-            sys::Executive,
-            sys::KernelMode,
+            ddi::WaitAny,
+            ddi::Executive,
+            ddi::KernelMode,
             0,
             core::ptr::null_mut(),
             core::ptr::null_mut(),
         );
-        assert_eq!(status, sys::STATUS_WAIT_0);
+        assert_eq!(status, ddi::STATUS_WAIT_0);
     }
 }
 
@@ -469,11 +469,11 @@ fn ps_create_system_thread_runs_a_win64_start_routine_and_zw_wait_times_out() {
         let initialize: InitializeEvent = resolve("KeInitializeEvent");
         let set: SetEvent = resolve("KeSetEvent");
         let event = leaked_event();
-        initialize(event, sys::NotificationEvent, 0);
+        initialize(event, ddi::NotificationEvent, 0);
         // The context: a pointer to the event, behind a static marker address check.
-        let holder: &'static mut sys::PVOID = Box::leak(Box::new(event.cast()));
-        let context: sys::PVOID = core::ptr::from_mut(holder).cast();
-        let mut handle: sys::HANDLE = core::ptr::null_mut();
+        let holder: &'static mut ddi::PVOID = Box::leak(Box::new(event.cast()));
+        let context: ddi::PVOID = core::ptr::from_mut(holder).cast();
+        let mut handle: ddi::HANDLE = core::ptr::null_mut();
         let status = create(
             &raw mut handle,
             0,
@@ -483,12 +483,12 @@ fn ps_create_system_thread_runs_a_win64_start_routine_and_zw_wait_times_out() {
             thread_start as *const () as usize,
             context,
         );
-        assert_eq!(status, sys::STATUS_SUCCESS);
-        let mut ten_ms = sys::LARGE_INTEGER { QuadPart: -100_000 };
+        assert_eq!(status, ddi::STATUS_SUCCESS);
+        let mut ten_ms = ddi::LARGE_INTEGER { QuadPart: -100_000 };
         let started = Instant::now();
         assert_eq!(
             (nt().ZwWaitForSingleObject)(handle, 0, &raw mut ten_ms),
-            sys::STATUS_TIMEOUT
+            ddi::STATUS_TIMEOUT
         );
         assert!(started.elapsed() >= Duration::from_millis(10));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -504,15 +504,15 @@ fn ps_create_system_thread_runs_a_win64_start_routine_and_zw_wait_times_out() {
         set(event, 0, 0);
         assert_eq!(
             (nt().ZwWaitForSingleObject)(handle, 0, core::ptr::null_mut()),
-            sys::STATUS_SUCCESS
+            ddi::STATUS_SUCCESS
         );
-        let mut poll = sys::LARGE_INTEGER { QuadPart: 0 };
+        let mut poll = ddi::LARGE_INTEGER { QuadPart: 0 };
         assert_eq!(
             (nt().ZwWaitForSingleObject)(handle, 0, &raw mut poll),
-            sys::STATUS_SUCCESS,
+            ddi::STATUS_SUCCESS,
             "an ended thread satisfies a poll"
         );
-        assert_eq!((nt().ZwClose)(handle), sys::STATUS_SUCCESS);
+        assert_eq!((nt().ZwClose)(handle), ddi::STATUS_SUCCESS);
         assert_eq!(
             (nt().ZwWaitForSingleObject)(handle, 0, core::ptr::null_mut()),
             driver_proxy_host::kernel::STATUS_INVALID_HANDLE

@@ -11,13 +11,15 @@
 
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
+mod common;
 mod wdm_common;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use driver_proxy::{NtStatus, sys};
+use driver_proxy::NtStatus;
+use driver_proxy_host::ddi;
 use driver_proxy_host::kernel::control::fail_mdl_mapping;
 use driver_proxy_host::wdm::io::read_unicode;
 use driver_proxy_host::wdm::types::{
@@ -28,33 +30,34 @@ use driver_proxy_host::wdm::types::{
 };
 use driver_proxy_host::wdm::{Driver, UnloadError, win64_routine};
 
-use wdm_common::{UString, assert_bugcheck, child_scenario, nt, run_child};
+use common::{assert_bugcheck, child_scenario, run_child};
+use wdm_common::{UString, nt};
 
 /// The model's MDL and work-item entry points, as the test driver calls them.
 #[allow(non_snake_case)]
 struct Mm {
-    IoAllocateMdl: unsafe extern "win64" fn(sys::PVOID, u32, u8, u8, *mut IRP) -> *mut MDL,
+    IoAllocateMdl: unsafe extern "win64" fn(ddi::PVOID, u32, u8, u8, *mut IRP) -> *mut MDL,
     IoFreeMdl: unsafe extern "win64" fn(*mut MDL),
     MmBuildMdlForNonPagedPool: unsafe extern "win64" fn(*mut MDL),
     MmProbeAndLockPages: unsafe extern "win64" fn(*mut MDL, i8, i32),
     MmUnlockPages: unsafe extern "win64" fn(*mut MDL),
     MmMapLockedPagesSpecifyCache:
-        unsafe extern "win64" fn(*mut MDL, i8, i32, sys::PVOID, u32, u32) -> sys::PVOID,
-    MmUnmapLockedPages: unsafe extern "win64" fn(sys::PVOID, *mut MDL),
-    ProbeForRead: unsafe extern "win64" fn(sys::PVOID, usize, u32),
-    ProbeForWrite: unsafe extern "win64" fn(sys::PVOID, usize, u32),
-    IoAllocateWorkItem: unsafe extern "win64" fn(*mut DEVICE_OBJECT) -> sys::PVOID,
-    IoQueueWorkItem: unsafe extern "win64" fn(sys::PVOID, usize, i32, sys::PVOID),
-    IoFreeWorkItem: unsafe extern "win64" fn(sys::PVOID),
+        unsafe extern "win64" fn(*mut MDL, i8, i32, ddi::PVOID, u32, u32) -> ddi::PVOID,
+    MmUnmapLockedPages: unsafe extern "win64" fn(ddi::PVOID, *mut MDL),
+    ProbeForRead: unsafe extern "win64" fn(ddi::PVOID, usize, u32),
+    ProbeForWrite: unsafe extern "win64" fn(ddi::PVOID, usize, u32),
+    IoAllocateWorkItem: unsafe extern "win64" fn(*mut DEVICE_OBJECT) -> ddi::PVOID,
+    IoQueueWorkItem: unsafe extern "win64" fn(ddi::PVOID, usize, i32, ddi::PVOID),
+    IoFreeWorkItem: unsafe extern "win64" fn(ddi::PVOID),
     PsCreateSystemThread: unsafe extern "win64" fn(
-        *mut sys::HANDLE,
+        *mut ddi::HANDLE,
         u32,
-        sys::PVOID,
-        sys::HANDLE,
-        sys::PVOID,
+        ddi::PVOID,
+        ddi::HANDLE,
+        ddi::PVOID,
         usize,
-        sys::PVOID,
-    ) -> sys::NTSTATUS,
+        ddi::PVOID,
+    ) -> ddi::NTSTATUS,
 }
 
 fn mm() -> &'static Mm {
@@ -149,7 +152,7 @@ fn seen(device: *mut DEVICE_OBJECT) -> &'static Seen {
     unsafe { &*(*(*device).DeviceExtension.cast::<Extension>()).seen }
 }
 
-fn name_of(registry_path: *mut sys::UNICODE_STRING) -> String {
+fn name_of(registry_path: *mut ddi::UNICODE_STRING) -> String {
     // SAFETY: the I/O manager passes a valid registry path.
     let path = unsafe { read_unicode(registry_path) }.unwrap();
     path.rsplit('\\').next().unwrap().to_owned()
@@ -174,8 +177,8 @@ unsafe fn system_address(mdl: *mut MDL) -> *mut u8 {
 /// Called by the I/O manager with a new driver object and a valid registry path.
 unsafe extern "win64" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
-    registry_path: *mut sys::UNICODE_STRING,
-) -> sys::NTSTATUS {
+    registry_path: *mut ddi::UNICODE_STRING,
+) -> ddi::NTSTATUS {
     let name = name_of(registry_path);
     let mut device_name = UString::new(&format!("\\Device\\{name}"));
     let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
@@ -191,7 +194,7 @@ unsafe extern "win64" fn driver_entry(
             &raw mut device,
         )
     };
-    assert_eq!(status, sys::STATUS_SUCCESS);
+    assert_eq!(status, ddi::STATUS_SUCCESS);
     let seen: &'static Seen = Box::leak(Box::default());
     // SAFETY: the new device and its extension; no request reaches it yet.
     unsafe {
@@ -207,7 +210,7 @@ unsafe extern "win64" fn driver_entry(
         let mut link = UString::new(&format!("\\DosDevices\\{name}"));
         assert_eq!(
             (nt().IoCreateSymbolicLink)(link.as_ptr(), device_name.as_ptr()),
-            sys::STATUS_SUCCESS
+            ddi::STATUS_SUCCESS
         );
         for major in [IRP_MJ_CREATE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE] {
             (*driver).MajorFunction[major] = dispatch_success as *const () as usize;
@@ -218,7 +221,7 @@ unsafe extern "win64" fn driver_entry(
             dispatch_device_control as *const () as usize;
         (*driver).DriverUnload = driver_unload as *const () as usize;
     }
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// # Safety
@@ -239,7 +242,7 @@ unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
 
 /// # Safety
 /// A live IRP this routine owns.
-unsafe fn complete(irp: *mut IRP, status: sys::NTSTATUS, information: usize) -> sys::NTSTATUS {
+unsafe fn complete(irp: *mut IRP, status: ddi::NTSTATUS, information: usize) -> ddi::NTSTATUS {
     // SAFETY: caller contract.
     unsafe {
         (*irp).IoStatus.Status = status;
@@ -253,7 +256,7 @@ unsafe fn complete(irp: *mut IRP, status: sys::NTSTATUS, information: usize) -> 
 /// Called by the I/O manager.
 unsafe extern "win64" fn dispatch_success(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> i32 {
     // SAFETY: the I/O manager's IRP.
-    unsafe { complete(irp, sys::STATUS_SUCCESS, 0) }
+    unsafe { complete(irp, ddi::STATUS_SUCCESS, 0) }
 }
 
 /// Records the request's buffers in `seen`.
@@ -328,17 +331,17 @@ unsafe extern "win64" fn dispatch_read(device: *mut DEVICE_OBJECT, irp: *mut IRP
         let stack: &IO_STACK_LOCATION = &*(*irp).CurrentStackLocation;
         let (length, offset) = (stack.Parameters[0], stack.Parameters[2]);
         if length == 0 {
-            return complete(irp, sys::STATUS_SUCCESS, 0);
+            return complete(irp, ddi::STATUS_SUCCESS, 0);
         }
         let buffer = transfer_buffer(device, irp);
         if buffer.is_null() {
-            return complete(irp, sys::STATUS_INSUFFICIENT_RESOURCES, 0);
+            return complete(irp, ddi::STATUS_INSUFFICIENT_RESOURCES, 0);
         }
         for i in 0..length {
             #[allow(clippy::cast_possible_truncation)]
             buffer.add(i).write((offset + i) as u8);
         }
-        complete(irp, sys::STATUS_SUCCESS, length)
+        complete(irp, ddi::STATUS_SUCCESS, length)
     }
 }
 
@@ -357,12 +360,12 @@ unsafe extern "win64" fn dispatch_write(device: *mut DEVICE_OBJECT, irp: *mut IR
         } else {
             let buffer = transfer_buffer(device, irp);
             if buffer.is_null() {
-                return complete(irp, sys::STATUS_INSUFFICIENT_RESOURCES, 0);
+                return complete(irp, ddi::STATUS_INSUFFICIENT_RESOURCES, 0);
             }
             std::slice::from_raw_parts(buffer, length).to_vec()
         };
         *seen.last_write.lock().unwrap() = data;
-        complete(irp, sys::STATUS_SUCCESS, length)
+        complete(irp, ddi::STATUS_SUCCESS, length)
     }
 }
 
@@ -371,10 +374,10 @@ unsafe extern "win64" fn dispatch_write(device: *mut DEVICE_OBJECT, irp: *mut IR
 ///
 /// # Safety
 /// Called by the kernel with a device of this driver and its work item.
-unsafe extern "win64" fn work_routine(device: *mut DEVICE_OBJECT, context: sys::PVOID) {
+unsafe extern "win64" fn work_routine(device: *mut DEVICE_OBJECT, context: ddi::PVOID) {
     // SAFETY: model routines with valid arguments; the work item is ours to free.
     unsafe {
-        let block = (nt().ExAllocatePool2)(sys::POOL_FLAG_NON_PAGED, 8, POOL_TAG);
+        let block = (nt().ExAllocatePool2)(ddi::POOL_FLAG_NON_PAGED, 8, POOL_TAG);
         assert!(!block.is_null());
         (nt().ExFreePoolWithTag)(block, POOL_TAG);
         (nt().DbgPrint)(c"Xfer: work item ran".as_ptr().cast(), 0, 0, 0, 0, 0, 0, 0);
@@ -387,7 +390,7 @@ unsafe extern "win64" fn work_routine(device: *mut DEVICE_OBJECT, context: sys::
 ///
 /// # Safety
 /// As [`work_routine`].
-unsafe extern "win64" fn slow_work_routine(device: *mut DEVICE_OBJECT, context: sys::PVOID) {
+unsafe extern "win64" fn slow_work_routine(device: *mut DEVICE_OBJECT, context: ddi::PVOID) {
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: forwarded.
     unsafe { work_routine(device, context) };
@@ -397,7 +400,7 @@ unsafe extern "win64" fn slow_work_routine(device: *mut DEVICE_OBJECT, context: 
 ///
 /// # Safety
 /// None.
-unsafe extern "win64" fn thread_routine(_context: sys::PVOID) {}
+unsafe extern "win64" fn thread_routine(_context: ddi::PVOID) {}
 
 /// # Safety
 /// Called by the I/O manager.
@@ -418,7 +421,7 @@ unsafe extern "win64" fn dispatch_device_control(device: *mut DEVICE_OBJECT, irp
                 || c == params(METHOD_OUT_DIRECT)
                 || c == params(METHOD_NEITHER) =>
             {
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             SUM_IN_DIRECT => {
                 let key = if input_length == 0 {
@@ -432,18 +435,18 @@ unsafe extern "win64" fn dispatch_device_control(device: *mut DEVICE_OBJECT, irp
                     .map(|&b| u64::from(b))
                     .sum();
                 seen.sum.store(sum + key, Ordering::SeqCst);
-                complete(irp, sys::STATUS_SUCCESS, output_length)
+                complete(irp, ddi::STATUS_SUCCESS, output_length)
             }
             FILL_OUT_DIRECT => {
                 let input = std::slice::from_raw_parts(system, input_length).to_vec();
                 let data = system_address(mdl);
                 if data.is_null() {
-                    return complete(irp, sys::STATUS_INSUFFICIENT_RESOURCES, 0);
+                    return complete(irp, ddi::STATUS_INSUFFICIENT_RESOURCES, 0);
                 }
                 for i in 0..output_length {
                     data.add(i).write(input[i % input.len()]);
                 }
-                complete(irp, sys::STATUS_SUCCESS, output_length)
+                complete(irp, ddi::STATUS_SUCCESS, output_length)
             }
             REVERSE_NEITHER => {
                 let input = type3 as *mut u8;
@@ -454,7 +457,7 @@ unsafe extern "win64" fn dispatch_device_control(device: *mut DEVICE_OBJECT, irp
                 for i in 0..n {
                     output.add(i).write(*input.add(input_length - 1 - i));
                 }
-                complete(irp, sys::STATUS_SUCCESS, n)
+                complete(irp, ddi::STATUS_SUCCESS, n)
             }
             QUEUE_WORK | QUEUE_SLOW_WORK => {
                 let item = (mm().IoAllocateWorkItem)(device);
@@ -465,14 +468,14 @@ unsafe extern "win64" fn dispatch_device_control(device: *mut DEVICE_OBJECT, irp
                     slow_work_routine as *const () as usize
                 };
                 (mm().IoQueueWorkItem)(item, routine, 1, item);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             LEAK => {
                 let mdl = (mm().IoAllocateMdl)(system.cast(), 4, 0, 0, core::ptr::null_mut());
                 assert!(!mdl.is_null());
                 let item = (mm().IoAllocateWorkItem)(device);
                 assert!(!item.is_null());
-                let mut handle: sys::HANDLE = core::ptr::null_mut();
+                let mut handle: ddi::HANDLE = core::ptr::null_mut();
                 let status = (mm().PsCreateSystemThread)(
                     &raw mut handle,
                     0,
@@ -482,16 +485,16 @@ unsafe extern "win64" fn dispatch_device_control(device: *mut DEVICE_OBJECT, irp
                     thread_routine as *const () as usize,
                     core::ptr::null_mut(),
                 );
-                assert_eq!(status, sys::STATUS_SUCCESS);
+                assert_eq!(status, ddi::STATUS_SUCCESS);
                 // Wait for the thread (but never close its handle).
                 assert_eq!(
                     (nt().ZwWaitForSingleObject)(handle, 0, core::ptr::null_mut()),
-                    sys::STATUS_SUCCESS
+                    ddi::STATUS_SUCCESS
                 );
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             NON_PAGED => {
-                let block = (nt().ExAllocatePool2)(sys::POOL_FLAG_NON_PAGED, 100, POOL_TAG);
+                let block = (nt().ExAllocatePool2)(ddi::POOL_FLAG_NON_PAGED, 100, POOL_TAG);
                 let mdl = (mm().IoAllocateMdl)(block, 100, 0, 0, core::ptr::null_mut());
                 (mm().MmBuildMdlForNonPagedPool)(mdl);
                 let mapped = system_address(mdl);
@@ -500,7 +503,7 @@ unsafe extern "win64" fn dispatch_device_control(device: *mut DEVICE_OBJECT, irp
                     && (*mdl).ByteCount == 100;
                 (mm().IoFreeMdl)(mdl);
                 (nt().ExFreePoolWithTag)(block, POOL_TAG);
-                complete(irp, sys::STATUS_SUCCESS, usize::from(ok))
+                complete(irp, ddi::STATUS_SUCCESS, usize::from(ok))
             }
             LOCK_USER_BUFFER => {
                 let output = (*irp).UserBuffer;
@@ -517,25 +520,25 @@ unsafe extern "win64" fn dispatch_device_control(device: *mut DEVICE_OBJECT, irp
                 // Attached to the IRP: the I/O manager frees it (not a leak).
                 let attached = (mm().IoAllocateMdl)(output, length, 0, 0, irp);
                 let ok = locked && (*irp).MdlAddress == attached;
-                complete(irp, sys::STATUS_SUCCESS, usize::from(ok))
+                complete(irp, ddi::STATUS_SUCCESS, usize::from(ok))
             }
             FREE_IRP_MDL => {
                 (mm().IoFreeMdl)(mdl);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             UNMAP_UNMAPPED => {
                 (mm().MmUnmapLockedPages)((*mdl).StartVa, mdl);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             PROBE_KERNEL_ADDRESS => {
-                (mm().ProbeForRead)(0xFFFF_F800_0000_0000_usize as sys::PVOID, 16, 1);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                (mm().ProbeForRead)(0xFFFF_F800_0000_0000_usize as ddi::PVOID, 16, 1);
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             FREE_WORK_ITEM_TWICE => {
                 let item = (mm().IoAllocateWorkItem)(device);
                 (mm().IoFreeWorkItem)(item);
                 (mm().IoFreeWorkItem)(item);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
             FREE_LOCKED_MDL => {
                 let output = (*irp).UserBuffer;
@@ -543,9 +546,9 @@ unsafe extern "win64" fn dispatch_device_control(device: *mut DEVICE_OBJECT, irp
                 let own = (mm().IoAllocateMdl)(output, length, 0, 0, core::ptr::null_mut());
                 (mm().MmProbeAndLockPages)(own, 1, 0);
                 (mm().IoFreeMdl)(own);
-                complete(irp, sys::STATUS_SUCCESS, 0)
+                complete(irp, ddi::STATUS_SUCCESS, 0)
             }
-            _ => complete(irp, sys::STATUS_INVALID_DEVICE_REQUEST, 0),
+            _ => complete(irp, ddi::STATUS_INVALID_DEVICE_REQUEST, 0),
         }
     }
 }

@@ -68,20 +68,36 @@ pub fn event(kind: EventKind, signalled: bool) -> EventRef<'static> {
         .expect("initialize")
 }
 
-/// Raw `KEVENT` storage initialised by the kernel, for start contexts built by hand for the
-/// raw worker-thread routine.
-pub fn raw_event(kind: sys::EVENT_TYPE, signalled: bool) -> sys::PKEVENT {
-    let storage: &'static mut sys::KEVENT = Box::leak(Box::new(sys::KEVENT::zeroed()));
-    let raw: sys::PKEVENT = storage;
-    // SAFETY: fresh, leaked (never moving) KEVENT storage.
-    unsafe { driver_proxy_host::kernel::KeInitializeEvent(raw, kind, u8::from(signalled)) };
-    raw
+/// A routine of the running kernel as the library reads it: found the way the library finds
+/// it (its `MmGetSystemRoutineAddress`, with the export name of `sys::names` or
+/// `sys::kernel_names`), typed with its `sys::PFN_` type `F`. For the few calls a library test
+/// makes below the safe API (an extension or a record made without the library).
+///
+/// # Safety
+/// `F` must be the routine's `PFN_` type.
+pub unsafe fn routine<F: Copy>(name: sys::RoutineName) -> F {
+    assert_eq!(size_of::<F>(), size_of::<usize>());
+    let mut units = name.utf16.to_vec();
+    let bytes = u16::try_from(units.len() * 2).unwrap();
+    let mut string = sys::UNICODE_STRING {
+        Length: bytes,
+        MaximumLength: bytes,
+        Buffer: units.as_mut_ptr(),
+    };
+    // SAFETY: a valid counted string, alive for the call.
+    let address = unsafe { sys::MmGetSystemRoutineAddress(&raw mut string) };
+    assert!(!address.is_null(), "{} is exported", name.ascii);
+    // SAFETY: caller contract: `F` is the routine's function-pointer type.
+    unsafe { core::mem::transmute_copy::<*mut core::ffi::c_void, F>(&address) }
 }
 
-/// `KeSetEvent` on a raw event; the previous state.
+/// `KeSetEvent` on a raw event (through the library's reading of the routine); the previous
+/// state.
 pub fn set(event: sys::PKEVENT) -> i32 {
+    // SAFETY: the routine's own type.
+    let set_event: sys::PFN_KeSetEvent = unsafe { routine(sys::kernel_names::KE_SET_EVENT) };
     // SAFETY: an initialised event.
-    unsafe { driver_proxy_host::kernel::KeSetEvent(event, sys::IO_NO_INCREMENT, sys::FALSE) }
+    unsafe { set_event(event, sys::IO_NO_INCREMENT, sys::FALSE) }
 }
 
 /// The thread behind an open thread handle (it outlives the handle).

@@ -199,14 +199,14 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// The DDI value: `DriverProxyRegisterCallbackPreProcess` = 0, `…ProxyStalled` = 1,
-    /// `…PostProcess` = 2.
+    /// The DDI value: `DriverProxyRegisterCallbackPreProcess` (0), `…ProxyStalled` (1),
+    /// `…PostProcess` (2), as [`crate::ddi`] reads them.
     #[must_use]
-    pub const fn as_raw(self) -> i32 {
+    pub const fn as_raw(self) -> crate::ddi::DRIVER_PROXY_REGISTER_CALLBACK_PHASE {
         match self {
-            Self::PreProcess => 0,
-            Self::ProxyStalled => 1,
-            Self::PostProcess => 2,
+            Self::PreProcess => crate::ddi::DriverProxyRegisterCallbackPreProcess,
+            Self::ProxyStalled => crate::ddi::DriverProxyRegisterCallbackProxyStalled,
+            Self::PostProcess => crate::ddi::DriverProxyRegisterCallbackPostProcess,
         }
     }
 }

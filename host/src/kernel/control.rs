@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use super::extension::{self, DriverRecord, Extension, KERNEL};
 pub use super::extension::{DriverFeatures, EndpointKey};
@@ -51,12 +51,13 @@ pub struct DriverControl {
 }
 
 impl DriverControl {
-    /// The control of `driver`.
+    /// The control of the driver object at `driver`: a `PDRIVER_OBJECT` of any reading (the
+    /// host's [`ddi::PDRIVER_OBJECT`], the library's, the WDM model's); only its address counts.
     ///
     /// # Panics
     /// If `driver` is null.
     #[must_use]
-    pub fn new(driver: sys::PDRIVER_OBJECT) -> Self {
+    pub fn new<T>(driver: *mut T) -> Self {
         assert!(!driver.is_null(), "a driver object is required");
         Self {
             driver: driver as usize,
@@ -83,7 +84,7 @@ impl DriverControl {
     /// Makes the next `IoCreateDriverProxyExtension` for this driver that passes the parameter
     /// and feature checks fail with `status` (e.g. `STATUS_NOT_SUPPORTED`,
     /// `STATUS_DRIVER_BLOCKED`, `STATUS_INSUFFICIENT_RESOURCES`), changing nothing. One shot.
-    pub fn fail_next_create(&self, status: sys::NTSTATUS) {
+    pub fn fail_next_create(&self, status: ddi::NTSTATUS) {
         self.with_record(|r| r.create_failure = Some(status));
     }
 
@@ -137,13 +138,13 @@ impl DriverControl {
     /// `STATUS_INVALID_PARAMETER` for an empty list, a null address, or an address given twice
     /// or already declared; `STATUS_INSUFFICIENT_RESOURCES` (allocation fault, endpoint limit).
     /// Nothing is declared on error.
-    pub fn declare_image_endpoints(&self, addresses: &[usize]) -> Result<(), sys::NTSTATUS> {
+    pub fn declare_image_endpoints(&self, addresses: &[usize]) -> Result<(), ddi::NTSTATUS> {
         if addresses.is_empty() {
-            return Err(sys::STATUS_INVALID_PARAMETER);
+            return Err(ddi::STATUS_INVALID_PARAMETER);
         }
         for (i, &address) in addresses.iter().enumerate() {
             if address == 0 || addresses[..i].contains(&address) {
-                return Err(sys::STATUS_INVALID_PARAMETER);
+                return Err(ddi::STATUS_INVALID_PARAMETER);
             }
         }
         let live = {
@@ -152,7 +153,7 @@ impl DriverControl {
             match record.extension.clone() {
                 None => {
                     if addresses.iter().any(|a| record.image.contains(a)) {
-                        return Err(sys::STATUS_INVALID_PARAMETER);
+                        return Err(ddi::STATUS_INVALID_PARAMETER);
                     }
                     record.image.extend_from_slice(addresses);
                     return Ok(());
@@ -161,10 +162,10 @@ impl DriverControl {
             }
         };
         if addresses.iter().any(|&a| live.wrapper_of(a).is_some()) {
-            return Err(sys::STATUS_INVALID_PARAMETER);
+            return Err(ddi::STATUS_INVALID_PARAMETER);
         }
         if !extension::charge(self.driver, addresses.len()) {
-            return Err(sys::STATUS_INSUFFICIENT_RESOURCES);
+            return Err(ddi::STATUS_INSUFFICIENT_RESOURCES);
         }
         live.add_image_endpoints(addresses)
     }
@@ -182,7 +183,7 @@ impl DriverControl {
     /// Makes `IoAllocateDriverObjectExtension` for this driver answer `status` from now on
     /// without allocating (`None`: allocate again), as a kernel whose routine is a stub does:
     /// Wine 8's answers `STATUS_NOT_IMPLEMENTED`. Forgotten when the driver object is deleted.
-    pub fn refuse_driver_object_extensions(&self, status: Option<sys::NTSTATUS>) {
+    pub fn refuse_driver_object_extensions(&self, status: Option<ddi::NTSTATUS>) {
         self.with_record(|r| r.extension_refusal = status);
     }
 
@@ -212,22 +213,26 @@ pub struct ExtensionControl {
 }
 
 impl ExtensionControl {
-    /// The extension behind `handle`, if it is a live extension.
+    /// The extension behind `handle`, if it is a live extension: a `PDRIVER_PROXY_EXTENSION`
+    /// of any reading (the host's [`ddi::PDRIVER_PROXY_EXTENSION`], the library's); only its
+    /// address counts.
     #[must_use]
-    pub fn from_raw(handle: sys::PDRIVER_PROXY_EXTENSION) -> Option<Self> {
-        extension::lookup(handle).map(|extension| Self { extension })
+    pub fn from_raw<T>(handle: *mut T) -> Option<Self> {
+        extension::lookup(handle.cast()).map(|extension| Self { extension })
     }
 
-    /// The `PDRIVER_PROXY_EXTENSION` handle.
+    /// The `PDRIVER_PROXY_EXTENSION` handle, as a pointer to the extension type of the caller's
+    /// reading (inferred: the host's [`ddi::PDRIVER_PROXY_EXTENSION`] for its routines, the
+    /// library's for the library's).
     #[must_use]
-    pub fn as_raw(&self) -> sys::PDRIVER_PROXY_EXTENSION {
-        self.extension.handle()
+    pub fn as_raw<T>(&self) -> *mut T {
+        self.extension.handle().cast()
     }
 
     /// The driver object that owns the extension.
     #[must_use]
-    pub fn driver(&self) -> sys::PDRIVER_OBJECT {
-        self.extension.driver() as sys::PDRIVER_OBJECT
+    pub fn driver(&self) -> ddi::PDRIVER_OBJECT {
+        self.extension.driver() as ddi::PDRIVER_OBJECT
     }
 
     /// Calls in flight in the extension's endpoints now.
@@ -264,7 +269,7 @@ impl ExtensionControl {
     /// fail in `phase` with `status` (an error code), as if the phased callback had returned
     /// it there after the driver's own callback for that phase succeeded: the kernel rolls
     /// the swap back. One shot.
-    pub fn fail_next_swap_in(&self, phase: crate::engine::Phase, status: sys::NTSTATUS) {
+    pub fn fail_next_swap_in(&self, phase: crate::engine::Phase, status: ddi::NTSTATUS) {
         self.extension.inject_phase_failure(phase, status);
     }
 
@@ -327,8 +332,8 @@ impl ExtensionControl {
     pub fn swap(
         &self,
         changes: &[(EndpointKey, usize)],
-        callback: Option<&mut dyn FnMut(Phase) -> sys::NTSTATUS>,
-    ) -> Result<SwapReport, sys::NTSTATUS> {
+        callback: Option<&mut dyn FnMut(Phase) -> ddi::NTSTATUS>,
+    ) -> Result<SwapReport, ddi::NTSTATUS> {
         self.extension.swap(changes, callback)
     }
 
@@ -406,7 +411,7 @@ pub struct ThreadControl {
 
 /// The thread behind an open thread handle.
 #[must_use]
-pub fn thread(handle: sys::HANDLE) -> Option<ThreadControl> {
+pub fn thread(handle: ddi::HANDLE) -> Option<ThreadControl> {
     super::threads::object(handle).map(|object| ThreadControl { object })
 }
 

@@ -22,7 +22,7 @@ use std::alloc::Layout;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use super::{faults, lock, threads};
 
@@ -45,19 +45,19 @@ static BLOCKS: LazyLock<Mutex<HashMap<(usize, usize), Block>>> = LazyLock::new(M
 /// `DriverObjectExtension` must be null or valid for a pointer write.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn IoAllocateDriverObjectExtension(
-    DriverObject: sys::PDRIVER_OBJECT,
-    ClientIdentificationAddress: sys::PVOID,
-    DriverObjectExtensionSize: sys::ULONG,
-    DriverObjectExtension: *mut sys::PVOID,
-) -> sys::NTSTATUS {
+    DriverObject: ddi::PDRIVER_OBJECT,
+    ClientIdentificationAddress: ddi::PVOID,
+    DriverObjectExtensionSize: ddi::ULONG,
+    DriverObjectExtension: *mut ddi::PVOID,
+) -> ddi::NTSTATUS {
     super::irql::require(super::irql::DISPATCH, "IoAllocateDriverObjectExtension");
     if DriverObjectExtension.is_null() {
-        return sys::STATUS_INVALID_PARAMETER;
+        return ddi::STATUS_INVALID_PARAMETER;
     }
     // SAFETY: non-null, valid for a write (caller contract).
     unsafe { DriverObjectExtension.write(std::ptr::null_mut()) };
     if DriverObject.is_null() || DriverObjectExtensionSize == 0 {
-        return sys::STATUS_INVALID_PARAMETER;
+        return ddi::STATUS_INVALID_PARAMETER;
     }
     let key = (DriverObject as usize, ClientIdentificationAddress as usize);
     if let Some(status) = super::extension::extension_refusal(key.0) {
@@ -65,21 +65,21 @@ pub unsafe extern "system" fn IoAllocateDriverObjectExtension(
     }
     let mut blocks = lock(&BLOCKS);
     if blocks.contains_key(&key) {
-        return sys::STATUS_OBJECT_NAME_COLLISION;
+        return ddi::STATUS_OBJECT_NAME_COLLISION;
     }
     if faults::take(&faults::POOL) {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     }
     let Ok(layout) = Layout::from_size_align(
         (DriverObjectExtensionSize as usize).next_multiple_of(ALIGN),
         ALIGN,
     ) else {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     };
     // SAFETY: the layout has a nonzero size.
     let address = unsafe { std::alloc::alloc_zeroed(layout) };
     if address.is_null() {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     }
     blocks.insert(
         key,
@@ -90,7 +90,7 @@ pub unsafe extern "system" fn IoAllocateDriverObjectExtension(
     );
     // SAFETY: as above.
     unsafe { DriverObjectExtension.write(address.cast()) };
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// `PVOID IoGetDriverObjectExtension(PDRIVER_OBJECT DriverObject, PVOID
@@ -100,13 +100,13 @@ pub unsafe extern "system" fn IoAllocateDriverObjectExtension(
 /// None: the arguments are only compared.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn IoGetDriverObjectExtension(
-    DriverObject: sys::PDRIVER_OBJECT,
-    ClientIdentificationAddress: sys::PVOID,
-) -> sys::PVOID {
+    DriverObject: ddi::PDRIVER_OBJECT,
+    ClientIdentificationAddress: ddi::PVOID,
+) -> ddi::PVOID {
     super::irql::require(super::irql::DISPATCH, "IoGetDriverObjectExtension");
     lock(&BLOCKS)
         .get(&(DriverObject as usize, ClientIdentificationAddress as usize))
-        .map_or(std::ptr::null_mut(), |block| block.address as sys::PVOID)
+        .map_or(std::ptr::null_mut(), |block| block.address as ddi::PVOID)
 }
 
 /// The number of blocks `driver` owns.
@@ -135,5 +135,6 @@ pub(crate) fn release(driver: usize) {
     }
 }
 
-const _: sys::PFN_IoAllocateDriverObjectExtension = IoAllocateDriverObjectExtension;
-const _: sys::PFN_IoGetDriverObjectExtension = IoGetDriverObjectExtension;
+// Every export has exactly the type of its prototype ([`crate::ddi`]).
+const _: ddi::PFN_IoAllocateDriverObjectExtension = IoAllocateDriverObjectExtension;
+const _: ddi::PFN_IoGetDriverObjectExtension = IoGetDriverObjectExtension;

@@ -18,7 +18,7 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use super::{BugCheck, bugcheck, lock};
 
@@ -41,10 +41,16 @@ struct Header {
 }
 
 const _: () = {
-    assert!(size_of::<Header>() == size_of::<sys::KEVENT>());
-    assert!(align_of::<Header>() <= align_of::<sys::KEVENT>());
-    assert!(core::mem::offset_of!(Header, signal_state) == 4);
-    assert!(core::mem::offset_of!(Header, flink) == 8);
+    assert!(size_of::<Header>() == size_of::<ddi::KEVENT>());
+    assert!(align_of::<Header>() <= align_of::<ddi::KEVENT>());
+    assert!(
+        core::mem::offset_of!(Header, signal_state)
+            == core::mem::offset_of!(ddi::DISPATCHER_HEADER, SignalState)
+    );
+    assert!(
+        core::mem::offset_of!(Header, flink)
+            == core::mem::offset_of!(ddi::DISPATCHER_HEADER, WaitListHead)
+    );
 };
 
 /// A thread waiting in `KeWaitForMultipleObjects` (or a worker thread's wait).
@@ -52,7 +58,7 @@ struct Waiter {
     id: u64,
     objects: Vec<usize>,
     wait_all: bool,
-    result: Option<sys::NTSTATUS>,
+    result: Option<ddi::NTSTATUS>,
 }
 
 struct Dispatcher {
@@ -81,7 +87,7 @@ fn header(event: usize) -> *mut Header {
 /// # Safety
 /// `event` must be null or point to 24 readable bytes; the dispatcher lock must be held.
 unsafe fn is_event(event: usize) -> bool {
-    if event == 0 || !event.is_multiple_of(align_of::<sys::KEVENT>()) {
+    if event == 0 || !event.is_multiple_of(align_of::<ddi::KEVENT>()) {
         return false;
     }
     // SAFETY: caller contract: readable; no one writes event state without the lock we hold.
@@ -114,7 +120,7 @@ unsafe fn check(event: usize, routine: &str) {
 ///
 /// # Safety
 /// `event` must be null or point to 24 readable bytes.
-pub(crate) unsafe fn is_initialized(event: sys::PKEVENT) -> bool {
+pub(crate) unsafe fn is_initialized(event: ddi::PKEVENT) -> bool {
     let _d = dispatcher();
     // SAFETY: forwarded; the lock is held.
     unsafe { is_event(event as usize) }
@@ -136,7 +142,7 @@ unsafe fn consume(event: usize) {
 ///
 /// # Safety
 /// Initialised events; the dispatcher lock held.
-unsafe fn try_satisfy(objects: &[usize], wait_all: bool) -> Option<sys::NTSTATUS> {
+unsafe fn try_satisfy(objects: &[usize], wait_all: bool) -> Option<ddi::NTSTATUS> {
     // SAFETY: caller contract.
     let signalled = |event: usize| unsafe { (*header(event)).signal_state } != 0;
     if wait_all {
@@ -145,7 +151,7 @@ unsafe fn try_satisfy(objects: &[usize], wait_all: bool) -> Option<sys::NTSTATUS
                 // SAFETY: caller contract.
                 unsafe { consume(o) };
             }
-            return Some(sys::STATUS_WAIT_0);
+            return Some(ddi::STATUS_WAIT_0);
         }
         None
     } else {
@@ -153,7 +159,7 @@ unsafe fn try_satisfy(objects: &[usize], wait_all: bool) -> Option<sys::NTSTATUS
         // SAFETY: caller contract.
         unsafe { consume(objects[index]) };
         #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // index < 64
-        Some(sys::STATUS_WAIT_0 + index as i32)
+        Some(ddi::STATUS_WAIT_0 + index as i32)
     }
 }
 
@@ -211,7 +217,7 @@ pub(crate) unsafe fn wait(
     wait_all: bool,
     timeout: Option<i64>,
     routine: &str,
-) -> sys::NTSTATUS {
+) -> ddi::NTSTATUS {
     let start = Instant::now();
     let deadline = timeout.map(|t| deadline(t, start));
     let mut d = dispatcher();
@@ -226,7 +232,7 @@ pub(crate) unsafe fn wait(
     if let Some(Some(deadline)) = deadline
         && deadline <= start
     {
-        return sys::STATUS_TIMEOUT;
+        return ddi::STATUS_TIMEOUT;
     }
     let id = d.next_id;
     d.next_id += 1;
@@ -251,7 +257,7 @@ pub(crate) unsafe fn wait(
                 let now = Instant::now();
                 if now >= deadline {
                     d.waiters.remove(index);
-                    return sys::STATUS_TIMEOUT;
+                    return ddi::STATUS_TIMEOUT;
                 }
                 SATISFIED
                     .wait_timeout(d, deadline - now)
@@ -274,13 +280,13 @@ pub(crate) unsafe fn wait(
 /// `Event` must point to writable `KEVENT` storage that does not move while in use.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeInitializeEvent(
-    Event: sys::PKEVENT,
-    Type: sys::EVENT_TYPE,
-    State: sys::BOOLEAN,
+    Event: ddi::PKEVENT,
+    Type: ddi::EVENT_TYPE,
+    State: ddi::BOOLEAN,
 ) {
     const NAME: &str = "KeInitializeEvent";
     let event = Event as usize;
-    if event == 0 || !event.is_multiple_of(align_of::<sys::KEVENT>()) {
+    if event == 0 || !event.is_multiple_of(align_of::<ddi::KEVENT>()) {
         bugcheck(
             BugCheck::InvalidObject,
             NAME,
@@ -288,8 +294,8 @@ pub unsafe extern "system" fn KeInitializeEvent(
         );
     }
     let kind = match Type {
-        sys::NotificationEvent => NOTIFICATION,
-        sys::SynchronizationEvent => SYNCHRONIZATION,
+        ddi::NotificationEvent => NOTIFICATION,
+        ddi::SynchronizationEvent => SYNCHRONIZATION,
         other => bugcheck(
             BugCheck::InvalidObject,
             NAME,
@@ -331,10 +337,10 @@ pub unsafe extern "system" fn KeInitializeEvent(
 /// `Event` must be null or point to a readable, writable `KEVENT`.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeSetEvent(
-    Event: sys::PKEVENT,
-    Increment: sys::KPRIORITY,
-    Wait: sys::BOOLEAN,
-) -> sys::LONG {
+    Event: ddi::PKEVENT,
+    Increment: ddi::KPRIORITY,
+    Wait: ddi::BOOLEAN,
+) -> ddi::LONG {
     super::irql::require(super::irql::DISPATCH, "KeSetEvent");
     let _ = (Increment, Wait);
     let mut d = dispatcher();
@@ -358,7 +364,7 @@ pub unsafe extern "system" fn KeSetEvent(
 /// # Safety
 /// As [`KeSetEvent`].
 #[unsafe(no_mangle)]
-pub unsafe extern "system" fn KeClearEvent(Event: sys::PKEVENT) {
+pub unsafe extern "system" fn KeClearEvent(Event: ddi::PKEVENT) {
     super::irql::require(super::irql::DISPATCH, "KeClearEvent");
     // SAFETY: forwarded.
     let _ = unsafe { reset(Event, "KeClearEvent") };
@@ -372,7 +378,7 @@ pub unsafe extern "system" fn KeClearEvent(Event: sys::PKEVENT) {
 /// # Safety
 /// As [`KeSetEvent`].
 #[unsafe(no_mangle)]
-pub unsafe extern "system" fn KeResetEvent(Event: sys::PKEVENT) -> sys::LONG {
+pub unsafe extern "system" fn KeResetEvent(Event: ddi::PKEVENT) -> ddi::LONG {
     super::irql::require(super::irql::DISPATCH, "KeResetEvent");
     // SAFETY: forwarded.
     unsafe { reset(Event, "KeResetEvent") }
@@ -383,7 +389,7 @@ pub unsafe extern "system" fn KeResetEvent(Event: sys::PKEVENT) -> sys::LONG {
 ///
 /// # Safety
 /// As [`KeSetEvent`].
-unsafe fn reset(event: sys::PKEVENT, routine: &str) -> sys::LONG {
+unsafe fn reset(event: ddi::PKEVENT, routine: &str) -> ddi::LONG {
     let _d = dispatcher();
     // SAFETY: caller contract; the lock is held.
     unsafe { check(event as usize, routine) };
@@ -401,7 +407,7 @@ unsafe fn reset(event: sys::PKEVENT, routine: &str) -> sys::LONG {
 /// # Safety
 /// `Event` must be null or point to a readable `KEVENT`.
 #[unsafe(no_mangle)]
-pub unsafe extern "system" fn KeReadStateEvent(Event: sys::PKEVENT) -> sys::LONG {
+pub unsafe extern "system" fn KeReadStateEvent(Event: ddi::PKEVENT) -> ddi::LONG {
     super::irql::require(super::irql::DISPATCH, "KeReadStateEvent");
     let _d = dispatcher();
     // SAFETY: caller contract; the lock is held.
@@ -430,34 +436,34 @@ pub unsafe extern "system" fn KeReadStateEvent(Event: sys::PKEVENT) -> sys::LONG
 /// `Timeout` null or readable.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeWaitForMultipleObjects(
-    Count: sys::ULONG,
-    Object: *mut sys::PVOID,
-    WaitType: sys::WAIT_TYPE,
-    WaitReason: sys::KWAIT_REASON,
-    WaitMode: sys::KPROCESSOR_MODE,
-    Alertable: sys::BOOLEAN,
-    Timeout: *mut sys::LARGE_INTEGER,
-    WaitBlockArray: *mut core::ffi::c_void,
-) -> sys::NTSTATUS {
+    Count: ddi::ULONG,
+    Object: *mut ddi::PVOID,
+    WaitType: ddi::WAIT_TYPE,
+    WaitReason: ddi::KWAIT_REASON,
+    WaitMode: ddi::KPROCESSOR_MODE,
+    Alertable: ddi::BOOLEAN,
+    Timeout: *mut ddi::LARGE_INTEGER,
+    WaitBlockArray: ddi::PKWAIT_BLOCK,
+) -> ddi::NTSTATUS {
     const NAME: &str = "KeWaitForMultipleObjects";
     let _ = (WaitReason, Alertable);
-    if Count > sys::MAXIMUM_WAIT_OBJECTS {
+    if Count > ddi::MAXIMUM_WAIT_OBJECTS {
         bugcheck(
             BugCheck::MaximumWaitObjectsExceeded,
             NAME,
             format_args!(
                 "Count {Count} > MAXIMUM_WAIT_OBJECTS ({})",
-                sys::MAXIMUM_WAIT_OBJECTS
+                ddi::MAXIMUM_WAIT_OBJECTS
             ),
         );
     }
-    if Count > sys::THREAD_WAIT_OBJECTS && WaitBlockArray.is_null() {
+    if Count > ddi::THREAD_WAIT_OBJECTS && WaitBlockArray.is_null() {
         bugcheck(
             BugCheck::MaximumWaitObjectsExceeded,
             NAME,
             format_args!(
                 "Count {Count} > THREAD_WAIT_OBJECTS ({}) without a WaitBlockArray",
-                sys::THREAD_WAIT_OBJECTS
+                ddi::THREAD_WAIT_OBJECTS
             ),
         );
     }
@@ -469,15 +475,15 @@ pub unsafe extern "system" fn KeWaitForMultipleObjects(
         );
     }
     let wait_all = match WaitType {
-        sys::WaitAll => true,
-        sys::WaitAny => false,
+        ddi::WaitAll => true,
+        ddi::WaitAny => false,
         other => bugcheck(
             BugCheck::InvalidObject,
             NAME,
             format_args!("unknown WAIT_TYPE {other}"),
         ),
     };
-    if WaitMode != sys::KernelMode && WaitMode != sys::UserMode {
+    if WaitMode != ddi::KernelMode && WaitMode != ddi::UserMode {
         bugcheck(
             BugCheck::InvalidObject,
             NAME,
@@ -490,7 +496,7 @@ pub unsafe extern "system" fn KeWaitForMultipleObjects(
         .map(|&o| o as usize)
         .collect();
     // SAFETY: caller contract: null or readable.
-    let timeout = unsafe { Timeout.as_ref() }.map(|t| t.QuadPart);
+    let timeout = unsafe { Timeout.as_ref() }.map(|t| t.quad());
     // A zero timeout (a poll): <= DISPATCH_LEVEL; otherwise <= APC_LEVEL.
     let max = if timeout == Some(0) {
         super::irql::DISPATCH
@@ -501,3 +507,11 @@ pub unsafe extern "system" fn KeWaitForMultipleObjects(
     // SAFETY: caller contract: the objects are KEVENTs valid during the wait.
     unsafe { wait(&objects, wait_all, timeout, NAME) }
 }
+
+// Every export has exactly the type of its prototype ([`crate::ddi`]).
+const _: ddi::PFN_KeInitializeEvent = KeInitializeEvent;
+const _: ddi::PFN_KeSetEvent = KeSetEvent;
+const _: ddi::PFN_KeClearEvent = KeClearEvent;
+const _: ddi::PFN_KeResetEvent = KeResetEvent;
+const _: ddi::PFN_KeReadStateEvent = KeReadStateEvent;
+const _: ddi::PFN_KeWaitForMultipleObjects = KeWaitForMultipleObjects;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use super::{BugCheck, bugcheck, lock};
 use crate::engine::{Engine, EngineConfig, EngineError, Phase, SwapError, SwapReport, WrapperId};
@@ -39,11 +39,11 @@ pub enum EndpointKey {
 #[derive(Debug)]
 pub(crate) struct DriverRecord {
     pub(crate) features: DriverFeatures,
-    pub(crate) create_failure: Option<sys::NTSTATUS>,
+    pub(crate) create_failure: Option<ddi::NTSTATUS>,
     pub(crate) allocation_fault: Option<u32>,
     /// What `IoAllocateDriverObjectExtension` answers for this driver instead of allocating
     /// (a kernel whose routine is a stub, as Wine 8's).
-    pub(crate) extension_refusal: Option<sys::NTSTATUS>,
+    pub(crate) extension_refusal: Option<ddi::NTSTATUS>,
     pub(crate) drain_timeout: Duration,
     pub(crate) poison: bool,
     pub(crate) max_endpoints: usize,
@@ -142,7 +142,7 @@ pub(crate) struct Extension {
     drain_timeout_ns: AtomicU64,
     workers: AtomicUsize,
     /// A one-shot fault: the next swap fails in this phase with this status.
-    injected_failure: Mutex<Option<(Phase, sys::NTSTATUS)>>,
+    injected_failure: Mutex<Option<(Phase, ddi::NTSTATUS)>>,
 }
 
 impl core::fmt::Debug for Extension {
@@ -163,7 +163,7 @@ struct Plan {
 }
 
 /// A registration or swap failed with this status.
-pub(crate) type Failure = sys::NTSTATUS;
+pub(crate) type Failure = ddi::NTSTATUS;
 
 thread_local! {
     /// Extensions whose registration or swap is running on this thread (re-entry detection).
@@ -202,9 +202,9 @@ impl Drop for ReentryGuard {
 /// The status a failed phased callback makes the registration return: its own status if it
 /// is an error, `STATUS_UNSUCCESSFUL` if it was a success or informational code (anything but
 /// `STATUS_SUCCESS` aborts, and a failed registration never returns a success code).
-pub(crate) fn callback_failure(status: sys::NTSTATUS) -> sys::NTSTATUS {
+pub(crate) fn callback_failure(status: ddi::NTSTATUS) -> ddi::NTSTATUS {
     if status >= 0 {
-        sys::STATUS_UNSUCCESSFUL
+        ddi::STATUS_UNSUCCESSFUL
     } else {
         status
     }
@@ -212,7 +212,7 @@ pub(crate) fn callback_failure(status: sys::NTSTATUS) -> sys::NTSTATUS {
 
 impl Extension {
     /// The handle the driver sees.
-    pub(crate) fn handle(self: &Arc<Self>) -> sys::PDRIVER_PROXY_EXTENSION {
+    pub(crate) fn handle(self: &Arc<Self>) -> ddi::PDRIVER_PROXY_EXTENSION {
         Arc::as_ptr(self).cast_mut().cast()
     }
 
@@ -248,8 +248,8 @@ impl Extension {
             drain_timeout: record.drain_timeout,
         })
         .map_err(|error| match error {
-            EngineError::Unsupported => sys::STATUS_NOT_SUPPORTED,
-            _ => sys::STATUS_INSUFFICIENT_RESOURCES,
+            EngineError::Unsupported => ddi::STATUS_NOT_SUPPORTED,
+            _ => ddi::STATUS_INSUFFICIENT_RESOURCES,
         })?;
         engine.set_poison_retired(record.poison);
         let extension = Arc::new(Self {
@@ -274,17 +274,17 @@ impl Extension {
             .filter(|e| matches!(e.key, EndpointKey::Ordinal(_)))
             .count();
         if self.engine.endpoint_count() + addresses.len() > self.engine.config().max_endpoints {
-            return Err(sys::STATUS_INSUFFICIENT_RESOURCES);
+            return Err(ddi::STATUS_INSUFFICIENT_RESOURCES);
         }
         let mut made = Vec::with_capacity(addresses.len());
         for (i, &address) in addresses.iter().enumerate() {
             let wrapper = self
                 .engine
                 .add_endpoint(address)
-                .map_err(|_| sys::STATUS_INSUFFICIENT_RESOURCES)?;
+                .map_err(|_| ddi::STATUS_INSUFFICIENT_RESOURCES)?;
             made.push(Endpoint {
                 key: EndpointKey::Ordinal(
-                    u32::try_from(first + i).map_err(|_| sys::STATUS_INSUFFICIENT_RESOURCES)?,
+                    u32::try_from(first + i).map_err(|_| ddi::STATUS_INSUFFICIENT_RESOURCES)?,
                 ),
                 parameter_count: None,
                 wrapper,
@@ -300,7 +300,7 @@ impl Extension {
         if charge(self.driver, count) {
             Ok(())
         } else {
-            Err(sys::STATUS_INSUFFICIENT_RESOURCES)
+            Err(ddi::STATUS_INSUFFICIENT_RESOURCES)
         }
     }
 
@@ -309,13 +309,13 @@ impl Extension {
     pub(crate) fn register(
         &self,
         entries: &[(u32, usize, u32)],
-        callback: Option<&mut dyn FnMut(Phase) -> sys::NTSTATUS>,
+        callback: Option<&mut dyn FnMut(Phase) -> ddi::NTSTATUS>,
     ) -> Result<(), Failure> {
         let _reentry = ReentryGuard::enter(self, "IoRegisterDriverProxyEndpoints");
         let _serial = lock(&self.swap_lock);
         for (i, &(id, function, _)) in entries.iter().enumerate() {
             if function == 0 || entries[..i].iter().any(|&(earlier, _, _)| earlier == id) {
-                return Err(sys::STATUS_INVALID_PARAMETER);
+                return Err(ddi::STATUS_INVALID_PARAMETER);
             }
         }
         let mut replace = Vec::new();
@@ -325,7 +325,7 @@ impl Extension {
             for &(id, function, parameter_count) in entries {
                 match endpoints.iter().find(|e| e.key == EndpointKey::Id(id)) {
                     Some(existing) if existing.parameter_count != Some(parameter_count) => {
-                        return Err(sys::STATUS_INVALID_PARAMETER_3);
+                        return Err(ddi::STATUS_INVALID_PARAMETER_3);
                     }
                     Some(existing) => replace.push((existing.key, existing.wrapper, function)),
                     None => new.push((id, function, parameter_count)),
@@ -333,7 +333,7 @@ impl Extension {
             }
         }
         if self.engine.endpoint_count() + new.len() > self.engine.config().max_endpoints {
-            return Err(sys::STATUS_INSUFFICIENT_RESOURCES);
+            return Err(ddi::STATUS_INSUFFICIENT_RESOURCES);
         }
         self.charge(new.len())?;
         let mut add = Vec::with_capacity(new.len());
@@ -341,7 +341,7 @@ impl Extension {
             let wrapper = self
                 .engine
                 .add_endpoint(function)
-                .map_err(|_| sys::STATUS_INSUFFICIENT_RESOURCES)?;
+                .map_err(|_| ddi::STATUS_INSUFFICIENT_RESOURCES)?;
             add.push(Endpoint {
                 key: EndpointKey::Id(id),
                 parameter_count: Some(parameter_count),
@@ -356,24 +356,24 @@ impl Extension {
     pub(crate) fn swap(
         &self,
         changes: &[(EndpointKey, usize)],
-        callback: Option<&mut dyn FnMut(Phase) -> sys::NTSTATUS>,
+        callback: Option<&mut dyn FnMut(Phase) -> ddi::NTSTATUS>,
     ) -> Result<SwapReport, Failure> {
         let _reentry = ReentryGuard::enter(self, "swap (control)");
         let _serial = lock(&self.swap_lock);
         if changes.is_empty() {
-            return Err(sys::STATUS_INVALID_PARAMETER);
+            return Err(ddi::STATUS_INVALID_PARAMETER);
         }
         let mut replace = Vec::with_capacity(changes.len());
         {
             let endpoints = lock(&self.endpoints);
             for (i, &(key, address)) in changes.iter().enumerate() {
                 if address == 0 || changes[..i].iter().any(|&(earlier, _)| earlier == key) {
-                    return Err(sys::STATUS_INVALID_PARAMETER);
+                    return Err(ddi::STATUS_INVALID_PARAMETER);
                 }
                 let existing = endpoints
                     .iter()
                     .find(|e| e.key == key)
-                    .ok_or(sys::STATUS_INVALID_PARAMETER)?;
+                    .ok_or(ddi::STATUS_INVALID_PARAMETER)?;
                 replace.push((key, existing.wrapper, address));
             }
         }
@@ -393,7 +393,7 @@ impl Extension {
     fn run(
         &self,
         plan: &Plan,
-        mut callback: Option<&mut dyn FnMut(Phase) -> sys::NTSTATUS>,
+        mut callback: Option<&mut dyn FnMut(Phase) -> ddi::NTSTATUS>,
     ) -> Result<Option<SwapReport>, Failure> {
         if plan.replace.is_empty() && callback.is_none() {
             let _ = self.publish(plan);
@@ -413,7 +413,7 @@ impl Extension {
                 }
                 if let Some(callback) = callback.as_mut() {
                     match callback(phase) {
-                        sys::STATUS_SUCCESS => {}
+                        ddi::STATUS_SUCCESS => {}
                         status => return Err(status),
                     }
                 }
@@ -438,7 +438,7 @@ impl Extension {
                 }
                 Err(callback_failure(status))
             }
-            Err(SwapError::DrainTimeout { .. }) => Err(sys::STATUS_UNSUCCESSFUL),
+            Err(SwapError::DrainTimeout { .. }) => Err(ddi::STATUS_UNSUCCESSFUL),
             // The new implementations stayed: the table keeps them (published above).
             Err(SwapError::RollbackTimeout { status, .. }) => Err(callback_failure(status)),
             Err(other) => bugcheck(
@@ -452,7 +452,7 @@ impl Extension {
     /// Makes the next registration or swap that runs the protocol fail in `phase` with
     /// `status`, after the driver's callback for that phase (if any) succeeded: as if the
     /// callback had returned `status` there. One shot.
-    pub(crate) fn inject_phase_failure(&self, phase: Phase, status: sys::NTSTATUS) {
+    pub(crate) fn inject_phase_failure(&self, phase: Phase, status: ddi::NTSTATUS) {
         *lock(&self.injected_failure) = Some((phase, status));
     }
 
@@ -541,14 +541,14 @@ pub(crate) fn charge(driver: usize, count: usize) -> bool {
 }
 
 /// The live extension behind `handle`, or `None` (no bugcheck: for the control API).
-pub(crate) fn lookup(handle: sys::PDRIVER_PROXY_EXTENSION) -> Option<Arc<Extension>> {
+pub(crate) fn lookup(handle: ddi::PDRIVER_PROXY_EXTENSION) -> Option<Arc<Extension>> {
     lock(&KERNEL).extensions.get(&(handle as usize)).cloned()
 }
 
 /// The live extension behind `handle` for a DDI routine: `None` for null; bugcheck for
 /// anything else that is not a live extension (a stale or stray handle).
 pub(crate) fn resolve(
-    handle: sys::PDRIVER_PROXY_EXTENSION,
+    handle: ddi::PDRIVER_PROXY_EXTENSION,
     routine: &str,
 ) -> Option<Arc<Extension>> {
     if handle.is_null() {
@@ -570,7 +570,7 @@ pub(crate) fn resolve(
 /// threads still running), its configuration forgotten.
 /// What `IoAllocateDriverObjectExtension` answers for `driver` instead of allocating, if set
 /// ([`crate::control::DriverControl::refuse_driver_object_extensions`]).
-pub(crate) fn extension_refusal(driver: usize) -> Option<sys::NTSTATUS> {
+pub(crate) fn extension_refusal(driver: usize) -> Option<ddi::NTSTATUS> {
     lock(&KERNEL)
         .drivers
         .get(&driver)

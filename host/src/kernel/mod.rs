@@ -1,8 +1,9 @@
 //! The model kernel: the seven DriverProxy routines on top of the wrapper engine
 //! ([`crate::engine`]), and the kernel support routines the library resolves (events, the
 //! multi-object wait, system threads, handles, pool). Every routine is exported under its C
-//! name with exactly the library's `PFN_` type (checked at compile time) and listed in the
-//! table of [`crate::exports`], so `MmGetSystemRoutineAddress` finds it.
+//! name with exactly the `PFN_` type of the host's own reading of its prototype
+//! ([`crate::ddi`], checked at compile time) and listed in the table of [`crate::exports`], so
+//! `MmGetSystemRoutineAddress` finds it.
 //!
 //! The model follows the DDI (`docs/ddi.md`); where it is silent, it takes the strictest reading
 //! and says so below. Tests configure it and inject faults through [`control`].
@@ -86,8 +87,10 @@
 //!   `extern "win64"` entry point of [`crate::wdm`] (for code of a `.sys` image). The driver
 //!   code the kernel calls back (the phased callback, the worker routine through its wrapper,
 //!   a system thread's start routine) is called with the convention of the entry point the
-//!   driver used to hand it over ([`CallConv`]). Alerts and APCs are not modelled: an
-//!   alertable wait never returns `STATUS_ALERTED` or `STATUS_USER_APC`.
+//!   driver used to hand it over ([`CallConv`]); the two entry points of each of these three
+//!   routines are one macro (`callback_entry!`) given the convention, over one implementation.
+//!   Alerts and APCs are not modelled: an alertable wait never returns `STATUS_ALERTED` or
+//!   `STATUS_USER_APC`.
 //!
 //! # Kernel support routines
 //!
@@ -138,11 +141,10 @@ pub use threads::{PsCreateSystemThread, ZwClose, ZwWaitForSingleObject};
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use driver_proxy::sys;
+use crate::ddi;
 
-/// `STATUS_INVALID_HANDLE`.
-#[allow(clippy::cast_possible_wrap)]
-pub const STATUS_INVALID_HANDLE: sys::NTSTATUS = 0xC000_0008_u32 as sys::NTSTATUS;
+/// `STATUS_INVALID_HANDLE` (also [`ddi::STATUS_INVALID_HANDLE`]).
+pub const STATUS_INVALID_HANDLE: ddi::NTSTATUS = ddi::STATUS_INVALID_HANDLE;
 
 /// The bugchecks the model raises.
 // The I/O bugchecks are raised by the WDM model, which exists on x86-64 only.
@@ -203,6 +205,40 @@ pub(crate) fn bugcheck(check: BugCheck, routine: &str, what: core::fmt::Argument
     eprintln!("host kernel BUGCHECK {code:#04X} {name} in {routine}: {what}");
     std::process::abort();
 }
+
+/// The address of driver code handed over as a function pointer of the type `F` (0 for NULL).
+///
+/// # Safety
+/// `F` is a function-pointer type or an `Option` of one (pointer-sized, no padding).
+pub(crate) unsafe fn code_address<F: Copy>(code: F) -> usize {
+    const { assert!(size_of::<F>() == size_of::<usize>()) };
+    // SAFETY: caller contract: a (nullable) function pointer has the bits of its address.
+    unsafe { core::mem::transmute_copy::<F, usize>(&code) }
+}
+
+/// Defines the entry point, in one calling convention, of a routine that takes driver code to
+/// call back later (`IoRegisterDriverProxyEndpoints`' phased callback,
+/// `IoDriverProxyCreateHotSwappableWorkerThread`'s worker routine, `PsCreateSystemThread`'s
+/// start routine): it forwards its arguments unchanged to the implementation shared by both
+/// conventions, adding the [`CallConv`] the handed-over code is called with. The `SysV` exports
+/// (`extern "system"`, [`proxy`], [`threads`]) and the Microsoft x64 entry points of
+/// `crate::wdm` (`extern "win64"`) are the two uses of this one arm.
+macro_rules! callback_entry {
+    (
+        $(#[$meta:meta])*
+        extern $abi:literal fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty
+            = $implementation:path, $conv:expr;
+    ) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern $abi fn $name($($arg: $ty),*) -> $ret {
+            // SAFETY: the same contract, forwarded; the code handed over is code of this entry
+            // point's convention, which `$conv` names.
+            unsafe { $implementation($($arg,)* $conv) }
+        }
+    };
+}
+pub(crate) use callback_entry;
 
 /// The calling convention of driver code that the kernel calls back: the convention of the
 /// entry point through which the driver handed the code over.
@@ -265,7 +301,7 @@ pub(crate) fn tag_name(tag: u32) -> String {
 
 /// A pointer handed to another thread (a thread's start context, a worker's context).
 #[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub(crate) sys::PVOID);
+pub(crate) struct SendPtr(pub(crate) ddi::PVOID);
 
 // SAFETY: the kernel only passes the pointer through to driver code, which owns its meaning
 // (the C contract of the routine that took it).

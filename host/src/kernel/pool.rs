@@ -10,37 +10,37 @@ use std::alloc::Layout;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use super::{BugCheck, bugcheck, faults, lock};
 
 /// `POOL_FLAG_USE_QUOTA`.
-const POOL_FLAG_USE_QUOTA: sys::POOL_FLAGS = 0x1;
+const POOL_FLAG_USE_QUOTA: ddi::POOL_FLAGS = 0x1;
 /// `POOL_FLAG_UNINITIALIZED`: the caller does not need zeroed memory.
-const POOL_FLAG_UNINITIALIZED: sys::POOL_FLAGS = 0x2;
+const POOL_FLAG_UNINITIALIZED: ddi::POOL_FLAGS = 0x2;
 /// `POOL_FLAG_SESSION`.
-const POOL_FLAG_SESSION: sys::POOL_FLAGS = 0x4;
+const POOL_FLAG_SESSION: ddi::POOL_FLAGS = 0x4;
 /// `POOL_FLAG_CACHE_ALIGNED`.
-const POOL_FLAG_CACHE_ALIGNED: sys::POOL_FLAGS = 0x8;
+const POOL_FLAG_CACHE_ALIGNED: ddi::POOL_FLAGS = 0x8;
 /// `POOL_FLAG_RAISE_ON_FAILURE`.
-const POOL_FLAG_RAISE_ON_FAILURE: sys::POOL_FLAGS = 0x20;
+const POOL_FLAG_RAISE_ON_FAILURE: ddi::POOL_FLAGS = 0x20;
 /// `POOL_FLAG_NON_PAGED_EXECUTE`.
-const POOL_FLAG_NON_PAGED_EXECUTE: sys::POOL_FLAGS = 0x80;
+const POOL_FLAG_NON_PAGED_EXECUTE: ddi::POOL_FLAGS = 0x80;
 /// `POOL_FLAG_PAGED`.
-const POOL_FLAG_PAGED: sys::POOL_FLAGS = 0x100;
+const POOL_FLAG_PAGED: ddi::POOL_FLAGS = 0x100;
 /// The pool-type flags, of which exactly one must be given.
-const POOL_TYPES: [sys::POOL_FLAGS; 3] = [
-    sys::POOL_FLAG_NON_PAGED,
+const POOL_TYPES: [ddi::POOL_FLAGS; 3] = [
+    ddi::POOL_FLAG_NON_PAGED,
     POOL_FLAG_NON_PAGED_EXECUTE,
     POOL_FLAG_PAGED,
 ];
 /// Every flag this model knows.
-const KNOWN_FLAGS: sys::POOL_FLAGS = POOL_FLAG_USE_QUOTA
+const KNOWN_FLAGS: ddi::POOL_FLAGS = POOL_FLAG_USE_QUOTA
     | POOL_FLAG_UNINITIALIZED
     | POOL_FLAG_SESSION
     | POOL_FLAG_CACHE_ALIGNED
     | POOL_FLAG_RAISE_ON_FAILURE
-    | sys::POOL_FLAG_NON_PAGED
+    | ddi::POOL_FLAG_NON_PAGED
     | POOL_FLAG_NON_PAGED_EXECUTE
     | POOL_FLAG_PAGED;
 /// What memory allocated with `POOL_FLAG_UNINITIALIZED` is filled with, so that code relying
@@ -149,10 +149,10 @@ pub(crate) fn usage(tag: u32) -> PoolUsage {
 /// None beyond the C contract: the block is the caller's until `ExFreePoolWithTag`.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ExAllocatePool2(
-    Flags: sys::POOL_FLAGS,
+    Flags: ddi::POOL_FLAGS,
     NumberOfBytes: usize,
-    Tag: sys::ULONG,
-) -> sys::PVOID {
+    Tag: ddi::ULONG,
+) -> ddi::PVOID {
     const NAME: &str = "ExAllocatePool2";
     if Flags & !KNOWN_FLAGS != 0 {
         bugcheck(
@@ -179,7 +179,7 @@ pub unsafe extern "system" fn ExAllocatePool2(
 }
 
 /// `POOL_TYPE` values this model accepts: `NonPagedPool`, `PagedPool`, `NonPagedPoolNx`.
-const POOL_TYPE_VALUES: [sys::POOL_TYPE; 3] = [0, 1, sys::NonPagedPoolNx];
+const POOL_TYPE_VALUES: [ddi::POOL_TYPE; 3] = [0, 1, ddi::NonPagedPoolNx];
 
 /// `PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)`: a block
 /// of `NumberOfBytes` bytes, 16-byte aligned, **not zeroed** (filled with `0xA5`), or null
@@ -192,10 +192,10 @@ const POOL_TYPE_VALUES: [sys::POOL_TYPE; 3] = [0, 1, sys::NonPagedPoolNx];
 /// None beyond the C contract: the block is the caller's until `ExFreePoolWithTag`.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ExAllocatePoolWithTag(
-    PoolType: sys::POOL_TYPE,
+    PoolType: ddi::POOL_TYPE,
     NumberOfBytes: usize,
-    Tag: sys::ULONG,
-) -> sys::PVOID {
+    Tag: ddi::ULONG,
+) -> ddi::PVOID {
     if !POOL_TYPE_VALUES.contains(&PoolType) {
         bugcheck(
             BugCheck::BadPoolCaller,
@@ -214,7 +214,7 @@ pub unsafe extern "system" fn ExAllocatePoolWithTag(
 }
 
 /// A block for either allocator: zeroed, or filled with [`UNINITIALIZED_FILL`].
-fn allocate(NumberOfBytes: usize, Tag: sys::ULONG, zeroed: bool) -> sys::PVOID {
+fn allocate(NumberOfBytes: usize, Tag: ddi::ULONG, zeroed: bool) -> ddi::PVOID {
     if faults::take(&faults::POOL) {
         return std::ptr::null_mut();
     }
@@ -252,7 +252,7 @@ fn allocate(NumberOfBytes: usize, Tag: sys::ULONG, zeroed: bool) -> sys::PVOID {
 /// # Safety
 /// `P` must not be used after the call.
 #[unsafe(no_mangle)]
-pub unsafe extern "system" fn ExFreePoolWithTag(P: sys::PVOID, Tag: sys::ULONG) {
+pub unsafe extern "system" fn ExFreePoolWithTag(P: ddi::PVOID, Tag: ddi::ULONG) {
     const NAME: &str = "ExFreePoolWithTag";
     super::irql::require(super::irql::DISPATCH, "ExFreePoolWithTag");
     let mut pool = lock(&POOL);
@@ -292,4 +292,7 @@ pub unsafe extern "system" fn ExFreePoolWithTag(P: sys::PVOID, Tag: sys::ULONG) 
     unsafe { std::alloc::dealloc(P.cast(), layout(block.size)) };
 }
 
-const _: sys::PFN_ExAllocatePoolWithTag = ExAllocatePoolWithTag;
+// Every export has exactly the type of its prototype ([`crate::ddi`]).
+const _: ddi::PFN_ExAllocatePool2 = ExAllocatePool2;
+const _: ddi::PFN_ExAllocatePoolWithTag = ExAllocatePoolWithTag;
+const _: ddi::PFN_ExFreePoolWithTag = ExFreePoolWithTag;

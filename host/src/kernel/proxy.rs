@@ -2,7 +2,7 @@
 //! that validates pointers and hands over to `super::extension`; the policies are in the
 //! module docs of [`super`].
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use super::extension::{self, DriverFeatures, Extension, KERNEL};
 use super::{BugCheck, CallConv, bugcheck, lock};
@@ -19,8 +19,8 @@ use crate::engine::Phase;
 /// `Flags` must be writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn IoGetDriverProxyFeatures(
-    DriverObject: sys::PDRIVER_OBJECT,
-    Flags: *mut sys::DRIVER_PROXY_FEATURE_FLAGS,
+    DriverObject: ddi::PDRIVER_OBJECT,
+    Flags: ddi::PDRIVER_PROXY_FEATURE_FLAGS,
 ) {
     if Flags.is_null() {
         bugcheck(
@@ -38,8 +38,8 @@ pub unsafe extern "system" fn IoGetDriverProxyFeatures(
                 == DriverFeatures::Enabled);
     // SAFETY: caller contract: writable (checked non-null).
     unsafe {
-        Flags.write(sys::DRIVER_PROXY_FEATURE_FLAGS {
-            AsUlong: u32::from(enabled) * sys::DRIVER_PROXY_FEATURE_FLAGS::ENABLED,
+        Flags.write(ddi::DRIVER_PROXY_FEATURE_FLAGS {
+            Bits: ddi::DRIVER_PROXY_FEATURE_FLAGS_BITS::new(enabled),
         });
     }
 }
@@ -53,33 +53,33 @@ pub unsafe extern "system" fn IoGetDriverProxyFeatures(
 /// `DriverProxyExtension` null or writable; `OwningDriverObject` null or a driver object.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn IoCreateDriverProxyExtension(
-    OwningDriverObject: sys::PDRIVER_OBJECT,
-    Flags: sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS,
-    DriverProxyExtension: *mut sys::PDRIVER_PROXY_EXTENSION,
-) -> sys::NTSTATUS {
+    OwningDriverObject: ddi::PDRIVER_OBJECT,
+    Flags: ddi::DRIVER_PROXY_EXTENSION_CREATION_FLAGS,
+    DriverProxyExtension: *mut ddi::PDRIVER_PROXY_EXTENSION,
+) -> ddi::NTSTATUS {
     super::irql::require(super::irql::PASSIVE, "IoCreateDriverProxyExtension");
-    if DriverProxyExtension.is_null() || OwningDriverObject.is_null() || Flags.AsUlong != 0 {
-        return sys::STATUS_INVALID_PARAMETER;
+    if DriverProxyExtension.is_null() || OwningDriverObject.is_null() || Flags.as_ulong() != 0 {
+        return ddi::STATUS_INVALID_PARAMETER;
     }
     let driver = OwningDriverObject as usize;
     let mut kernel = lock(&KERNEL);
     let record = kernel.drivers.entry(driver).or_default();
     if !extension::system_available() {
-        return sys::STATUS_NOT_SUPPORTED;
+        return ddi::STATUS_NOT_SUPPORTED;
     }
     match record.features {
         DriverFeatures::Enabled => {}
-        DriverFeatures::Disabled => return sys::STATUS_NOT_SUPPORTED,
-        DriverFeatures::Blocked => return sys::STATUS_DRIVER_BLOCKED,
+        DriverFeatures::Disabled => return ddi::STATUS_NOT_SUPPORTED,
+        DriverFeatures::Blocked => return ddi::STATUS_DRIVER_BLOCKED,
     }
     if record.extension.is_some() {
-        return sys::STATUS_RESOURCE_IN_USE;
+        return ddi::STATUS_RESOURCE_IN_USE;
     }
     if let Some(status) = record.create_failure.take() {
         return status;
     }
     if !record.charge(1 + record.image.len()) {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     }
     let created = match Extension::create(driver, record) {
         Ok(created) => created,
@@ -92,7 +92,7 @@ pub unsafe extern "system" fn IoCreateDriverProxyExtension(
     drop(kernel);
     // SAFETY: caller contract: writable (checked non-null).
     unsafe { DriverProxyExtension.write(handle) };
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// `PDRIVER_PROXY_EXTENSION IoGetDriverProxyExtensionFromDriverObject(PDRIVER_OBJECT
@@ -103,8 +103,8 @@ pub unsafe extern "system" fn IoCreateDriverProxyExtension(
 /// None beyond the C contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn IoGetDriverProxyExtensionFromDriverObject(
-    DriverObject: sys::PDRIVER_OBJECT,
-) -> sys::PDRIVER_PROXY_EXTENSION {
+    DriverObject: ddi::PDRIVER_OBJECT,
+) -> ddi::PDRIVER_PROXY_EXTENSION {
     lock(&KERNEL)
         .drivers
         .get(&(DriverObject as usize))
@@ -112,57 +112,51 @@ pub unsafe extern "system" fn IoGetDriverProxyExtensionFromDriverObject(
         .map_or(std::ptr::null_mut(), Extension::handle)
 }
 
-/// `NTSTATUS IoRegisterDriverProxyEndpoints(PDRIVER_PROXY_EXTENSION DriverProxyExtension,
-/// PDRIVER_PROXY_ENDPOINT_INFORMATION EndpointInfo, ULONG Count, PDRIVER_PROXY_REGISTER_CALLBACK
-/// PhasedCallback, PVOID Context)` (V1). See the module docs of [`super`]. The array is only
-/// read.
-///
-/// # Safety
-/// `EndpointInfo` null or `Count` readable entries; `DriverProxyExtension` null or a live
-/// extension; `PhasedCallback`, if given, callable with `Context` during the call.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn IoRegisterDriverProxyEndpoints(
-    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
-    EndpointInfo: sys::PDRIVER_PROXY_ENDPOINT_INFORMATION,
-    Count: sys::ULONG,
-    PhasedCallback: sys::PDRIVER_PROXY_REGISTER_CALLBACK,
-    Context: sys::PVOID,
-) -> sys::NTSTATUS {
-    // SAFETY: forwarded caller contract; the callback is `extern "system"` code.
-    unsafe {
-        register_endpoints(
-            DriverProxyExtension,
-            EndpointInfo,
-            Count,
-            PhasedCallback.map(|f| f as usize),
-            Context,
-            CallConv::System,
-        )
-    }
+super::callback_entry! {
+    /// `NTSTATUS IoRegisterDriverProxyEndpoints(PDRIVER_PROXY_EXTENSION DriverProxyExtension,
+    /// PDRIVER_PROXY_ENDPOINT_INFORMATION EndpointInfo, ULONG Count, PDRIVER_PROXY_REGISTER_CALLBACK
+    /// PhasedCallback, PVOID Context)` (V1). See the module docs of [`super`]. The array is only
+    /// read.
+    ///
+    /// # Safety
+    /// `EndpointInfo` null or `Count` readable entries; `DriverProxyExtension` null or a live
+    /// extension; `PhasedCallback`, if given, callable with `Context` during the call.
+    #[unsafe(no_mangle)]
+    extern "system" fn IoRegisterDriverProxyEndpoints(
+        DriverProxyExtension: ddi::PDRIVER_PROXY_EXTENSION,
+        EndpointInfo: ddi::PDRIVER_PROXY_ENDPOINT_INFORMATION,
+        Count: ddi::ULONG,
+        PhasedCallback: ddi::PDRIVER_PROXY_REGISTER_CALLBACK,
+        Context: ddi::PVOID,
+    ) -> ddi::NTSTATUS = register_endpoints, CallConv::System;
 }
 
-/// `IoRegisterDriverProxyEndpoints` for either convention: `callback` is the address of the
-/// phased callback, called with `conv`.
+/// `IoRegisterDriverProxyEndpoints` for either convention: `PhasedCallback` is the phased
+/// callback as the entry point's convention types it (NULL allowed), called with `conv`.
 ///
 /// # Safety
-/// As [`IoRegisterDriverProxyEndpoints`]; `callback`, if given, is code of the type
-/// `DRIVER_PROXY_REGISTER_CALLBACK` in the convention `conv`.
-pub(crate) unsafe fn register_endpoints(
-    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
-    EndpointInfo: sys::PDRIVER_PROXY_ENDPOINT_INFORMATION,
-    Count: sys::ULONG,
-    callback: Option<usize>,
-    Context: sys::PVOID,
+/// As [`IoRegisterDriverProxyEndpoints`]; `C` is a nullable function-pointer type and
+/// `PhasedCallback`, if not NULL, code of the type `DRIVER_PROXY_REGISTER_CALLBACK` in the
+/// convention `conv`.
+pub(crate) unsafe fn register_endpoints<C: Copy>(
+    DriverProxyExtension: ddi::PDRIVER_PROXY_EXTENSION,
+    EndpointInfo: ddi::PDRIVER_PROXY_ENDPOINT_INFORMATION,
+    Count: ddi::ULONG,
+    PhasedCallback: C,
+    Context: ddi::PVOID,
     conv: CallConv,
-) -> sys::NTSTATUS {
+) -> ddi::NTSTATUS {
     super::irql::require(super::irql::PASSIVE, "IoRegisterDriverProxyEndpoints");
+    // SAFETY: caller contract: a nullable function pointer.
+    let callback = unsafe { super::code_address(PhasedCallback) };
+    let callback = (callback != 0).then_some(callback);
     let Some(extension) =
         extension::resolve(DriverProxyExtension, "IoRegisterDriverProxyEndpoints")
     else {
-        return sys::STATUS_INVALID_PARAMETER;
+        return ddi::STATUS_INVALID_PARAMETER;
     };
     if EndpointInfo.is_null() || Count == 0 {
-        return sys::STATUS_INVALID_PARAMETER;
+        return ddi::STATUS_INVALID_PARAMETER;
     }
     // SAFETY: caller contract: `Count` readable entries.
     let entries: Vec<(u32, usize, u32)> =
@@ -185,9 +179,9 @@ pub(crate) unsafe fn register_endpoints(
     });
     let callback = forward
         .as_mut()
-        .map(|f| f as &mut dyn FnMut(Phase) -> sys::NTSTATUS);
+        .map(|f| f as &mut dyn FnMut(Phase) -> ddi::NTSTATUS);
     match extension.register(&entries, callback) {
-        Ok(()) => sys::STATUS_SUCCESS,
+        Ok(()) => ddi::STATUS_SUCCESS,
         Err(status) => status,
     }
 }
@@ -199,14 +193,14 @@ pub(crate) unsafe fn register_endpoints(
 unsafe fn call_phased_callback(
     address: usize,
     conv: CallConv,
-    phase: sys::DRIVER_PROXY_REGISTER_CALLBACK_PHASE,
-    context: sys::PVOID,
-) -> sys::NTSTATUS {
+    phase: ddi::DRIVER_PROXY_REGISTER_CALLBACK_PHASE,
+    context: ddi::PVOID,
+) -> ddi::NTSTATUS {
     match conv {
         CallConv::System => {
             // SAFETY: caller contract: code of this type and convention.
             let f = unsafe {
-                core::mem::transmute::<usize, sys::DRIVER_PROXY_REGISTER_CALLBACK>(address)
+                core::mem::transmute::<usize, ddi::DRIVER_PROXY_REGISTER_CALLBACK>(address)
             };
             // SAFETY: caller contract.
             unsafe { f(phase, context) }
@@ -214,9 +208,9 @@ unsafe fn call_phased_callback(
         #[cfg(target_arch = "x86_64")]
         CallConv::Win64 => {
             type Win64Callback = unsafe extern "win64" fn(
-                sys::DRIVER_PROXY_REGISTER_CALLBACK_PHASE,
-                sys::PVOID,
-            ) -> sys::NTSTATUS;
+                ddi::DRIVER_PROXY_REGISTER_CALLBACK_PHASE,
+                ddi::PVOID,
+            ) -> ddi::NTSTATUS;
             // SAFETY: caller contract: code of this type and convention.
             let f = unsafe { core::mem::transmute::<usize, Win64Callback>(address) };
             // SAFETY: caller contract.
@@ -233,15 +227,15 @@ unsafe fn call_phased_callback(
 /// `DriverProxyExtension` null or a live extension.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn IoGetDriverProxyEndpointWrapper(
-    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
-    FunctionId: sys::DRIVER_PROXY_ENDPOINT_FUNCTION_ID,
-) -> sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION {
+    DriverProxyExtension: ddi::PDRIVER_PROXY_EXTENSION,
+    FunctionId: ddi::DRIVER_PROXY_ENDPOINT_FUNCTION_ID,
+) -> ddi::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION {
     let address = extension::resolve(DriverProxyExtension, "IoGetDriverProxyEndpointWrapper")
         .and_then(|e| e.wrapper(extension::EndpointKey::Id(FunctionId)));
     // SAFETY: a wrapper address is code callable with the endpoint's own signature; the
     // type-erased function type is only a carrier for it.
     address
-        .map(|a| unsafe { core::mem::transmute::<usize, sys::DRIVER_PROXY_ENDPOINT_FUNCTION>(a) })
+        .map(|a| unsafe { core::mem::transmute::<usize, ddi::DRIVER_PROXY_ENDPOINT_FUNCTION>(a) })
 }
 
 /// `NTSTATUS IofGetDriverProxyWrapperFromEndpoint(PDRIVER_PROXY_EXTENSION DriverProxyExtension,
@@ -254,61 +248,50 @@ pub unsafe extern "system" fn IoGetDriverProxyEndpointWrapper(
 /// `Wrapper` null or writable; `DriverProxyExtension` null or a live extension.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn IofGetDriverProxyWrapperFromEndpoint(
-    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
-    Endpoint: sys::PDRIVER_PROXY_ENDPOINT_FUNCTION,
-    Wrapper: *mut sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION,
-) -> sys::NTSTATUS {
+    DriverProxyExtension: ddi::PDRIVER_PROXY_EXTENSION,
+    Endpoint: ddi::PDRIVER_PROXY_ENDPOINT_FUNCTION,
+    Wrapper: *mut ddi::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION,
+) -> ddi::NTSTATUS {
     if Wrapper.is_null() {
-        return sys::STATUS_INVALID_PARAMETER;
+        return ddi::STATUS_INVALID_PARAMETER;
     }
     let extension =
         extension::resolve(DriverProxyExtension, "IofGetDriverProxyWrapperFromEndpoint");
     let (status, found) = match (extension, Endpoint) {
         (Some(extension), Some(endpoint)) => match extension.wrapper_of(endpoint as usize) {
-            Some(address) => (sys::STATUS_SUCCESS, Some(address)),
-            None => (sys::STATUS_NOT_FOUND, None),
+            Some(address) => (ddi::STATUS_SUCCESS, Some(address)),
+            None => (ddi::STATUS_NOT_FOUND, None),
         },
-        _ => (sys::STATUS_INVALID_PARAMETER, None),
+        _ => (ddi::STATUS_INVALID_PARAMETER, None),
     };
     // SAFETY: a wrapper address is code callable with the endpoint's own signature.
     let found = found
-        .map(|a| unsafe { core::mem::transmute::<usize, sys::DRIVER_PROXY_ENDPOINT_FUNCTION>(a) });
+        .map(|a| unsafe { core::mem::transmute::<usize, ddi::DRIVER_PROXY_ENDPOINT_FUNCTION>(a) });
     // SAFETY: caller contract: writable (checked non-null).
     unsafe { Wrapper.write(found) };
     status
 }
 
-/// `NTSTATUS IoDriverProxyCreateHotSwappableWorkerThread(PDRIVER_PROXY_EXTENSION, PHANDLE
-/// ThreadHandle, ULONG DesiredAccess, POBJECT_ATTRIBUTES ObjectAttributes, HANDLE ProcessHandle,
-/// PCLIENT_ID ClientId, PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT WorkerStartContext)`.
-/// See `super::worker` and the module docs of [`super`].
-///
-/// # Safety
-/// As `PsCreateSystemThread`; `WorkerStartContext` null or a readable start context with
-/// `EventCount` events (it is copied); the events and `Context` valid for the thread's life.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn IoDriverProxyCreateHotSwappableWorkerThread(
-    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
-    ThreadHandle: sys::PHANDLE,
-    DesiredAccess: sys::ACCESS_MASK,
-    ObjectAttributes: sys::POBJECT_ATTRIBUTES,
-    ProcessHandle: sys::HANDLE,
-    ClientId: sys::PCLIENT_ID,
-    WorkerStartContext: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
-) -> sys::NTSTATUS {
-    // SAFETY: forwarded caller contract; the routine is a wrapper called as `extern "system"`.
-    unsafe {
-        create_worker_thread(
-            DriverProxyExtension,
-            ThreadHandle,
-            DesiredAccess,
-            ObjectAttributes,
-            ProcessHandle,
-            ClientId,
-            WorkerStartContext,
-            CallConv::System,
-        )
-    }
+super::callback_entry! {
+    /// `NTSTATUS IoDriverProxyCreateHotSwappableWorkerThread(PDRIVER_PROXY_EXTENSION, PHANDLE
+    /// ThreadHandle, ULONG DesiredAccess, POBJECT_ATTRIBUTES ObjectAttributes, HANDLE ProcessHandle,
+    /// PCLIENT_ID ClientId, PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT WorkerStartContext)`.
+    /// See `super::worker` and the module docs of [`super`]. The thread calls the worker
+    /// routine (a wrapper) as `extern "system"` code.
+    ///
+    /// # Safety
+    /// As `PsCreateSystemThread`; `WorkerStartContext` null or a readable start context with
+    /// `EventCount` events (it is copied); the events and `Context` valid for the thread's life.
+    #[unsafe(no_mangle)]
+    extern "system" fn IoDriverProxyCreateHotSwappableWorkerThread(
+        DriverProxyExtension: ddi::PDRIVER_PROXY_EXTENSION,
+        ThreadHandle: ddi::PHANDLE,
+        DesiredAccess: ddi::ULONG,
+        ObjectAttributes: ddi::POBJECT_ATTRIBUTES,
+        ProcessHandle: ddi::HANDLE,
+        ClientId: ddi::PCLIENT_ID,
+        WorkerStartContext: ddi::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+    ) -> ddi::NTSTATUS = create_worker_thread, CallConv::System;
 }
 
 /// `IoDriverProxyCreateHotSwappableWorkerThread` for either convention: the thread calls the
@@ -318,15 +301,15 @@ pub unsafe extern "system" fn IoDriverProxyCreateHotSwappableWorkerThread(
 /// As [`IoDriverProxyCreateHotSwappableWorkerThread`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn create_worker_thread(
-    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
-    ThreadHandle: sys::PHANDLE,
-    DesiredAccess: sys::ACCESS_MASK,
-    ObjectAttributes: sys::POBJECT_ATTRIBUTES,
-    ProcessHandle: sys::HANDLE,
-    ClientId: sys::PCLIENT_ID,
-    WorkerStartContext: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+    DriverProxyExtension: ddi::PDRIVER_PROXY_EXTENSION,
+    ThreadHandle: ddi::PHANDLE,
+    DesiredAccess: ddi::ULONG,
+    ObjectAttributes: ddi::POBJECT_ATTRIBUTES,
+    ProcessHandle: ddi::HANDLE,
+    ClientId: ddi::PCLIENT_ID,
+    WorkerStartContext: ddi::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
     conv: CallConv,
-) -> sys::NTSTATUS {
+) -> ddi::NTSTATUS {
     super::irql::require(
         super::irql::PASSIVE,
         "IoDriverProxyCreateHotSwappableWorkerThread",
@@ -336,7 +319,7 @@ pub(crate) unsafe fn create_worker_thread(
         DriverProxyExtension,
         "IoDriverProxyCreateHotSwappableWorkerThread",
     ) else {
-        return sys::STATUS_INVALID_PARAMETER;
+        return ddi::STATUS_INVALID_PARAMETER;
     };
     // SAFETY: forwarded caller contract.
     unsafe {
@@ -352,13 +335,14 @@ pub(crate) unsafe fn create_worker_thread(
     }
 }
 
-// Every export has exactly the type the library resolves it as.
-const _: sys::PFN_IoGetDriverProxyFeatures = IoGetDriverProxyFeatures;
-const _: sys::PFN_IoCreateDriverProxyExtension = IoCreateDriverProxyExtension;
-const _: sys::PFN_IoGetDriverProxyExtensionFromDriverObject =
+// Every export has exactly the type of its prototype (the library resolves it as its own
+// reading of the same prototype: `host/tests/ddi_readings.rs` compares the two).
+const _: ddi::PFN_IoGetDriverProxyFeatures = IoGetDriverProxyFeatures;
+const _: ddi::PFN_IoCreateDriverProxyExtension = IoCreateDriverProxyExtension;
+const _: ddi::PFN_IoGetDriverProxyExtensionFromDriverObject =
     IoGetDriverProxyExtensionFromDriverObject;
-const _: sys::PFN_IoRegisterDriverProxyEndpoints = IoRegisterDriverProxyEndpoints;
-const _: sys::PFN_IoGetDriverProxyEndpointWrapper = IoGetDriverProxyEndpointWrapper;
-const _: sys::PFN_IofGetDriverProxyWrapperFromEndpoint = IofGetDriverProxyWrapperFromEndpoint;
-const _: sys::PFN_IoDriverProxyCreateHotSwappableWorkerThread =
+const _: ddi::PFN_IoRegisterDriverProxyEndpoints = IoRegisterDriverProxyEndpoints;
+const _: ddi::PFN_IoGetDriverProxyEndpointWrapper = IoGetDriverProxyEndpointWrapper;
+const _: ddi::PFN_IofGetDriverProxyWrapperFromEndpoint = IofGetDriverProxyWrapperFromEndpoint;
+const _: ddi::PFN_IoDriverProxyCreateHotSwappableWorkerThread =
     IoDriverProxyCreateHotSwappableWorkerThread;

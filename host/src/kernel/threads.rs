@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use super::{BugCheck, CallConv, STATUS_INVALID_HANDLE, bugcheck, faults, lock};
 
@@ -130,7 +130,7 @@ impl Drop for Running {
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(0x1000);
 
 /// The thread object behind an open handle.
-pub(crate) fn object(handle: sys::HANDLE) -> Option<Arc<ThreadObject>> {
+pub(crate) fn object(handle: ddi::HANDLE) -> Option<Arc<ThreadObject>> {
     lock(&HANDLES)
         .open
         .get(&(handle as usize))
@@ -162,27 +162,27 @@ impl Drop for EndOnDrop {
 /// `handle_out` null or writable; `attributes` null or a readable `OBJECT_ATTRIBUTES`;
 /// `client_id` null or writable.
 pub(crate) unsafe fn create(
-    handle_out: sys::PHANDLE,
-    attributes: sys::POBJECT_ATTRIBUTES,
-    process: sys::HANDLE,
-    client_id: sys::PCLIENT_ID,
+    handle_out: ddi::PHANDLE,
+    attributes: ddi::POBJECT_ATTRIBUTES,
+    process: ddi::HANDLE,
+    client_id: ddi::PCLIENT_ID,
     body: Box<dyn FnOnce() + Send>,
-) -> sys::NTSTATUS {
+) -> ddi::NTSTATUS {
     if handle_out.is_null() {
-        return sys::STATUS_INVALID_PARAMETER;
+        return ddi::STATUS_INVALID_PARAMETER;
     }
     // SAFETY: caller contract: null or readable.
     let attributes = unsafe { attributes.as_ref() };
     if let Some(attributes) = attributes
-        && attributes.Length as usize != size_of::<sys::OBJECT_ATTRIBUTES>()
+        && attributes.Length as usize != size_of::<ddi::OBJECT_ATTRIBUTES>()
     {
-        return sys::STATUS_INVALID_PARAMETER;
+        return ddi::STATUS_INVALID_PARAMETER;
     }
     if !process.is_null() && process as usize != CURRENT_PROCESS {
         return STATUS_INVALID_HANDLE;
     }
     if faults::take(&faults::THREAD) {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     }
     let object = Arc::new(ThreadObject {
         id: NEXT_THREAD_ID.fetch_add(4, Ordering::Relaxed),
@@ -208,9 +208,9 @@ pub(crate) unsafe fn create(
             body();
         });
     if spawned.is_err() {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     }
-    let kernel = attributes.is_some_and(|a| a.Attributes & sys::OBJ_KERNEL_HANDLE != 0);
+    let kernel = attributes.is_some_and(|a| a.Attributes & ddi::OBJ_KERNEL_HANDLE != 0);
     let handle = {
         let mut table = lock(&HANDLES);
         table.next += 1;
@@ -219,75 +219,66 @@ pub(crate) unsafe fn create(
         value
     };
     // SAFETY: caller contract: writable (checked non-null).
-    unsafe { handle_out.write(handle as sys::HANDLE) };
+    unsafe { handle_out.write(handle as ddi::HANDLE) };
     // SAFETY: caller contract: null or writable.
     if let Some(client_id) = unsafe { client_id.as_mut() } {
-        client_id.UniqueProcess = std::process::id() as usize as sys::HANDLE;
-        client_id.UniqueThread = usize::try_from(object.id).unwrap_or(usize::MAX) as sys::HANDLE;
+        client_id.UniqueProcess = std::process::id() as usize as ddi::HANDLE;
+        client_id.UniqueThread = usize::try_from(object.id).unwrap_or(usize::MAX) as ddi::HANDLE;
     }
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
-/// `NTSTATUS PsCreateSystemThread(PHANDLE ThreadHandle, ULONG DesiredAccess, POBJECT_ATTRIBUTES
-/// ObjectAttributes, HANDLE ProcessHandle, PCLIENT_ID ClientId, PKSTART_ROUTINE StartRoutine,
-/// PVOID StartContext)`: a real thread running `StartRoutine(StartContext)`.
-///
-/// Returns `STATUS_SUCCESS`; `STATUS_INVALID_PARAMETER` for a null `StartRoutine` (which only a
-/// caller of the Microsoft x64 entry point can pass), a null `ThreadHandle` or an
-/// `OBJECT_ATTRIBUTES` whose `Length` is not `0x30`; `STATUS_INVALID_HANDLE` for a
-/// `ProcessHandle` other than NULL or `NtCurrentProcess()` (this host has one process);
-/// `STATUS_INSUFFICIENT_RESOURCES` when the thread cannot be started or a fault of the
-/// calling thread says so. `DesiredAccess` is not checked.
-///
-/// # Safety
-/// As in C: the out-pointers are null or writable; `ObjectAttributes` null or readable;
-/// `StartRoutine` may be called with `StartContext` on another thread.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn PsCreateSystemThread(
-    ThreadHandle: sys::PHANDLE,
-    DesiredAccess: sys::ACCESS_MASK,
-    ObjectAttributes: sys::POBJECT_ATTRIBUTES,
-    ProcessHandle: sys::HANDLE,
-    ClientId: sys::PCLIENT_ID,
-    StartRoutine: sys::PKSTART_ROUTINE,
-    StartContext: sys::PVOID,
-) -> sys::NTSTATUS {
-    // SAFETY: forwarded caller contract; the routine is `extern "system"` code.
-    unsafe {
-        create_system_thread(
-            ThreadHandle,
-            DesiredAccess,
-            ObjectAttributes,
-            ProcessHandle,
-            ClientId,
-            StartRoutine as usize,
-            StartContext,
-            CallConv::System,
-        )
-    }
+super::callback_entry! {
+    /// `NTSTATUS PsCreateSystemThread(PHANDLE ThreadHandle, ULONG DesiredAccess, POBJECT_ATTRIBUTES
+    /// ObjectAttributes, HANDLE ProcessHandle, PCLIENT_ID ClientId, PKSTART_ROUTINE StartRoutine,
+    /// PVOID StartContext)`: a real thread running `StartRoutine(StartContext)` as `extern
+    /// "system"` code.
+    ///
+    /// Returns `STATUS_SUCCESS`; `STATUS_INVALID_PARAMETER` for a null `StartRoutine`, a null
+    /// `ThreadHandle` or an `OBJECT_ATTRIBUTES` whose `Length` is not `0x30`;
+    /// `STATUS_INVALID_HANDLE` for a `ProcessHandle` other than NULL or `NtCurrentProcess()`
+    /// (this host has one process); `STATUS_INSUFFICIENT_RESOURCES` when the thread cannot be
+    /// started or a fault of the calling thread says so. `DesiredAccess` is not checked.
+    ///
+    /// # Safety
+    /// As in C: the out-pointers are null or writable; `ObjectAttributes` null or readable;
+    /// `StartRoutine` may be called with `StartContext` on another thread.
+    #[unsafe(no_mangle)]
+    extern "system" fn PsCreateSystemThread(
+        ThreadHandle: ddi::PHANDLE,
+        DesiredAccess: ddi::ACCESS_MASK,
+        ObjectAttributes: ddi::POBJECT_ATTRIBUTES,
+        ProcessHandle: ddi::HANDLE,
+        ClientId: ddi::PCLIENT_ID,
+        StartRoutine: ddi::PKSTART_ROUTINE,
+        StartContext: ddi::PVOID,
+    ) -> ddi::NTSTATUS = create_system_thread, CallConv::System;
 }
 
-/// `PsCreateSystemThread` for either convention: the thread calls `start_routine` (a
-/// `KSTART_ROUTINE`) with `conv`. A null `start_routine` gives `STATUS_INVALID_PARAMETER`.
+/// `PsCreateSystemThread` for either convention: the thread calls `StartRoutine` (a
+/// `KSTART_ROUTINE` as the entry point's convention types it) with `conv`. A null
+/// `StartRoutine` gives `STATUS_INVALID_PARAMETER`.
 ///
 /// # Safety
-/// As [`PsCreateSystemThread`]; `start_routine` is 0 or a `KSTART_ROUTINE` in convention
-/// `conv`.
+/// As [`PsCreateSystemThread`]; `R` is a nullable function-pointer type, and `StartRoutine`
+/// NULL or a `KSTART_ROUTINE` in convention `conv`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn create_system_thread(
-    ThreadHandle: sys::PHANDLE,
-    DesiredAccess: sys::ACCESS_MASK,
-    ObjectAttributes: sys::POBJECT_ATTRIBUTES,
-    ProcessHandle: sys::HANDLE,
-    ClientId: sys::PCLIENT_ID,
-    start_routine: usize,
-    StartContext: sys::PVOID,
+pub(crate) unsafe fn create_system_thread<R: Copy>(
+    ThreadHandle: ddi::PHANDLE,
+    DesiredAccess: ddi::ACCESS_MASK,
+    ObjectAttributes: ddi::POBJECT_ATTRIBUTES,
+    ProcessHandle: ddi::HANDLE,
+    ClientId: ddi::PCLIENT_ID,
+    StartRoutine: R,
+    StartContext: ddi::PVOID,
     conv: CallConv,
-) -> sys::NTSTATUS {
+) -> ddi::NTSTATUS {
     super::irql::require(super::irql::PASSIVE, "PsCreateSystemThread");
     let _ = DesiredAccess;
+    // SAFETY: caller contract: a nullable function pointer.
+    let start_routine = unsafe { super::code_address(StartRoutine) };
     if start_routine == 0 {
-        return sys::STATUS_INVALID_PARAMETER;
+        return ddi::STATUS_INVALID_PARAMETER;
     }
     let context = super::SendPtr(StartContext);
     let body = Box::new(move || {
@@ -296,7 +287,7 @@ pub(crate) unsafe fn create_system_thread(
             CallConv::System => {
                 // SAFETY: caller contract: a KSTART_ROUTINE in this convention.
                 let f =
-                    unsafe { core::mem::transmute::<usize, sys::PKSTART_ROUTINE>(start_routine) };
+                    unsafe { core::mem::transmute::<usize, ddi::KSTART_ROUTINE>(start_routine) };
                 // SAFETY: the driver's start routine with the context it gave (C contract).
                 unsafe { f(context.0) };
             }
@@ -304,7 +295,7 @@ pub(crate) unsafe fn create_system_thread(
             CallConv::Win64 => {
                 // SAFETY: caller contract: a KSTART_ROUTINE in this convention.
                 let f = unsafe {
-                    core::mem::transmute::<usize, unsafe extern "win64" fn(sys::PVOID)>(
+                    core::mem::transmute::<usize, unsafe extern "win64" fn(ddi::PVOID)>(
                         start_routine,
                     )
                 };
@@ -333,7 +324,7 @@ pub(crate) unsafe fn create_system_thread(
 /// # Safety
 /// None beyond the C contract.
 #[unsafe(no_mangle)]
-pub unsafe extern "system" fn ZwClose(Handle: sys::HANDLE) -> sys::NTSTATUS {
+pub unsafe extern "system" fn ZwClose(Handle: ddi::HANDLE) -> ddi::NTSTATUS {
     super::irql::require(super::irql::PASSIVE, "ZwClose");
     if lock(&HANDLES).open.remove(&(Handle as usize)).is_none() {
         bugcheck(
@@ -342,7 +333,7 @@ pub unsafe extern "system" fn ZwClose(Handle: sys::HANDLE) -> sys::NTSTATUS {
             format_args!("{Handle:p} is not an open handle (closed twice, or never opened)"),
         );
     }
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// `NTSTATUS ZwWaitForSingleObject(HANDLE Handle, BOOLEAN Alertable, PLARGE_INTEGER Timeout)`
@@ -359,10 +350,10 @@ pub unsafe extern "system" fn ZwClose(Handle: sys::HANDLE) -> sys::NTSTATUS {
 /// `Timeout` null or readable.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ZwWaitForSingleObject(
-    Handle: sys::HANDLE,
-    Alertable: sys::BOOLEAN,
-    Timeout: *mut sys::LARGE_INTEGER,
-) -> sys::NTSTATUS {
+    Handle: ddi::HANDLE,
+    Alertable: ddi::BOOLEAN,
+    Timeout: *mut ddi::LARGE_INTEGER,
+) -> ddi::NTSTATUS {
     super::irql::require(super::irql::PASSIVE, "ZwWaitForSingleObject");
     let _ = Alertable;
     let start = Instant::now();
@@ -370,11 +361,16 @@ pub unsafe extern "system" fn ZwWaitForSingleObject(
         return STATUS_INVALID_HANDLE;
     };
     // SAFETY: caller contract: null or readable.
-    let deadline = unsafe { Timeout.as_ref() }.map(|t| super::events::deadline(t.QuadPart, start));
+    let deadline = unsafe { Timeout.as_ref() }.map(|t| super::events::deadline(t.quad(), start));
     // No timeout, or one too far to represent: wait forever.
     if thread.wait_until(deadline.flatten()) {
-        sys::STATUS_WAIT_0
+        ddi::STATUS_WAIT_0
     } else {
-        sys::STATUS_TIMEOUT
+        ddi::STATUS_TIMEOUT
     }
 }
+
+// Every export has exactly the type of its prototype ([`crate::ddi`]).
+const _: ddi::PFN_PsCreateSystemThread = PsCreateSystemThread;
+const _: ddi::PFN_ZwClose = ZwClose;
+const _: ddi::PFN_ZwWaitForSingleObject = ZwWaitForSingleObject;

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use super::extension::{self, Extension};
 use super::{CallConv, SendPtr, events};
@@ -41,28 +41,28 @@ impl Drop for Alive {
 /// events null or readable.
 unsafe fn copy_start(
     extension: &Extension,
-    start: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+    start: ddi::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
     conv: CallConv,
-) -> Result<Start, sys::NTSTATUS> {
+) -> Result<Start, ddi::NTSTATUS> {
     // SAFETY: caller contract: null or readable.
-    let header = unsafe { start.as_ref() }.ok_or(sys::STATUS_INVALID_PARAMETER)?;
-    let routine = header.WorkerRoutine.ok_or(sys::STATUS_INVALID_PARAMETER)?;
+    let header = unsafe { start.as_ref() }.ok_or(ddi::STATUS_INVALID_PARAMETER)?;
+    let routine = header.WorkerRoutine.ok_or(ddi::STATUS_INVALID_PARAMETER)?;
     let count = header.EventCount;
-    if count == 0 || count > sys::MAXIMUM_WAIT_OBJECTS {
-        return Err(sys::STATUS_INVALID_PARAMETER);
+    if count == 0 || count > ddi::MAXIMUM_WAIT_OBJECTS {
+        return Err(ddi::STATUS_INVALID_PARAMETER);
     }
     let wait_all = match header.WaitType {
-        sys::WaitAll => true,
-        sys::WaitAny => false,
-        _ => return Err(sys::STATUS_INVALID_PARAMETER),
+        ddi::WaitAll => true,
+        ddi::WaitAny => false,
+        _ => return Err(ddi::STATUS_INVALID_PARAMETER),
     };
-    if header.WaitMode != sys::KernelMode && header.WaitMode != sys::UserMode {
-        return Err(sys::STATUS_INVALID_PARAMETER);
+    if header.WaitMode != ddi::KernelMode && header.WaitMode != ddi::UserMode {
+        return Err(ddi::STATUS_INVALID_PARAMETER);
     }
     // SAFETY: caller contract: `EventCount` pointers follow the header, at `Events`.
     let events: Vec<usize> = unsafe {
         std::slice::from_raw_parts(
-            (&raw const (*start).Events).cast::<sys::PKEVENT>(),
+            (&raw const (*start).Events).cast::<ddi::PKEVENT>(),
             count as usize,
         )
     }
@@ -71,19 +71,19 @@ unsafe fn copy_start(
     .collect();
     if !events.iter().all(|&e| {
         // SAFETY: caller contract: each event null or readable.
-        unsafe { events::is_initialized(e as sys::PKEVENT) }
+        unsafe { events::is_initialized(e as ddi::PKEVENT) }
     }) {
-        return Err(sys::STATUS_INVALID_PARAMETER);
+        return Err(ddi::STATUS_INVALID_PARAMETER);
     }
     if !extension.is_worker_routine(routine as usize) {
-        return Err(sys::STATUS_INVALID_PARAMETER);
+        return Err(ddi::STATUS_INVALID_PARAMETER);
     }
     Ok(Start {
         routine: routine as usize,
         conv,
         context: SendPtr(header.Context),
         wait_all,
-        timeout: (header.HasTimeout != 0).then_some(header.Timeout.QuadPart),
+        timeout: (header.HasTimeout != 0).then_some(header.Timeout.quad()),
         events,
     })
 }
@@ -104,7 +104,7 @@ fn run(start: &Start) {
         // SAFETY: `routine` is a wrapper of this extension's worker routine (checked at
         // creation), called with the documented signature, the convention the driver handed
         // it over with, and the driver's context.
-        if unsafe { call_worker(start.routine, start.conv, start.context.0, status) } == sys::FALSE
+        if unsafe { call_worker(start.routine, start.conv, start.context.0, status) } == ddi::FALSE
         {
             return;
         }
@@ -119,21 +119,21 @@ fn run(start: &Start) {
 unsafe fn call_worker(
     address: usize,
     conv: CallConv,
-    context: sys::PVOID,
-    status: sys::NTSTATUS,
-) -> sys::BOOLEAN {
+    context: ddi::PVOID,
+    status: ddi::NTSTATUS,
+) -> ddi::BOOLEAN {
     match conv {
         CallConv::System => {
             // SAFETY: caller contract.
             let f = unsafe {
-                core::mem::transmute::<usize, sys::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE>(address)
+                core::mem::transmute::<usize, ddi::DRIVER_PROXY_HOTSWAP_WORKER_ROUTINE>(address)
             };
             // SAFETY: caller contract.
             unsafe { f(context, status) }
         }
         #[cfg(target_arch = "x86_64")]
         CallConv::Win64 => {
-            type Win64Worker = unsafe extern "win64" fn(sys::PVOID, sys::NTSTATUS) -> sys::BOOLEAN;
+            type Win64Worker = unsafe extern "win64" fn(ddi::PVOID, ddi::NTSTATUS) -> ddi::BOOLEAN;
             // SAFETY: caller contract.
             let f = unsafe { core::mem::transmute::<usize, Win64Worker>(address) };
             // SAFETY: caller contract.
@@ -155,18 +155,18 @@ unsafe fn call_worker(
 /// See the export.
 pub(crate) unsafe fn create(
     extension: &Arc<Extension>,
-    handle_out: sys::PHANDLE,
-    attributes: sys::POBJECT_ATTRIBUTES,
-    process: sys::HANDLE,
-    client_id: sys::PCLIENT_ID,
-    start: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+    handle_out: ddi::PHANDLE,
+    attributes: ddi::POBJECT_ATTRIBUTES,
+    process: ddi::HANDLE,
+    client_id: ddi::PCLIENT_ID,
+    start: ddi::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
     conv: CallConv,
-) -> sys::NTSTATUS {
+) -> ddi::NTSTATUS {
     if !extension::system_available() {
-        return sys::STATUS_NOT_SUPPORTED;
+        return ddi::STATUS_NOT_SUPPORTED;
     }
     if handle_out.is_null() {
-        return sys::STATUS_INVALID_PARAMETER;
+        return ddi::STATUS_INVALID_PARAMETER;
     }
     // SAFETY: forwarded caller contract.
     let start = match unsafe { copy_start(extension, start, conv) } {
@@ -174,7 +174,7 @@ pub(crate) unsafe fn create(
         Err(status) => return status,
     };
     if !extension::charge(extension.driver(), 1) {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     }
     extension.workers().fetch_add(1, Ordering::SeqCst);
     let alive = Alive(extension.clone());

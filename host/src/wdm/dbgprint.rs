@@ -40,7 +40,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use crate::kernel::lock;
 
@@ -147,7 +147,7 @@ pub unsafe extern "win64" fn DbgPrint() {
 /// # Safety
 /// `format` null or NUL-terminated; `args` the caller's argument slots, as many readable as
 /// the conversions of `format` take.
-unsafe extern "win64" fn dbg_print_varargs(format: *const u8, args: *const u64) -> sys::ULONG {
+unsafe extern "win64" fn dbg_print_varargs(format: *const u8, args: *const u64) -> ddi::ULONG {
     let mut slots = Slots { next: args };
     // SAFETY: forwarded caller contract.
     let message = unsafe { format_message(format, &mut slots) };
@@ -498,7 +498,7 @@ unsafe fn read_counted_string(pointer: usize, wide: bool) -> Vec<u8> {
         return b"(null)".to_vec();
     }
     // SAFETY: caller contract. ANSI_STRING and UNICODE_STRING have the same layout.
-    let string = unsafe { &*(pointer as *const sys::UNICODE_STRING) };
+    let string = unsafe { &*(pointer as *const ddi::UNICODE_STRING) };
     if string.Buffer.is_null() {
         return b"(null)".to_vec();
     }

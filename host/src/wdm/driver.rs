@@ -6,8 +6,8 @@ use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use crate::ddi::{self, UNICODE_STRING};
 use driver_proxy::NtStatus;
-use driver_proxy::sys::{self, UNICODE_STRING};
 
 use super::io::{self, Request};
 use super::types::{
@@ -275,13 +275,13 @@ impl Driver {
         #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // 0x150
         let size = size_of::<DRIVER_OBJECT>() as i16;
         object.Size = size;
-        object.DriverStart = image_base as sys::PVOID;
+        object.DriverStart = image_base as ddi::PVOID;
         object.DriverSize = image_size;
         object.DriverExtension = &raw mut *extension;
         // SAFETY: `driver_name` outlives the object (both in `Storage`).
         object.DriverName = unsafe { driver_name.as_ptr().read() };
         object.HardwareDatabase = hardware.as_ptr();
-        object.DriverInit = entry as sys::PVOID;
+        object.DriverInit = entry as ddi::PVOID;
         object.MajorFunction =
             [io::invalid_device_request as *const () as usize; IRP_MJ_MAXIMUM_FUNCTION + 1];
         io::add_driver(io::DriverAddress::of(raw), name).map_err(NtStatus)?;
@@ -331,7 +331,7 @@ impl Driver {
     /// As [`Driver::start`].
     unsafe fn call_entry(&self, entry: usize) -> NtStatus {
         if entry == 0 {
-            return NtStatus(sys::STATUS_INVALID_PARAMETER);
+            return NtStatus(ddi::STATUS_INVALID_PARAMETER);
         }
         // SAFETY: caller contract: DRIVER_INITIALIZE code, Microsoft x64.
         let entry = unsafe { core::mem::transmute::<usize, DRIVER_INITIALIZE>(entry) };
@@ -408,7 +408,7 @@ impl Driver {
     /// The DriverProxy model's control of this driver object (features, faults, extension).
     #[must_use]
     pub fn control(&self) -> DriverControl {
-        DriverControl::new(self.as_raw().cast())
+        DriverControl::new(self.as_raw())
     }
 
     /// The device objects of the driver, newest first (`DriverObject->DeviceObject` and the
@@ -539,7 +539,7 @@ impl Driver {
         }
         let (Ok(in_len), Ok(out_len)) = (u32::try_from(input.len()), u32::try_from(output.len()))
         else {
-            return (NtStatus(sys::STATUS_INVALID_PARAMETER), 0);
+            return (NtStatus(ddi::STATUS_INVALID_PARAMETER), 0);
         };
         let parameters = [out_len as usize, in_len as usize, code as usize, 0];
         let method = code & 3;
@@ -637,7 +637,7 @@ impl Driver {
         }
         let length = transfer.len();
         let Ok(length_u32) = u32::try_from(length) else {
-            return (NtStatus(sys::STATUS_INVALID_PARAMETER), 0);
+            return (NtStatus(ddi::STATUS_INVALID_PARAMETER), 0);
         };
         #[allow(clippy::cast_possible_truncation)] // the LARGE_INTEGER's bits
         let parameters = [length_u32 as usize, 0, offset as usize, 0];
@@ -702,7 +702,7 @@ impl Driver {
         parameters: [usize; 4],
         input: &[u8],
         output: &mut [u8],
-        flags: sys::ULONG,
+        flags: ddi::ULONG,
     ) -> (NtStatus, usize) {
         let length = input.len().max(output.len());
         // 16-byte aligned, as pool is.
@@ -921,7 +921,7 @@ impl FileHandle<'_> {
             };
         };
         let driver = self.owner.driver().address();
-        let mut statuses = [sys::STATUS_SUCCESS; 2];
+        let mut statuses = [ddi::STATUS_SUCCESS; 2];
         for (major, status) in [IRP_MJ_CLEANUP, IRP_MJ_CLOSE]
             .into_iter()
             .zip(&mut statuses)

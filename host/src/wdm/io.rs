@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use driver_proxy::sys::{self, NTSTATUS, PVOID, ULONG, UNICODE_STRING};
+use crate::ddi::{self, NTSTATUS, PVOID, ULONG, UNICODE_STRING};
 
 use super::memory;
 use super::status;
@@ -260,7 +260,7 @@ pub unsafe extern "win64" fn IoCreateDevice(
     DeviceName: *mut UNICODE_STRING,
     DeviceType: ULONG,
     DeviceCharacteristics: ULONG,
-    Exclusive: sys::BOOLEAN,
+    Exclusive: ddi::BOOLEAN,
     DeviceObject: *mut *mut DEVICE_OBJECT,
 ) -> NTSTATUS {
     const NAME: &str = "IoCreateDevice";
@@ -290,17 +290,17 @@ pub unsafe extern "win64" fn IoCreateDevice(
     };
     let extension_size = DeviceExtensionSize as usize;
     if extension_size > usize::from(u16::MAX) - size_of::<DEVICE_OBJECT>() {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     }
     if faults::take(&faults::POOL) {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     }
     let extension_space = extension_size.next_multiple_of(16);
     let Ok(layout) = Layout::from_size_align(
         size_of::<DEVICE_OBJECT>() + extension_space + DEVOBJ_EXTENSION_SIZE,
         16,
     ) else {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     };
     let mut io = lock(&IO);
     if let Some((_, key)) = &key
@@ -311,7 +311,7 @@ pub unsafe extern "win64" fn IoCreateDevice(
     // SAFETY: the layout has a nonzero size.
     let block = unsafe { std::alloc::alloc_zeroed(layout) };
     if block.is_null() {
-        return sys::STATUS_INSUFFICIENT_RESOURCES;
+        return ddi::STATUS_INSUFFICIENT_RESOURCES;
     }
     #[allow(clippy::cast_ptr_alignment)] // the layout is 16-byte aligned
     let device = block.cast::<DEVICE_OBJECT>();
@@ -368,7 +368,7 @@ pub unsafe extern "win64" fn IoCreateDevice(
     drop(io);
     // SAFETY: caller contract: writable (checked non-null).
     unsafe { DeviceObject.write(device) };
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// Frees a device's memory.
@@ -455,7 +455,7 @@ pub unsafe extern "win64" fn IoCreateSymbolicLink(
             owner: DriverAddress(context::current()),
         },
     );
-    sys::STATUS_SUCCESS
+    ddi::STATUS_SUCCESS
 }
 
 /// `IoDeleteSymbolicLink` (contract in the docs of [`super`]).
@@ -475,7 +475,7 @@ pub unsafe extern "win64" fn IoDeleteSymbolicLink(
         None => status::OBJECT_NAME_NOT_FOUND,
         Some(Named::Link { .. }) => {
             io.names.remove(&link);
-            sys::STATUS_SUCCESS
+            ddi::STATUS_SUCCESS
         }
         Some(_) => status::OBJECT_TYPE_MISMATCH,
     }
@@ -488,7 +488,7 @@ pub unsafe extern "win64" fn IoDeleteSymbolicLink(
 ///
 /// # Safety
 /// None beyond the C contract: `Irp` is an IRP the caller owns.
-pub unsafe extern "win64" fn IofCompleteRequest(Irp: *mut IRP, PriorityBoost: sys::CCHAR) {
+pub unsafe extern "win64" fn IofCompleteRequest(Irp: *mut IRP, PriorityBoost: ddi::CCHAR) {
     const NAME: &str = "IofCompleteRequest";
     crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "IofCompleteRequest");
     let _ = PriorityBoost;
@@ -505,7 +505,7 @@ pub unsafe extern "win64" fn IofCompleteRequest(Irp: *mut IRP, PriorityBoost: sy
     // SAFETY: a live IRP of the I/O manager (in the table): its memory is valid until the I/O
     // manager removes it, which it does only after completion.
     let io_status = unsafe { (*Irp).IoStatus };
-    if io_status.Status == sys::STATUS_PENDING {
+    if io_status.Status == ddi::STATUS_PENDING {
         bugcheck(
             BugCheck::IoManagerViolation,
             NAME,
@@ -634,11 +634,11 @@ pub unsafe extern "win64" fn invalid_device_request(
     let _ = DeviceObject;
     // SAFETY: caller contract.
     unsafe {
-        (*Irp).IoStatus.Status = sys::STATUS_INVALID_DEVICE_REQUEST;
+        (*Irp).IoStatus.Status = ddi::STATUS_INVALID_DEVICE_REQUEST;
         (*Irp).IoStatus.Information = 0;
         IofCompleteRequest(Irp, 0);
     }
-    sys::STATUS_INVALID_DEVICE_REQUEST
+    ddi::STATUS_INVALID_DEVICE_REQUEST
 }
 
 /// The parameters of one request.
@@ -806,7 +806,7 @@ pub(crate) unsafe fn send(
         crate::kernel::irql::check_returned(level, what, &driver_name);
         returned
     };
-    let completion = if returned == sys::STATUS_PENDING {
+    let completion = if returned == ddi::STATUS_PENDING {
         // SAFETY: the IRP's memory is ours until removed below.
         let marked = unsafe { (*stack).Control } & SL_PENDING_RETURNED != 0;
         if !marked {

@@ -19,7 +19,7 @@ use std::alloc::Layout;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
-use driver_proxy::sys::{self, PVOID, ULONG};
+use crate::ddi::{self, PVOID, ULONG};
 
 use super::types::{
     IRP, MDL, MDL_MAPPED_TO_SYSTEM_VA, MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL,
@@ -206,8 +206,8 @@ pub(crate) fn outstanding_of(driver: usize) -> usize {
 pub unsafe extern "win64" fn IoAllocateMdl(
     VirtualAddress: PVOID,
     Length: ULONG,
-    SecondaryBuffer: sys::BOOLEAN,
-    ChargeQuota: sys::BOOLEAN,
+    SecondaryBuffer: ddi::BOOLEAN,
+    ChargeQuota: ddi::BOOLEAN,
     Irp: *mut IRP,
 ) -> *mut MDL {
     crate::kernel::irql::require(crate::kernel::irql::DISPATCH, "IoAllocateMdl");

@@ -173,10 +173,10 @@ pub use io::{irps_sent, set_pending_timeout};
 pub use ntoskrnl::{win64_routine, win64_routine_names};
 pub use watchdog::set_call_limit;
 
-/// `NTSTATUS` codes of the I/O manager that `driver_proxy::sys` does not name.
+/// `NTSTATUS` codes of the I/O manager that [`crate::ddi`] does not name.
 #[allow(clippy::cast_possible_wrap)]
 pub mod status {
-    use driver_proxy::sys::NTSTATUS;
+    use crate::ddi::NTSTATUS;
 
     /// `STATUS_NO_SUCH_DEVICE`.
     pub const NO_SUCH_DEVICE: NTSTATUS = 0xC000_000E_u32 as NTSTATUS;

@@ -16,7 +16,7 @@
 
 use std::ffi::c_void;
 
-use driver_proxy::sys;
+use crate::ddi;
 
 use super::dbgprint;
 use super::io;
@@ -24,7 +24,7 @@ use super::memory;
 use super::spinlock;
 use super::workitem;
 use crate::kernel::{
-    BugCheck, CallConv, bugcheck, driver_extensions, events, pool, proxy, threads,
+    BugCheck, CallConv, bugcheck, callback_entry, driver_extensions, events, pool, proxy, threads,
 };
 
 /// Defines a Microsoft x64 entry point that forwards to the `SysV` export of the same name.
@@ -44,165 +44,141 @@ macro_rules! forward {
 }
 
 forward!(proxy::IoGetDriverProxyFeatures(
-    DriverObject: sys::PDRIVER_OBJECT,
-    Flags: *mut sys::DRIVER_PROXY_FEATURE_FLAGS,
+    DriverObject: ddi::PDRIVER_OBJECT,
+    Flags: ddi::PDRIVER_PROXY_FEATURE_FLAGS,
 ));
 forward!(proxy::IoCreateDriverProxyExtension(
-    OwningDriverObject: sys::PDRIVER_OBJECT,
-    Flags: sys::DRIVER_PROXY_EXTENSION_CREATION_FLAGS,
-    DriverProxyExtension: *mut sys::PDRIVER_PROXY_EXTENSION,
-) -> sys::NTSTATUS);
+    OwningDriverObject: ddi::PDRIVER_OBJECT,
+    Flags: ddi::DRIVER_PROXY_EXTENSION_CREATION_FLAGS,
+    DriverProxyExtension: *mut ddi::PDRIVER_PROXY_EXTENSION,
+) -> ddi::NTSTATUS);
 forward!(proxy::IoGetDriverProxyExtensionFromDriverObject(
-    DriverObject: sys::PDRIVER_OBJECT,
-) -> sys::PDRIVER_PROXY_EXTENSION);
+    DriverObject: ddi::PDRIVER_OBJECT,
+) -> ddi::PDRIVER_PROXY_EXTENSION);
 forward!(proxy::IoGetDriverProxyEndpointWrapper(
-    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
-    FunctionId: sys::DRIVER_PROXY_ENDPOINT_FUNCTION_ID,
-) -> sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION);
+    DriverProxyExtension: ddi::PDRIVER_PROXY_EXTENSION,
+    FunctionId: ddi::DRIVER_PROXY_ENDPOINT_FUNCTION_ID,
+) -> ddi::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION);
 forward!(proxy::IofGetDriverProxyWrapperFromEndpoint(
-    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
-    Endpoint: sys::PDRIVER_PROXY_ENDPOINT_FUNCTION,
-    Wrapper: *mut sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION,
-) -> sys::NTSTATUS);
+    DriverProxyExtension: ddi::PDRIVER_PROXY_EXTENSION,
+    Endpoint: ddi::PDRIVER_PROXY_ENDPOINT_FUNCTION,
+    Wrapper: *mut ddi::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION,
+) -> ddi::NTSTATUS);
 forward!(events::KeInitializeEvent(
-    Event: sys::PKEVENT,
-    Type: sys::EVENT_TYPE,
-    State: sys::BOOLEAN,
+    Event: ddi::PKEVENT,
+    Type: ddi::EVENT_TYPE,
+    State: ddi::BOOLEAN,
 ));
 forward!(events::KeSetEvent(
-    Event: sys::PKEVENT,
-    Increment: sys::KPRIORITY,
-    Wait: sys::BOOLEAN,
-) -> sys::LONG);
-forward!(events::KeClearEvent(Event: sys::PKEVENT));
-forward!(events::KeResetEvent(Event: sys::PKEVENT) -> sys::LONG);
-forward!(events::KeReadStateEvent(Event: sys::PKEVENT) -> sys::LONG);
+    Event: ddi::PKEVENT,
+    Increment: ddi::KPRIORITY,
+    Wait: ddi::BOOLEAN,
+) -> ddi::LONG);
+forward!(events::KeClearEvent(Event: ddi::PKEVENT));
+forward!(events::KeResetEvent(Event: ddi::PKEVENT) -> ddi::LONG);
+forward!(events::KeReadStateEvent(Event: ddi::PKEVENT) -> ddi::LONG);
 forward!(events::KeWaitForMultipleObjects(
-    Count: sys::ULONG,
-    Object: *mut sys::PVOID,
-    WaitType: sys::WAIT_TYPE,
-    WaitReason: sys::KWAIT_REASON,
-    WaitMode: sys::KPROCESSOR_MODE,
-    Alertable: sys::BOOLEAN,
-    Timeout: *mut sys::LARGE_INTEGER,
-    WaitBlockArray: *mut c_void,
-) -> sys::NTSTATUS);
-forward!(threads::ZwClose(Handle: sys::HANDLE) -> sys::NTSTATUS);
+    Count: ddi::ULONG,
+    Object: *mut ddi::PVOID,
+    WaitType: ddi::WAIT_TYPE,
+    WaitReason: ddi::KWAIT_REASON,
+    WaitMode: ddi::KPROCESSOR_MODE,
+    Alertable: ddi::BOOLEAN,
+    Timeout: *mut ddi::LARGE_INTEGER,
+    WaitBlockArray: ddi::PKWAIT_BLOCK,
+) -> ddi::NTSTATUS);
+forward!(threads::ZwClose(Handle: ddi::HANDLE) -> ddi::NTSTATUS);
 forward!(threads::ZwWaitForSingleObject(
-    Handle: sys::HANDLE,
-    Alertable: sys::BOOLEAN,
-    Timeout: *mut sys::LARGE_INTEGER,
-) -> sys::NTSTATUS);
+    Handle: ddi::HANDLE,
+    Alertable: ddi::BOOLEAN,
+    Timeout: *mut ddi::LARGE_INTEGER,
+) -> ddi::NTSTATUS);
 forward!(pool::ExAllocatePool2(
-    Flags: sys::POOL_FLAGS,
+    Flags: ddi::POOL_FLAGS,
     NumberOfBytes: usize,
-    Tag: sys::ULONG,
-) -> sys::PVOID);
+    Tag: ddi::ULONG,
+) -> ddi::PVOID);
 forward!(pool::ExAllocatePoolWithTag(
-    PoolType: sys::POOL_TYPE,
+    PoolType: ddi::POOL_TYPE,
     NumberOfBytes: usize,
-    Tag: sys::ULONG,
-) -> sys::PVOID);
-forward!(pool::ExFreePoolWithTag(P: sys::PVOID, Tag: sys::ULONG));
+    Tag: ddi::ULONG,
+) -> ddi::PVOID);
+forward!(pool::ExFreePoolWithTag(P: ddi::PVOID, Tag: ddi::ULONG));
 forward!(driver_extensions::IoAllocateDriverObjectExtension(
-    DriverObject: sys::PDRIVER_OBJECT,
-    ClientIdentificationAddress: sys::PVOID,
-    DriverObjectExtensionSize: sys::ULONG,
-    DriverObjectExtension: *mut sys::PVOID,
-) -> sys::NTSTATUS);
+    DriverObject: ddi::PDRIVER_OBJECT,
+    ClientIdentificationAddress: ddi::PVOID,
+    DriverObjectExtensionSize: ddi::ULONG,
+    DriverObjectExtension: *mut ddi::PVOID,
+) -> ddi::NTSTATUS);
 forward!(driver_extensions::IoGetDriverObjectExtension(
-    DriverObject: sys::PDRIVER_OBJECT,
-    ClientIdentificationAddress: sys::PVOID,
-) -> sys::PVOID);
+    DriverObject: ddi::PDRIVER_OBJECT,
+    ClientIdentificationAddress: ddi::PVOID,
+) -> ddi::PVOID);
 
-/// `IoRegisterDriverProxyEndpoints` for Microsoft x64 callers: as
-/// [`crate::kernel::proxy::IoRegisterDriverProxyEndpoints`], and the phased callback is
-/// called with the Microsoft x64 convention.
-///
-/// # Safety
-/// As [`crate::kernel::proxy::IoRegisterDriverProxyEndpoints`]; the callback is
-/// Microsoft x64 code.
-pub unsafe extern "win64" fn IoRegisterDriverProxyEndpoints(
-    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
-    EndpointInfo: sys::PDRIVER_PROXY_ENDPOINT_INFORMATION,
-    Count: sys::ULONG,
-    PhasedCallback: usize,
-    Context: sys::PVOID,
-) -> sys::NTSTATUS {
-    // SAFETY: forwarded caller contract.
-    unsafe {
-        proxy::register_endpoints(
-            DriverProxyExtension,
-            EndpointInfo,
-            Count,
-            (PhasedCallback != 0).then_some(PhasedCallback),
-            Context,
-            CallConv::Win64,
-        )
-    }
+/// `DRIVER_PROXY_REGISTER_CALLBACK` as code of a `.sys` image.
+pub type Win64RegisterCallback = Option<
+    unsafe extern "win64" fn(
+        Phase: ddi::DRIVER_PROXY_REGISTER_CALLBACK_PHASE,
+        Context: ddi::PVOID,
+    ) -> ddi::NTSTATUS,
+>;
+/// `KSTART_ROUTINE` as code of a `.sys` image.
+pub type Win64StartRoutine = Option<unsafe extern "win64" fn(StartContext: ddi::PVOID)>;
+
+callback_entry! {
+    /// `IoRegisterDriverProxyEndpoints` for Microsoft x64 callers: as
+    /// [`crate::kernel::proxy::IoRegisterDriverProxyEndpoints`], and the phased callback is
+    /// called with the Microsoft x64 convention.
+    ///
+    /// # Safety
+    /// As [`crate::kernel::proxy::IoRegisterDriverProxyEndpoints`]; the callback is
+    /// Microsoft x64 code.
+    extern "win64" fn IoRegisterDriverProxyEndpoints(
+        DriverProxyExtension: ddi::PDRIVER_PROXY_EXTENSION,
+        EndpointInfo: ddi::PDRIVER_PROXY_ENDPOINT_INFORMATION,
+        Count: ddi::ULONG,
+        PhasedCallback: Win64RegisterCallback,
+        Context: ddi::PVOID,
+    ) -> ddi::NTSTATUS = proxy::register_endpoints, CallConv::Win64;
 }
 
-/// `IoDriverProxyCreateHotSwappableWorkerThread` for Microsoft x64 callers: as
-/// [`crate::kernel::proxy::IoDriverProxyCreateHotSwappableWorkerThread`], and the thread
-/// calls the worker routine's wrapper with the Microsoft x64 convention (the wrapper forwards
-/// it untouched to the current implementation).
-///
-/// # Safety
-/// As [`crate::kernel::proxy::IoDriverProxyCreateHotSwappableWorkerThread`]; the routine is
-/// Microsoft x64 code.
-pub unsafe extern "win64" fn IoDriverProxyCreateHotSwappableWorkerThread(
-    DriverProxyExtension: sys::PDRIVER_PROXY_EXTENSION,
-    ThreadHandle: sys::PHANDLE,
-    DesiredAccess: sys::ACCESS_MASK,
-    ObjectAttributes: sys::POBJECT_ATTRIBUTES,
-    ProcessHandle: sys::HANDLE,
-    ClientId: sys::PCLIENT_ID,
-    WorkerStartContext: sys::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
-) -> sys::NTSTATUS {
-    // SAFETY: forwarded caller contract.
-    unsafe {
-        proxy::create_worker_thread(
-            DriverProxyExtension,
-            ThreadHandle,
-            DesiredAccess,
-            ObjectAttributes,
-            ProcessHandle,
-            ClientId,
-            WorkerStartContext,
-            CallConv::Win64,
-        )
-    }
+callback_entry! {
+    /// `IoDriverProxyCreateHotSwappableWorkerThread` for Microsoft x64 callers: as
+    /// [`crate::kernel::proxy::IoDriverProxyCreateHotSwappableWorkerThread`], and the thread
+    /// calls the worker routine's wrapper with the Microsoft x64 convention (the wrapper
+    /// forwards it untouched to the current implementation).
+    ///
+    /// # Safety
+    /// As [`crate::kernel::proxy::IoDriverProxyCreateHotSwappableWorkerThread`]; the routine is
+    /// Microsoft x64 code.
+    extern "win64" fn IoDriverProxyCreateHotSwappableWorkerThread(
+        DriverProxyExtension: ddi::PDRIVER_PROXY_EXTENSION,
+        ThreadHandle: ddi::PHANDLE,
+        DesiredAccess: ddi::ULONG,
+        ObjectAttributes: ddi::POBJECT_ATTRIBUTES,
+        ProcessHandle: ddi::HANDLE,
+        ClientId: ddi::PCLIENT_ID,
+        WorkerStartContext: ddi::PDRIVER_PROXY_HOTSWAP_WORKER_ROUTINE_START_CONTEXT,
+    ) -> ddi::NTSTATUS = proxy::create_worker_thread, CallConv::Win64;
 }
 
-/// `PsCreateSystemThread` for Microsoft x64 callers: as
-/// [`crate::kernel::threads::PsCreateSystemThread`], and the start routine is called with the
-/// Microsoft x64 convention.
-///
-/// # Safety
-/// As [`crate::kernel::threads::PsCreateSystemThread`]; `StartRoutine` is 0 (refused with
-/// `STATUS_INVALID_PARAMETER`) or Microsoft x64 code.
-pub unsafe extern "win64" fn PsCreateSystemThread(
-    ThreadHandle: sys::PHANDLE,
-    DesiredAccess: sys::ACCESS_MASK,
-    ObjectAttributes: sys::POBJECT_ATTRIBUTES,
-    ProcessHandle: sys::HANDLE,
-    ClientId: sys::PCLIENT_ID,
-    StartRoutine: usize,
-    StartContext: sys::PVOID,
-) -> sys::NTSTATUS {
-    // SAFETY: forwarded caller contract.
-    unsafe {
-        threads::create_system_thread(
-            ThreadHandle,
-            DesiredAccess,
-            ObjectAttributes,
-            ProcessHandle,
-            ClientId,
-            StartRoutine,
-            StartContext,
-            CallConv::Win64,
-        )
-    }
+callback_entry! {
+    /// `PsCreateSystemThread` for Microsoft x64 callers: as
+    /// [`crate::kernel::threads::PsCreateSystemThread`], and the start routine is called with
+    /// the Microsoft x64 convention.
+    ///
+    /// # Safety
+    /// As [`crate::kernel::threads::PsCreateSystemThread`]; `StartRoutine` is NULL (refused
+    /// with `STATUS_INVALID_PARAMETER`) or Microsoft x64 code.
+    extern "win64" fn PsCreateSystemThread(
+        ThreadHandle: ddi::PHANDLE,
+        DesiredAccess: ddi::ACCESS_MASK,
+        ObjectAttributes: ddi::POBJECT_ATTRIBUTES,
+        ProcessHandle: ddi::HANDLE,
+        ClientId: ddi::PCLIENT_ID,
+        StartRoutine: Win64StartRoutine,
+        StartContext: ddi::PVOID,
+    ) -> ddi::NTSTATUS = threads::create_system_thread, CallConv::Win64;
 }
 
 /// `KeBugCheckEx` for Microsoft x64 callers: stops "the machine" (the process) with the
@@ -211,7 +187,7 @@ pub unsafe extern "win64" fn PsCreateSystemThread(
 /// # Safety
 /// None.
 pub unsafe extern "win64" fn KeBugCheckEx(
-    BugCheckCode: sys::ULONG,
+    BugCheckCode: ddi::ULONG,
     P1: usize,
     P2: usize,
     P3: usize,
@@ -232,7 +208,7 @@ pub unsafe extern "win64" fn KeBugCheckEx(
 /// # Safety
 /// `SystemRoutineName` null or a valid `UNICODE_STRING`.
 pub unsafe extern "win64" fn MmGetSystemRoutineAddress(
-    SystemRoutineName: sys::PUNICODE_STRING,
+    SystemRoutineName: ddi::PUNICODE_STRING,
 ) -> *mut c_void {
     crate::kernel::irql::require(crate::kernel::irql::PASSIVE, "MmGetSystemRoutineAddress");
     // SAFETY: caller contract.

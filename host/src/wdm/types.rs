@@ -19,7 +19,7 @@
 
 use core::mem::{offset_of, size_of};
 
-use driver_proxy::sys::{self, NTSTATUS, PVOID, ULONG, UNICODE_STRING};
+use crate::ddi::{self, NTSTATUS, PVOID, ULONG, UNICODE_STRING};
 
 /// `IO_TYPE_DEVICE`.
 pub const IO_TYPE_DEVICE: i16 = 3;
@@ -427,7 +427,7 @@ const _: () = {
     assert!(offset_of!(DRIVER_OBJECT, DriverInit) == 0x58);
     assert!(offset_of!(DRIVER_OBJECT, DriverUnload) == 0x68);
     assert!(offset_of!(DRIVER_OBJECT, MajorFunction) == 0x70);
-    assert!(size_of::<DRIVER_OBJECT>() >= size_of::<sys::DRIVER_OBJECT>());
+    assert!(size_of::<DRIVER_OBJECT>() >= size_of::<ddi::DRIVER_OBJECT>());
 
     assert!(offset_of!(DRIVER_EXTENSION, ServiceKeyName) == 0x18);
 

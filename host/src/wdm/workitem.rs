@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use driver_proxy::sys::PVOID;
+use crate::ddi::PVOID;
 
 use super::io::{self, DeviceAddress, DriverAddress};
 use super::types::DEVICE_OBJECT;

@@ -1,6 +1,6 @@
 //! Shared helpers of the `wdm_*` tests: the model kernel's Microsoft x64 entry points as
 //! typed function pointers (found the way a loader finds them), a register-canary harness,
-//! child processes for bugchecks, and counted strings.
+//! and counted strings. Child processes: `common`.
 
 #![allow(
     dead_code,
@@ -12,10 +12,9 @@
     clippy::unnecessary_box_returns
 )]
 
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use driver_proxy::sys;
+use driver_proxy_host::ddi;
 use driver_proxy_host::wdm::types::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
 use driver_proxy_host::wdm::win64_routine;
 
@@ -24,26 +23,26 @@ pub struct Nt {
     pub IoCreateDevice: unsafe extern "win64" fn(
         *mut DRIVER_OBJECT,
         u32,
-        *mut sys::UNICODE_STRING,
+        *mut ddi::UNICODE_STRING,
         u32,
         u32,
         u8,
         *mut *mut DEVICE_OBJECT,
-    ) -> sys::NTSTATUS,
+    ) -> ddi::NTSTATUS,
     pub IoDeleteDevice: unsafe extern "win64" fn(*mut DEVICE_OBJECT),
     pub IoCreateSymbolicLink: unsafe extern "win64" fn(
-        *mut sys::UNICODE_STRING,
-        *mut sys::UNICODE_STRING,
-    ) -> sys::NTSTATUS,
-    pub IoDeleteSymbolicLink: unsafe extern "win64" fn(*mut sys::UNICODE_STRING) -> sys::NTSTATUS,
+        *mut ddi::UNICODE_STRING,
+        *mut ddi::UNICODE_STRING,
+    ) -> ddi::NTSTATUS,
+    pub IoDeleteSymbolicLink: unsafe extern "win64" fn(*mut ddi::UNICODE_STRING) -> ddi::NTSTATUS,
     pub IofCompleteRequest: unsafe extern "win64" fn(*mut IRP, i8),
     pub MmGetSystemRoutineAddress:
-        unsafe extern "win64" fn(*mut sys::UNICODE_STRING) -> *mut core::ffi::c_void,
-    pub ZwClose: unsafe extern "win64" fn(sys::HANDLE) -> sys::NTSTATUS,
+        unsafe extern "win64" fn(*mut ddi::UNICODE_STRING) -> *mut core::ffi::c_void,
+    pub ZwClose: unsafe extern "win64" fn(ddi::HANDLE) -> ddi::NTSTATUS,
     pub ZwWaitForSingleObject:
-        unsafe extern "win64" fn(sys::HANDLE, u8, *mut sys::LARGE_INTEGER) -> sys::NTSTATUS,
-    pub ExAllocatePool2: unsafe extern "win64" fn(u64, usize, u32) -> sys::PVOID,
-    pub ExFreePoolWithTag: unsafe extern "win64" fn(sys::PVOID, u32),
+        unsafe extern "win64" fn(ddi::HANDLE, u8, *mut ddi::LARGE_INTEGER) -> ddi::NTSTATUS,
+    pub ExAllocatePool2: unsafe extern "win64" fn(u64, usize, u32) -> ddi::PVOID,
+    pub ExFreePoolWithTag: unsafe extern "win64" fn(ddi::PVOID, u32),
     /// `DbgPrint` called with a format and seven 8-byte arguments (Microsoft x64 passes
     /// variadic integer arguments exactly like fixed ones).
     pub DbgPrint: unsafe extern "win64" fn(*const u8, u64, u64, u64, u64, u64, u64, u64) -> u32,
@@ -90,7 +89,7 @@ pub unsafe fn resolve<F: Copy>(name: &str) -> F {
 
 /// A counted UTF-16 string with its buffer.
 pub struct UString {
-    string: sys::UNICODE_STRING,
+    string: ddi::UNICODE_STRING,
     _units: Box<[u16]>,
 }
 
@@ -99,7 +98,7 @@ impl UString {
         let mut units: Box<[u16]> = text.encode_utf16().collect();
         let bytes = u16::try_from(units.len() * 2).unwrap();
         Box::new(Self {
-            string: sys::UNICODE_STRING {
+            string: ddi::UNICODE_STRING {
                 Length: bytes,
                 MaximumLength: bytes,
                 Buffer: units.as_mut_ptr(),
@@ -108,33 +107,9 @@ impl UString {
         })
     }
 
-    pub fn as_ptr(&mut self) -> *mut sys::UNICODE_STRING {
+    pub fn as_ptr(&mut self) -> *mut ddi::UNICODE_STRING {
         &raw mut self.string
     }
-}
-
-/// Runs test `entry` of this binary in a child process with `WDM_CHILD=<scenario>`.
-pub fn run_child(entry: &str, scenario: &str) -> Output {
-    Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", entry, "--nocapture", "--test-threads=1"])
-        .env("WDM_CHILD", scenario)
-        .output()
-        .expect("child process")
-}
-
-/// The scenario this process runs as a child, if it is one.
-pub fn child_scenario() -> Option<String> {
-    std::env::var("WDM_CHILD").ok()
-}
-
-/// Asserts that a child aborted with a host-kernel bugcheck message containing `needle`.
-pub fn assert_bugcheck(output: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "the child survived: {stderr}");
-    assert!(
-        stderr.contains("host kernel BUGCHECK") && stderr.contains(needle),
-        "expected a bugcheck with {needle:?}, got: {stderr}"
-    );
 }
 
 /// Registers a Microsoft x64 callee must preserve, checked by [`call_with_canaries`].

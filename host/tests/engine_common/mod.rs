@@ -1,5 +1,5 @@
-//! Shared helpers of the `engine_*` tests (included with `#[path]`; as a test target of its
-//! own it only checks that the helpers compile).
+//! Shared helpers of the `engine_*` tests (`mod engine_common;`): a wrapper as a typed
+//! function pointer, code addresses. Child processes: `common`.
 
 #![allow(
     dead_code,
@@ -7,8 +7,6 @@
     clippy::missing_panics_doc,
     clippy::must_use_candidate
 )]
-
-use std::process::{Command, Output};
 
 use driver_proxy_host::engine::{Engine, WrapperId};
 
@@ -31,21 +29,3 @@ macro_rules! code {
         $f as *const () as usize
     };
 }
-
-/// Runs the test named `entry` of this test binary in a child process with
-/// `ENGINE_CHILD=<scenario>`; returns its output.
-pub fn run_child(entry: &str, scenario: &str) -> Output {
-    Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", entry, "--nocapture", "--test-threads=1"])
-        .env("ENGINE_CHILD", scenario)
-        .output()
-        .expect("child process")
-}
-
-/// The scenario this process should run as a child, if it is one.
-pub fn child_scenario() -> Option<String> {
-    std::env::var("ENGINE_CHILD").ok()
-}
-
-#[test]
-fn support_compiles() {}

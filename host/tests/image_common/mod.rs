@@ -1,13 +1,9 @@
-//! Support for the image loader tests: a small PE32+ writer, the synthetic sample image
-//! (hand-assembled x86-64 code, imports from ntoskrnl.exe, DIR64 relocations, a `.data`
-//! without raw data), `/proc/self/maps` and child-process helpers.
-//!
-//! Included by the `image_*` tests with `#[path = "image_support.rs"] mod support;`.
+//! Shared helpers of the `image_*` tests (`mod image_common;`): a small PE32+ writer, the
+//! synthetic sample image (hand-assembled x86-64 code, imports from ntoskrnl.exe, DIR64
+//! relocations, a `.data` without raw data), `/proc/self/maps`. Child processes: `common`.
 
 #![allow(dead_code)] // each test binary uses part of it
 #![allow(clippy::missing_panics_doc)] // test support: a panic is a test failure
-
-use std::process::{Command, Output};
 
 /// `ImageBase` of the synthetic image (the usual one of a `[[bin]]` driver).
 pub const IMAGE_BASE: u64 = 0x1_4000_0000;
@@ -414,31 +410,4 @@ pub fn permissions_at(address: usize) -> Option<String> {
             .contains(&address)
             .then(|| rest.split(' ').next().unwrap_or_default().to_owned())
     })
-}
-
-/// Runs the test named `entry` of this test binary in a child process with
-/// `IMAGE_CHILD=<scenario>`; returns its output.
-#[must_use]
-pub fn run_child(entry: &str, scenario: &str) -> Output {
-    Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", entry, "--nocapture", "--test-threads=1"])
-        .env("IMAGE_CHILD", scenario)
-        .output()
-        .expect("child process")
-}
-
-/// The scenario this process should run as a child, if it is one.
-#[must_use]
-pub fn child_scenario() -> Option<String> {
-    std::env::var("IMAGE_CHILD").ok()
-}
-
-#[test]
-fn the_sample_image_is_well_formed_pe32_plus() {
-    let sample = sample_image();
-    assert_eq!(sample.bytes.len(), 0xA00);
-    assert_eq!(&sample.bytes[..2], b"MZ");
-    assert_eq!(sample.text_raw, 0x400);
-    assert_eq!(sample.rdata_raw, 0x600);
-    assert_eq!(sample.reloc_raw, 0x800);
 }
