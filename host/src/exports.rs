@@ -123,8 +123,8 @@ pub(crate) unsafe fn routine_name(name: ddi::PUNICODE_STRING) -> Option<String> 
 }
 
 /// `PVOID MmGetSystemRoutineAddress(PUNICODE_STRING SystemRoutineName)`: the address of a
-/// routine this host exports, or null (unknown name, hidden export, malformed string: see
-/// [`routine_name`]).
+/// routine this host exports, or null (unknown name, hidden export, malformed string: a null
+/// string or buffer, an odd `Length`, a `Length` above `MaximumLength`, invalid UTF-16).
 ///
 /// # Safety
 /// `name` must be null or point to a `UNICODE_STRING` whose buffer holds `Length` bytes.

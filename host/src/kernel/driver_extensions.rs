@@ -6,15 +6,15 @@
 //! | routine | input | result |
 //! |---|---|---|
 //! | `IoAllocateDriverObjectExtension` | null driver object or out-pointer, size 0 | `STATUS_INVALID_PARAMETER`, `*DriverObjectExtension` null (*policy: the DDI does not say; Windows would fault or allocate nothing usable*) |
-//! | | a refusal set for the driver ([`crate::control::DriverControl::refuse_driver_object_extensions`], e.g. Wine 8's stub) | that status, `*DriverObjectExtension` null |
+//! | | a refusal set for the driver ([`crate::kernel::control::DriverControl::refuse_driver_object_extensions`], e.g. Wine 8's stub) | that status, `*DriverObjectExtension` null |
 //! | | an identification address already used for this driver object | `STATUS_OBJECT_NAME_COLLISION`, `*DriverObjectExtension` null |
-//! | | a pool fault of the calling thread ([`crate::control::fail_pool_allocation`]) | `STATUS_INSUFFICIENT_RESOURCES`, `*DriverObjectExtension` null |
+//! | | a pool fault of the calling thread ([`crate::kernel::control::fail_pool_allocation`]) | `STATUS_INSUFFICIENT_RESOURCES`, `*DriverObjectExtension` null |
 //! | | otherwise | `STATUS_SUCCESS`: a zero-filled, 16-byte aligned block |
 //! | `IoGetDriverObjectExtension` | a driver object and an address with a block / without | the block / null |
 //!
 //! The identification address is only compared, never dereferenced (any value works, as on
 //! Windows). The blocks of a driver object are freed when it is deleted
-//! ([`crate::control::DriverControl::delete`]) — except while a system thread of this process
+//! ([`crate::kernel::control::DriverControl::delete`]) — except while a system thread of this process
 //! is still running: a model that must not free memory a thread may still use then leaks them
 //! instead (a real kernel would crash later; tests stop their threads first).
 
