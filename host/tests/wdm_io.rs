@@ -26,7 +26,7 @@ use driver_proxy_host::wdm::types::{
 use driver_proxy_host::wdm::{Driver, UnloadError, win64_routine};
 
 use common::{assert_bugcheck, child_scenario, run_child};
-use wdm_common::{UString, call_with_canaries, nt};
+use wdm_common::{UString, call_with_canaries, complete, nt};
 
 const EXTENSION_SIZE: u32 = 0x48;
 const POOL_TAG: u32 = u32::from_le_bytes(*b"WdmT");
@@ -157,20 +157,6 @@ unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
             (nt().IoDeleteDevice)((*driver).DeviceObject);
         }
     }
-}
-
-/// Completes `irp`.
-///
-/// # Safety
-/// A live IRP this routine owns.
-unsafe fn complete(irp: *mut IRP, status: ddi::NTSTATUS, information: usize) -> ddi::NTSTATUS {
-    // SAFETY: caller contract.
-    unsafe {
-        (*irp).IoStatus.Status = status;
-        (*irp).IoStatus.Information = information;
-        (nt().IofCompleteRequest)(irp, 0);
-    }
-    status
 }
 
 /// `IRP_MJ_CREATE`, `IRP_MJ_CLEANUP` or `IRP_MJ_CLOSE` (`MAJOR`): counts the request in the

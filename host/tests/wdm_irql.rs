@@ -19,7 +19,7 @@ use driver_proxy_host::wdm::types::{
 };
 use driver_proxy_host::wdm::{Driver, win64_routine};
 
-use wdm_common::{UString, nt};
+use wdm_common::{UString, complete, nt};
 
 /// The spin-lock routines, as the test driver calls them.
 #[allow(non_snake_case)]
@@ -118,18 +118,6 @@ unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
             (nt().IoDeleteDevice)((*driver).DeviceObject);
         }
     }
-}
-
-/// # Safety
-/// A live IRP this routine owns.
-unsafe fn complete(irp: *mut IRP, status: ddi::NTSTATUS, information: usize) -> ddi::NTSTATUS {
-    // SAFETY: caller contract.
-    unsafe {
-        (*irp).IoStatus.Status = status;
-        (*irp).IoStatus.Information = information;
-        (nt().IofCompleteRequest)(irp, 0);
-    }
-    status
 }
 
 /// # Safety

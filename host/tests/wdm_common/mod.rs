@@ -211,3 +211,22 @@ pub extern "sysv64" fn sysv_clobberer() {
         "ret"
     );
 }
+
+/// Completes `irp` with `status` and `information` (`IofCompleteRequest`, no boost): what
+/// every test dispatch routine ends with.
+///
+/// # Safety
+/// A live IRP the calling dispatch routine owns.
+pub unsafe fn complete(
+    irp: *mut driver_proxy_host::wdm::types::IRP,
+    status: ddi::NTSTATUS,
+    information: usize,
+) -> ddi::NTSTATUS {
+    // SAFETY: caller contract.
+    unsafe {
+        (*irp).IoStatus.Status = status;
+        (*irp).IoStatus.Information = information;
+        (nt().IofCompleteRequest)(irp, 0);
+    }
+    status
+}
