@@ -8,6 +8,13 @@
 //! the `SysV` code it calls), and forwards to the model kernel's implementation. Driver code
 //! handed over through these entry points (a phased callback, a worker routine's wrapper, a
 //! system thread's start routine) is called back with the Microsoft x64 convention.
+//!
+//! Why this module and [`crate::kernel`] are split by calling convention rather than by
+//! subject: `crate::kernel` holds the model's implementation of each routine and its `SysV`
+//! export (what the library, compiled for this host, links and resolves); this module holds only
+//! the Microsoft x64 doors into the same implementations, for code of a `.sys` image. One
+//! implementation, two doors; the subjects (events, threads, pool, DriverProxy…) are the
+//! modules of `crate::kernel`.
 
 #![allow(
     non_snake_case,
