@@ -527,7 +527,8 @@ impl<T: Sync + 'static, const EVENTS: usize> WorkerThread<T, EVENTS> {
     /// Asks the routine to end (the next call sees [`Wake::Stop`]), waits until the thread
     /// has ended, closes the handle, drops the context and frees the storage.
     ///
-    /// IRQL: `PASSIVE_LEVEL`. Blocks until the routine returns `false`.
+    /// IRQL: `PASSIVE_LEVEL`. Blocks until the routine returns `false`: never call it (or drop
+    /// the `WorkerThread`) from the worker's own routine, which would wait for itself.
     ///
     /// # Errors
     /// [`WorkerError::Join`] when the wait fails: the handle is closed all the same, and the
