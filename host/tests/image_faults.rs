@@ -2,7 +2,8 @@
 //! by the image's own code (an access violation, a write to its read-only data, an illegal
 //! instruction, a division by zero, a breakpoint) is reported as Windows reports an exception
 //! no driver handled (`KMODE_EXCEPTION_NOT_HANDLED`), naming the exception, the image, the RVA
-//! and the call in progress; a `DriverEntry`, dispatch routine or `DriverUnload` that never
+//! and the call in progress; so is a fault of a kernel routine the image gave a bad pointer;
+//! a `DriverEntry`, dispatch routine or `DriverUnload` that never
 //! returns is reported by the watchdog. Each case runs in a child process (the report aborts
 //! it) and must be reported within a few seconds.
 
@@ -72,6 +73,21 @@ const CASES: &[(&str, &[u8], &[&str])] = &[
         ],
     ),
     (
+        "bad_pointer_to_the_kernel",
+        // mov ecx, 0x10; sub rsp, 40; call [rip + (IAT + 8 - next)]; add rsp, 40; ret:
+        // DbgPrint (the image's second import) with a format string at address 0x10.
+        &[
+            0xB9, 0x10, 0, 0, 0, 0x48, 0x83, 0xEC, 0x28, 0xFF, 0x15, 0x39, 0x10, 0, 0, 0x48, 0x83,
+            0xC4, 0x28, 0xC3,
+        ],
+        &[
+            "STATUS_ACCESS_VIOLATION",
+            "in the kernel's own code",
+            "during DriverEntry",
+            "a kernel routine the driver called faulted",
+        ],
+    ),
+    (
         "spins",
         &[0xEB, 0xFE], // jmp $
         &[
@@ -89,8 +105,17 @@ fn image(case: &str, code: &[u8]) -> PathBuf {
     writer.sections[0].virtual_size = u32::try_from(text.len()).unwrap();
     writer.sections[0].data = text;
     writer.entry = sample::TEXT;
-    writer.directories[1] = (0, 0); // no imports
-    writer.directories[12] = (0, 0);
+    if case == "bad_pointer_to_the_kernel" {
+        // The synthetic image's first import becomes one the model has (its second is
+        // DbgPrint, which the code calls).
+        let name = (sample::NAME_0 - sample::RDATA) as usize + 2;
+        let rdata = &mut writer.sections[1].data;
+        rdata[name..name + 0x1E].fill(0);
+        rdata[name..name + 15].copy_from_slice(b"ExAllocatePool2");
+    } else {
+        writer.directories[1] = (0, 0); // no imports
+        writer.directories[12] = (0, 0);
+    }
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("image_faults_{case}.sys"));
     std::fs::write(&path, writer.write().0).expect("write the test image");
     path

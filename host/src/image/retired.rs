@@ -12,7 +12,9 @@
 //! ```
 //!
 //! naming what the thread was doing for the driver ([`activity`]: `DriverEntry`, the IRP
-//! being dispatched, `DriverUnload`) when the I/O manager model knows it.
+//! being dispatched, `DriverUnload`) when the I/O manager model knows it. A fault of the host's
+//! own code during such a call (a kernel routine given what it cannot use, such as a bad
+//! pointer) is reported the same way, as a fault "in the kernel's own code".
 //!
 //! **Retired images.**
 //! An unmapped image keeps its address range, remapped no-access (see [`super::os::retire`]),
@@ -305,6 +307,36 @@ fn bugcheck_message(signal: libc::c_int, image: &Retired, pc: usize, address: us
     text
 }
 
+/// The report of an exception raised by the host's own code (a kernel routine of the model)
+/// while it serves a call into a driver: a routine the driver called with what it cannot use.
+fn kernel_fault_message(signal: libc::c_int, pc: usize, address: usize) -> Message {
+    let mut text = Message {
+        bytes: [0; 512],
+        len: 0,
+    };
+    let (status, name) = exception(signal);
+    text.push(b"host kernel BUGCHECK 0x1E KMODE_EXCEPTION_NOT_HANDLED: ");
+    text.push(name);
+    text.push(b" (");
+    text.push_hex(u64::from(status));
+    text.push(b") in the kernel's own code at ");
+    text.push_hex(pc as u64);
+    if matches!(signal, libc::SIGSEGV | libc::SIGBUS) {
+        text.push(b", accessing ");
+        text.push_hex(address as u64);
+    }
+    if let Some((what, value)) = activity::now() {
+        text.push(b", during ");
+        text.push(what.as_bytes());
+        if value != 0 {
+            text.push(b" ");
+            text.push_hex(value);
+        }
+    }
+    text.push(b" (a kernel routine the driver called faulted on what it was given)\n");
+    text
+}
+
 /// The program counter of the interrupted context, 0 where unknown.
 #[allow(clippy::unnecessary_wraps, unused_variables)]
 fn program_counter(context: *mut libc::c_void) -> usize {
@@ -338,12 +370,16 @@ extern "C" fn on_fault(
         // SAFETY: as above.
         unsafe { (*info).si_code > 0 }
     };
-    let report = if let Some(image) = find(address).filter(|_| from_hardware) {
+    let report = if !from_hardware {
+        None
+    } else if let Some(image) = find(address) {
         Some(message(image, address, pc))
+    } else if let Some(image) = find_in(&MAPPED, pc) {
+        Some(bugcheck_message(signal, image, pc, address))
     } else {
-        find_in(&MAPPED, pc)
-            .filter(|_| from_hardware)
-            .map(|image| bugcheck_message(signal, image, pc, address))
+        // Host code faulting while it serves a call into a driver: a kernel routine the
+        // driver called, given something it cannot use (Windows would stop in ntoskrnl).
+        activity::now().map(|_| kernel_fault_message(signal, pc, address))
     };
     if let Some(text) = report {
         // SAFETY: write(2) and abort(3) are async-signal-safe; the buffer is a live local.
