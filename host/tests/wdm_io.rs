@@ -26,7 +26,9 @@ use driver_proxy_host::wdm::types::{
 use driver_proxy_host::wdm::{Driver, UnloadError, win64_routine};
 
 use common::{assert_bugcheck, child_scenario, run_child};
-use wdm_common::{UString, call_with_canaries, complete, nt};
+use wdm_common::{
+    UString, call_with_canaries, complete, create_device, delete_devices, name_of, nt,
+};
 
 const EXTENSION_SIZE: u32 = 0x48;
 const POOL_TAG: u32 = u32::from_le_bytes(*b"WdmT");
@@ -55,12 +57,6 @@ const DELETE_DEVICE: u32 = ctl(7);
 const COMPLETE_WITH_CANARIES: u32 = ctl(8);
 const STATUS_MISMATCH: u32 = ctl(9);
 
-fn name_of(registry_path: *mut ddi::UNICODE_STRING) -> String {
-    // SAFETY: the I/O manager passes a valid registry path.
-    let path = unsafe { read_unicode(registry_path) }.unwrap();
-    path.rsplit('\\').next().unwrap().to_owned()
-}
-
 fn extension(device: *mut DEVICE_OBJECT) -> &'static Extension {
     // SAFETY: every device of this driver has an Extension.
     unsafe { &*(*device).DeviceExtension.cast::<Extension>() }
@@ -81,22 +77,20 @@ unsafe extern "win64" fn driver_entry(
 ) -> ddi::NTSTATUS {
     let name = name_of(registry_path);
     let mut device_name = UString::new(&format!("\\Device\\{name}"));
-    let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
-    // SAFETY: our driver object, valid strings and out-pointer.
-    let status = unsafe {
-        (nt().IoCreateDevice)(
+    // SAFETY: our driver object, in its DriverEntry.
+    let device = match unsafe {
+        create_device(
             driver,
+            &name,
             EXTENSION_SIZE,
-            device_name.as_ptr(),
             0x8D57,
             0x100,
-            u8::from(name.contains("Excl")),
-            &raw mut device,
+            name.contains("Excl"),
         )
+    } {
+        Ok(device) => device,
+        Err(status) => return status,
     };
-    if status != ddi::STATUS_SUCCESS {
-        return status;
-    }
     // SAFETY: the new device and its extension of EXTENSION_SIZE bytes.
     unsafe {
         let bytes = std::slice::from_raw_parts(
@@ -144,19 +138,14 @@ unsafe extern "win64" fn driver_entry(
 /// Called by the I/O manager with this driver's object, no request in flight.
 unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
     // SAFETY: our driver object: its name is `\Driver\<name>`.
-    let name = unsafe { read_unicode(&raw mut (*driver).DriverName) }.unwrap();
-    let name = name.rsplit('\\').next().unwrap().to_owned();
+    let name = name_of(unsafe { &raw mut (*driver).DriverName });
     if !name.contains("LeakLink") {
         let mut link = link_of(&name);
         // SAFETY: a valid string.
         let _ = unsafe { (nt().IoDeleteSymbolicLink)(link.as_ptr()) };
     }
-    // SAFETY: delete every device of ours (the list shrinks as we go).
-    unsafe {
-        while !(*driver).DeviceObject.is_null() {
-            (nt().IoDeleteDevice)((*driver).DeviceObject);
-        }
-    }
+    // SAFETY: our driver object, no request in flight.
+    unsafe { delete_devices(driver) };
 }
 
 /// `IRP_MJ_CREATE`, `IRP_MJ_CLEANUP` or `IRP_MJ_CLOSE` (`MAJOR`): counts the request in the

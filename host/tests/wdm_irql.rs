@@ -12,14 +12,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use driver_proxy::NtStatus;
 use driver_proxy_host::ddi;
 use driver_proxy_host::harness::isolated_each;
-use driver_proxy_host::wdm::io::read_unicode;
 use driver_proxy_host::wdm::types::{
     DEVICE_OBJECT, DRIVER_OBJECT, IO_STACK_LOCATION, IRP, IRP_MJ_CLOSE, IRP_MJ_CREATE,
     IRP_MJ_DEVICE_CONTROL,
 };
 use driver_proxy_host::wdm::{Driver, win64_routine};
 
-use wdm_common::{UString, complete, nt};
+use wdm_common::{complete, create_device, delete_devices, name_of, nt};
 
 /// The spin-lock routines, as the test driver calls them.
 #[allow(non_snake_case)]
@@ -81,25 +80,12 @@ unsafe extern "win64" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
     registry_path: *mut ddi::UNICODE_STRING,
 ) -> ddi::NTSTATUS {
-    // SAFETY: a valid registry path.
-    let path = unsafe { read_unicode(registry_path) }.unwrap();
-    let name = path.rsplit('\\').next().unwrap().to_owned();
-    let mut device_name = UString::new(&format!("\\Device\\{name}"));
-    let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
-    // SAFETY: our driver object, valid name and out-pointer; the extension is zeroed (an
-    // initialised spin lock is 0).
+    let name = name_of(registry_path);
+    let size = u32::try_from(size_of::<Extension>()).unwrap();
+    // SAFETY: our driver object, in its DriverEntry; the extension is zeroed (an initialised
+    // spin lock is 0); the dispatch slots are ours to set before the device is started.
     unsafe {
-        let size = u32::try_from(size_of::<Extension>()).unwrap();
-        let status = (nt().IoCreateDevice)(
-            driver,
-            size,
-            device_name.as_ptr(),
-            0x22,
-            0,
-            0,
-            &raw mut device,
-        );
-        assert_eq!(status, ddi::STATUS_SUCCESS);
+        create_device(driver, &name, size, 0x22, 0, false).expect("IoCreateDevice");
         (*driver).MajorFunction[IRP_MJ_CREATE] = complete_success as *const () as usize;
         (*driver).MajorFunction[IRP_MJ_CLOSE] = complete_success as *const () as usize;
         (*driver).MajorFunction[IRP_MJ_DEVICE_CONTROL] =
@@ -112,12 +98,8 @@ unsafe extern "win64" fn driver_entry(
 /// # Safety
 /// Called by the I/O manager with this driver's object.
 unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
-    // SAFETY: our devices.
-    unsafe {
-        while !(*driver).DeviceObject.is_null() {
-            (nt().IoDeleteDevice)((*driver).DeviceObject);
-        }
-    }
+    // SAFETY: our driver object, no request in flight.
+    unsafe { delete_devices(driver) };
 }
 
 /// # Safety

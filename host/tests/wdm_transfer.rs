@@ -21,7 +21,6 @@ use std::time::Duration;
 use driver_proxy::NtStatus;
 use driver_proxy_host::ddi;
 use driver_proxy_host::kernel::control::fail_mdl_mapping;
-use driver_proxy_host::wdm::io::read_unicode;
 use driver_proxy_host::wdm::types::{
     DEVICE_OBJECT, DO_BUFFERED_IO, DO_DIRECT_IO, DRIVER_OBJECT, IO_STACK_LOCATION, IRP,
     IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, IRP_MJ_READ, IRP_MJ_WRITE,
@@ -31,7 +30,7 @@ use driver_proxy_host::wdm::types::{
 use driver_proxy_host::wdm::{Driver, UnloadError, win64_routine};
 
 use common::{assert_bugcheck, child_scenario, run_child};
-use wdm_common::{UString, complete, nt};
+use wdm_common::{UString, complete, create_device, delete_devices, name_of, nt};
 
 /// The model's MDL and work-item entry points, as the test driver calls them.
 #[allow(non_snake_case)]
@@ -152,12 +151,6 @@ fn seen(device: *mut DEVICE_OBJECT) -> &'static Seen {
     unsafe { &*(*(*device).DeviceExtension.cast::<Extension>()).seen }
 }
 
-fn name_of(registry_path: *mut ddi::UNICODE_STRING) -> String {
-    // SAFETY: the I/O manager passes a valid registry path.
-    let path = unsafe { read_unicode(registry_path) }.unwrap();
-    path.rsplit('\\').next().unwrap().to_owned()
-}
-
 /// `MmGetSystemAddressForMdlSafe`, the `wdm.h` macro.
 ///
 /// # Safety
@@ -181,20 +174,9 @@ unsafe extern "win64" fn driver_entry(
 ) -> ddi::NTSTATUS {
     let name = name_of(registry_path);
     let mut device_name = UString::new(&format!("\\Device\\{name}"));
-    let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
-    // SAFETY: our driver object, valid strings and out-pointer.
-    let status = unsafe {
-        (nt().IoCreateDevice)(
-            driver,
-            EXTENSION_SIZE,
-            device_name.as_ptr(),
-            0x22,
-            0,
-            0,
-            &raw mut device,
-        )
-    };
-    assert_eq!(status, ddi::STATUS_SUCCESS);
+    // SAFETY: our driver object, in its DriverEntry.
+    let device = unsafe { create_device(driver, &name, EXTENSION_SIZE, 0x22, 0, false) }
+        .expect("IoCreateDevice");
     let seen: &'static Seen = Box::leak(Box::default());
     // SAFETY: the new device and its extension; no request reaches it yet.
     unsafe {
@@ -228,15 +210,12 @@ unsafe extern "win64" fn driver_entry(
 /// Called by the I/O manager with this driver's object.
 unsafe extern "win64" fn driver_unload(driver: *mut DRIVER_OBJECT) {
     // SAFETY: our driver object: its name is `\Driver\<name>`.
-    let name = unsafe { read_unicode(&raw mut (*driver).DriverName) }.unwrap();
-    let name = name.rsplit('\\').next().unwrap().to_owned();
+    let name = name_of(unsafe { &raw mut (*driver).DriverName });
     let mut link = UString::new(&format!("\\DosDevices\\{name}"));
-    // SAFETY: a valid string; our devices.
+    // SAFETY: a valid string; our devices, no request in flight.
     unsafe {
         let _ = (nt().IoDeleteSymbolicLink)(link.as_ptr());
-        while !(*driver).DeviceObject.is_null() {
-            (nt().IoDeleteDevice)((*driver).DeviceObject);
-        }
+        delete_devices(driver);
     }
 }
 

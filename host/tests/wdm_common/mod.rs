@@ -217,11 +217,7 @@ pub extern "sysv64" fn sysv_clobberer() {
 ///
 /// # Safety
 /// A live IRP the calling dispatch routine owns.
-pub unsafe fn complete(
-    irp: *mut driver_proxy_host::wdm::types::IRP,
-    status: ddi::NTSTATUS,
-    information: usize,
-) -> ddi::NTSTATUS {
+pub unsafe fn complete(irp: *mut IRP, status: ddi::NTSTATUS, information: usize) -> ddi::NTSTATUS {
     // SAFETY: caller contract.
     unsafe {
         (*irp).IoStatus.Status = status;
@@ -229,4 +225,59 @@ pub unsafe fn complete(
         (nt().IofCompleteRequest)(irp, 0);
     }
     status
+}
+
+/// The service name at the end of a test driver's registry path.
+#[must_use]
+pub fn name_of(registry_path: *mut ddi::UNICODE_STRING) -> String {
+    // SAFETY: the I/O manager passes a valid registry path.
+    let path = unsafe { driver_proxy_host::wdm::io::read_unicode(registry_path) }.unwrap();
+    path.rsplit('\\').next().unwrap().to_owned()
+}
+
+/// `IoCreateDevice` of `\Device\<name>` with an extension of `extension_size` bytes: the
+/// device, or the status.
+///
+/// # Safety
+/// `driver` is the calling driver's own object, in its `DriverEntry`.
+pub unsafe fn create_device(
+    driver: *mut DRIVER_OBJECT,
+    name: &str,
+    extension_size: u32,
+    device_type: u32,
+    characteristics: u32,
+    exclusive: bool,
+) -> Result<*mut DEVICE_OBJECT, ddi::NTSTATUS> {
+    let mut device_name = UString::new(&format!("\\Device\\{name}"));
+    let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
+    // SAFETY: the driver's object (caller contract), a valid string and out-pointer.
+    let status = unsafe {
+        (nt().IoCreateDevice)(
+            driver,
+            extension_size,
+            device_name.as_ptr(),
+            device_type,
+            characteristics,
+            u8::from(exclusive),
+            &raw mut device,
+        )
+    };
+    if status == ddi::STATUS_SUCCESS {
+        Ok(device)
+    } else {
+        Err(status)
+    }
+}
+
+/// `IoDeleteDevice` of every device of `driver` (what the test drivers' unload routines do).
+///
+/// # Safety
+/// `driver` is the calling driver's own object, with no request reaching its devices.
+pub unsafe fn delete_devices(driver: *mut DRIVER_OBJECT) {
+    // SAFETY: the driver's own devices (caller contract); the list shrinks as we go.
+    unsafe {
+        while !(*driver).DeviceObject.is_null() {
+            (nt().IoDeleteDevice)((*driver).DeviceObject);
+        }
+    }
 }
