@@ -42,6 +42,14 @@ pub fn probe(driver: Option<DriverObject>) -> Result<Features, Unavailable> {
         .ok_or(Unavailable::ExportMissing(
             sys::names::IO_GET_DRIVER_PROXY_FEATURES.ascii,
         ))?;
+    Ok(query(get_features, driver))
+}
+
+/// Calls the resolved `IoGetDriverProxyFeatures` for `driver` (or drivers in general).
+pub(crate) fn query(
+    get_features: sys::PFN_IoGetDriverProxyFeatures,
+    driver: Option<DriverObject>,
+) -> Features {
     // Zero-initialised before the call, as the DDI asks.
     let mut flags = sys::DRIVER_PROXY_FEATURE_FLAGS::default();
     let raw_driver = driver.map_or(core::ptr::null_mut(), DriverObject::as_raw);
@@ -49,5 +57,5 @@ pub fn probe(driver: Option<DriverObject>) -> Result<Features, Unavailable> {
     // null (documented as "drivers in general") or a live driver object (type invariant);
     // `flags` is a valid local.
     unsafe { get_features(raw_driver, &raw mut flags) };
-    Ok(Features { raw: flags })
+    Features { raw: flags }
 }

@@ -86,11 +86,7 @@ impl HotSwap {
             Ok(routines) => routines,
             Err(name) => return Ok(Self::fallback(driver, missing(name))),
         };
-        // Zero-initialised before the call, as the DDI asks.
-        let mut flags = sys::DRIVER_PROXY_FEATURE_FLAGS::default();
-        // SAFETY: resolved routine; live driver object (DriverObject invariant); valid local.
-        unsafe { (routines.get_features)(driver.as_raw(), &raw mut flags) };
-        if !flags.Enabled() {
+        if !crate::features::query(routines.get_features, Some(driver)).enabled() {
             return Ok(Self::fallback(driver, Unavailable::FeatureDisabled));
         }
         let record = match Record::of_driver(routines.storage, driver.as_raw(), true) {
@@ -334,16 +330,9 @@ impl HotSwap {
                     // that does not find V1 endpoints), the record is restored.
                     let in_force = |i: usize| {
                         endpoints.get(i).is_some_and(|endpoint| {
-                            // SAFETY: resolved routines; live extension; the address is only
-                            // compared by the kernel.
-                            unsafe {
-                                implementation_in_force(
-                                    extension,
-                                    routines,
-                                    endpoint.id,
-                                    endpoint.address,
-                                )
-                            }
+                            endpoint.function.is_some_and(|function| {
+                                implementation_in_force(extension, routines, endpoint.id, function)
+                            })
                         })
                     };
                     record.restore(&guard, saved, in_force);
@@ -464,58 +453,55 @@ unsafe fn wrapper_by_id<F: Endpoint>(
     Some(unsafe { Wrapped::new_unchecked(F::unerase(wrapper)) })
 }
 
-/// Whether the wrapper of V1 id `id` forwards to `address` now: the kernel's V2 lookup of the
-/// address answers with that id's wrapper.
-///
-/// # Safety
-/// `extension` is live; the routines are resolved.
-unsafe fn implementation_in_force(
+/// The kernel's V2 lookup (`IofGetDriverProxyWrapperFromEndpoint`) of `endpoint`: its wrapper,
+/// `None` when the kernel knows no endpoint there, or the status of another failure.
+fn v2_lookup(
+    extension: NonNull<sys::DRIVER_PROXY_EXTENSION>,
+    routines: HotSwapRoutines,
+    endpoint: sys::DRIVER_PROXY_ENDPOINT_FUNCTION,
+) -> Result<sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION, NtStatus> {
+    let mut wrapper: sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION = None;
+    // SAFETY: resolved routine; live extension (HotSwap invariant); `wrapper` is a valid local;
+    // the kernel only compares the endpoint's address.
+    let status = NtStatus(unsafe {
+        (routines.wrapper_from_endpoint)(extension.as_ptr(), Some(endpoint), &raw mut wrapper)
+    });
+    match wrapper {
+        Some(_) if status.is_success() => Ok(wrapper),
+        // The macro's documentation: `*Wrapper` is NULL when the endpoint is not found.
+        _ if status.is_success() || status == NtStatus::NOT_FOUND => Ok(None),
+        _ => Err(status),
+    }
+}
+
+/// Whether the wrapper of V1 id `id` forwards to `endpoint` now: the kernel's V2 lookup of the
+/// endpoint answers with that id's wrapper.
+fn implementation_in_force(
     extension: NonNull<sys::DRIVER_PROXY_EXTENSION>,
     routines: HotSwapRoutines,
     id: u32,
-    address: usize,
+    endpoint: sys::DRIVER_PROXY_ENDPOINT_FUNCTION,
 ) -> bool {
-    if address == 0 {
+    let Ok(Some(by_address)) = v2_lookup(extension, routines, endpoint) else {
         return false;
-    }
-    let mut wrapper: sys::PDRIVER_PROXY_WRAPPED_ENDPOINT_FUNCTION = None;
-    // SAFETY: a non-null code address as the erased endpoint type (the kernel only compares
-    // it); `wrapper` is a valid local; resolved routine; live extension (caller contract).
-    let status = NtStatus(unsafe {
-        let endpoint = core::mem::transmute::<usize, sys::DRIVER_PROXY_ENDPOINT_FUNCTION>(address);
-        (routines.wrapper_from_endpoint)(extension.as_ptr(), Some(endpoint), &raw mut wrapper)
-    });
-    // SAFETY: resolved routine; live extension.
+    };
+    // SAFETY: resolved routine; live extension (HotSwap invariant).
     let by_id = unsafe { (routines.endpoint_wrapper_by_id)(extension.as_ptr(), id) };
-    status.is_success()
-        && wrapper.is_some()
-        && wrapper.map(|w| w as usize) == by_id.map(|w| w as usize)
+    by_id.is_some_and(|by_id| by_id as usize == by_address as usize)
 }
 
-/// The kernel's V2 lookup of `endpoint`.
+/// The kernel's V2 lookup of `endpoint`, typed as the endpoint.
 fn wrapper_from_endpoint<F: Endpoint>(
     extension: NonNull<sys::DRIVER_PROXY_EXTENSION>,
     routines: HotSwapRoutines,
     endpoint: F,
 ) -> Result<Wrapped<F>, WrapError> {
-    let mut wrapper: Option<F> = None;
-    // SAFETY: resolved routine; live extension; F is a function-pointer type (sealed
-    // Endpoint); `wrapper` is a valid local.
-    let status = NtStatus(unsafe {
-        sys::IoGetDriverProxyWrapperFromEndpoint(
-            routines.wrapper_from_endpoint,
-            extension.as_ptr(),
-            endpoint,
-            &raw mut wrapper,
-        )
-    });
-    match wrapper {
+    match v2_lookup(extension, routines, endpoint.erase()) {
         // SAFETY: the kernel returned the wrapper of the endpoint `endpoint`, of type F, which
         // no V1 registration of this image can repoint to another type (the record).
-        Some(wrapper) if status.is_success() => Ok(unsafe { Wrapped::new_unchecked(wrapper) }),
-        // The macro's documentation: `*Wrapper` is NULL when the endpoint is not found.
-        _ if status.is_success() || status == NtStatus::NOT_FOUND => Err(WrapError::NotAnEndpoint),
-        _ => Err(WrapError::Unexpected(status)),
+        Ok(Some(wrapper)) => Ok(unsafe { Wrapped::new_unchecked(F::unerase(wrapper)) }),
+        Ok(None) => Err(WrapError::NotAnEndpoint),
+        Err(status) => Err(WrapError::Unexpected(status)),
     }
 }
 
@@ -524,7 +510,6 @@ impl RegisterError {
         match conflict {
             Conflict::Signature(id) => Self::SignatureMismatch(id),
             Conflict::ParameterCount(_) => Self::ParameterCountMismatch,
-            Conflict::Address => Self::SignatureMismatch(0),
             Conflict::Full => Self::TooManyEndpoints,
         }
     }

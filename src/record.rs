@@ -114,7 +114,12 @@ unsafe impl Sync for Record {}
 // SAFETY: as above; the record is kernel-owned storage reached from any thread.
 unsafe impl Send for Record {}
 
-/// Why a registration or a V2 lookup conflicts with the record.
+/// An address that is an endpoint of another image, or of another type, than a V2 lookup asks
+/// for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AddressTaken;
+
+/// Why a registration conflicts with the record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Conflict {
     /// The id is registered with another signature (this image: another `TypeId`; another
@@ -122,8 +127,6 @@ pub(crate) enum Conflict {
     Signature(u32),
     /// The id is registered with another parameter count.
     ParameterCount(u32),
-    /// The address is an endpoint of another image, or of another type.
-    Address,
     /// The record is full.
     Full,
 }
@@ -144,6 +147,8 @@ pub(crate) struct Saved {
 pub(crate) struct Registration {
     pub(crate) id: u32,
     pub(crate) arity: u32,
+    /// The endpoint (`None` only in tests of the record, which work with addresses).
+    pub(crate) function: sys::PDRIVER_PROXY_ENDPOINT_FUNCTION,
     pub(crate) address: usize,
     pub(crate) signature: u64,
     pub(crate) type_id: TypeId,
@@ -298,7 +303,10 @@ impl Record {
     /// by that id), `Ok(None)` when the record knows nothing of it or knows it as a V2 endpoint
     /// handed out as `F`; an error when any entry at that address belongs to another image or
     /// type.
-    pub(crate) fn check_wrap<F: Endpoint>(&self, address: usize) -> Result<Option<u32>, Conflict> {
+    pub(crate) fn check_wrap<F: Endpoint>(
+        &self,
+        address: usize,
+    ) -> Result<Option<u32>, AddressTaken> {
         let mut by_id = None;
         for entry in self.published() {
             if entry.address.load(Ordering::Acquire) != address {
@@ -308,7 +316,7 @@ impl Record {
                 continue;
             }
             if !Self::owned_as(entry, F::type_id()) {
-                return Err(Conflict::Address);
+                return Err(AddressTaken);
             }
             if entry.kind.load(Ordering::Relaxed) == KIND_V1 && by_id.is_none() {
                 by_id = Some(entry.id.load(Ordering::Relaxed));
@@ -382,6 +390,7 @@ impl Record {
             &Registration {
                 id: 0,
                 arity: F::ARITY,
+                function: None,
                 address,
                 signature: F::signature(),
                 type_id: F::type_id(),
@@ -555,6 +564,7 @@ mod tests {
         Registration {
             id,
             arity: E::ARITY,
+            function: None,
             address,
             signature: E::signature(),
             type_id: E::type_id(),
@@ -709,14 +719,14 @@ mod tests {
         );
         register(&record, [endpoint::<F>(1, 0x1000)]).unwrap();
         assert_eq!(record.check_wrap::<F>(0x1000), Ok(Some(1)));
-        assert_eq!(record.check_wrap::<Unsafe>(0x1000), Err(Conflict::Address));
+        assert_eq!(record.check_wrap::<Unsafe>(0x1000), Err(AddressTaken));
         // V2: an address handed out as F cannot be registered as another type later.
         let guard = record.try_write().unwrap();
         assert_eq!(record.check_wrap::<F>(0x7000), Ok(None));
         record.record_v2::<F>(&guard, 0x7000).unwrap();
         drop(guard);
         assert!(record.has_v2::<F>(0x7000));
-        assert_eq!(record.check_wrap::<G>(0x7000), Err(Conflict::Address));
+        assert_eq!(record.check_wrap::<G>(0x7000), Err(AddressTaken));
         assert_eq!(
             register(&record, [endpoint::<G>(3, 0x7000)]),
             Err(Conflict::Signature(3))
@@ -775,6 +785,7 @@ mod loom_models {
         Registration {
             id,
             arity: 1,
+            function: None,
             address,
             signature: F::signature(),
             type_id: F::type_id(),

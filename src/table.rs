@@ -142,6 +142,7 @@ impl<const N: usize> EndpointTable<N> {
             Registration {
                 id: entry.info.Id,
                 arity: entry.info.ParameterCount,
+                function: entry.info.EndpointFunction,
                 address: entry.info.EndpointFunction.map_or(0, |f| f as usize),
                 signature: entry.signature,
                 type_id: entry.type_id,
