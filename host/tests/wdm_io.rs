@@ -21,13 +21,13 @@ use driver_proxy_host::wdm::io::read_unicode;
 use driver_proxy_host::wdm::status;
 use driver_proxy_host::wdm::types::{
     DEVICE_OBJECT, DO_DEVICE_INITIALIZING, DO_EXCLUSIVE, DRIVER_OBJECT, IO_STACK_LOCATION, IRP,
-    IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL,
+    IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, METHOD_BUFFERED,
 };
 use driver_proxy_host::wdm::{Driver, UnloadError, win64_routine};
 
 use common::{assert_bugcheck, child_scenario, run_child};
 use wdm_common::{
-    UString, call_with_canaries, complete, create_device, delete_devices, name_of, nt,
+    UString, call_with_canaries, complete, create_device, ctl, delete_devices, name_of, nt,
 };
 
 const EXTENSION_SIZE: u32 = 0x48;
@@ -44,18 +44,15 @@ struct Extension {
     name_units: [u16; 24],
 }
 
-const fn ctl(function: u32) -> u32 {
-    (0x8000 << 16) | (function << 2)
-}
-const ECHO_REVERSE: u32 = ctl(1);
-const FAIL: u32 = ctl(2);
-const PARAMETERS: u32 = ctl(3);
-const DOUBLE_COMPLETE: u32 = ctl(4);
-const NO_COMPLETE: u32 = ctl(5);
-const TOO_MUCH_INFORMATION: u32 = ctl(6);
-const DELETE_DEVICE: u32 = ctl(7);
-const COMPLETE_WITH_CANARIES: u32 = ctl(8);
-const STATUS_MISMATCH: u32 = ctl(9);
+const ECHO_REVERSE: u32 = ctl(1, METHOD_BUFFERED);
+const FAIL: u32 = ctl(2, METHOD_BUFFERED);
+const PARAMETERS: u32 = ctl(3, METHOD_BUFFERED);
+const DOUBLE_COMPLETE: u32 = ctl(4, METHOD_BUFFERED);
+const NO_COMPLETE: u32 = ctl(5, METHOD_BUFFERED);
+const TOO_MUCH_INFORMATION: u32 = ctl(6, METHOD_BUFFERED);
+const DELETE_DEVICE: u32 = ctl(7, METHOD_BUFFERED);
+const COMPLETE_WITH_CANARIES: u32 = ctl(8, METHOD_BUFFERED);
+const STATUS_MISMATCH: u32 = ctl(9, METHOD_BUFFERED);
 
 fn extension(device: *mut DEVICE_OBJECT) -> &'static Extension {
     // SAFETY: every device of this driver has an Extension.
@@ -389,9 +386,9 @@ fn method_buffered_copies_information_bytes_and_nothing_on_error() {
     // An unknown code, and a code of another transfer type: both reach the driver, which
     // refuses them (every code reaches the driver, as on Windows).
     let before = ext_of(&driver).controls.load(Ordering::SeqCst);
-    let (status, _) = driver.device_control(&handle, ctl(100), &[], &mut []);
+    let (status, _) = driver.device_control(&handle, ctl(100, METHOD_BUFFERED), &[], &mut []);
     assert_eq!(status, NtStatus(ddi::STATUS_INVALID_DEVICE_REQUEST));
-    let (status, _) = driver.device_control(&handle, ctl(100) | 3, &[], &mut []);
+    let (status, _) = driver.device_control(&handle, ctl(100, METHOD_BUFFERED) | 3, &[], &mut []);
     assert_eq!(status, NtStatus(ddi::STATUS_INVALID_DEVICE_REQUEST));
     assert_eq!(ext_of(&driver).controls.load(Ordering::SeqCst), before + 2);
     drop(handle);

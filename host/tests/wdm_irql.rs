@@ -14,11 +14,11 @@ use driver_proxy_host::ddi;
 use driver_proxy_host::harness::isolated_each;
 use driver_proxy_host::wdm::types::{
     DEVICE_OBJECT, DRIVER_OBJECT, IO_STACK_LOCATION, IRP, IRP_MJ_CLOSE, IRP_MJ_CREATE,
-    IRP_MJ_DEVICE_CONTROL,
+    IRP_MJ_DEVICE_CONTROL, METHOD_BUFFERED,
 };
 use driver_proxy_host::wdm::{Driver, win64_routine};
 
-use wdm_common::{complete, create_device, delete_devices, name_of, nt};
+use wdm_common::{complete, create_device, ctl, delete_devices, name_of, nt};
 
 /// The spin-lock routines, as the test driver calls them.
 #[allow(non_snake_case)]
@@ -44,19 +44,16 @@ fn locks() -> &'static Locks {
     })
 }
 
-const fn ctl(function: u32) -> u32 {
-    (0x8000 << 16) | (function << 2)
-}
 /// Adds 1 to an unprotected counter under the lock (read, yield, write).
-const COUNT: u32 = ctl(1);
+const COUNT: u32 = ctl(1, METHOD_BUFFERED);
 /// Under the lock: a second lock at `DISPATCH_LEVEL`, non-paged pool, the completion.
-const ALLOWED_UNDER_LOCK: u32 = ctl(2);
-const CREATE_DEVICE_UNDER_LOCK: u32 = ctl(10);
-const PAGED_POOL_UNDER_LOCK: u32 = ctl(11);
-const RETURN_WITH_LOCK_HELD: u32 = ctl(12);
-const RELEASE_NOT_HELD: u32 = ctl(13);
-const ACQUIRE_TWICE: u32 = ctl(14);
-const AT_DPC_LEVEL_AT_PASSIVE: u32 = ctl(15);
+const ALLOWED_UNDER_LOCK: u32 = ctl(2, METHOD_BUFFERED);
+const CREATE_DEVICE_UNDER_LOCK: u32 = ctl(10, METHOD_BUFFERED);
+const PAGED_POOL_UNDER_LOCK: u32 = ctl(11, METHOD_BUFFERED);
+const RETURN_WITH_LOCK_HELD: u32 = ctl(12, METHOD_BUFFERED);
+const RELEASE_NOT_HELD: u32 = ctl(13, METHOD_BUFFERED);
+const ACQUIRE_TWICE: u32 = ctl(14, METHOD_BUFFERED);
+const AT_DPC_LEVEL_AT_PASSIVE: u32 = ctl(15, METHOD_BUFFERED);
 
 /// The device extension.
 #[repr(C)]

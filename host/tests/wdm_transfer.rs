@@ -30,7 +30,7 @@ use driver_proxy_host::wdm::types::{
 use driver_proxy_host::wdm::{Driver, UnloadError, win64_routine};
 
 use common::{assert_bugcheck, child_scenario, run_child};
-use wdm_common::{UString, complete, create_device, delete_devices, name_of, nt};
+use wdm_common::{UString, complete, create_device, ctl, delete_devices, name_of, nt};
 
 /// The model's MDL and work-item entry points, as the test driver calls them.
 #[allow(non_snake_case)]
@@ -83,9 +83,6 @@ fn mm() -> &'static Mm {
     })
 }
 
-const fn ctl(function: u32, method: u32) -> u32 {
-    (0x8000 << 16) | (function << 2) | method
-}
 /// Records the request's buffers in the extension, for every transfer type.
 const fn params(method: u32) -> u32 {
     ctl(1, method)

@@ -265,43 +265,66 @@ fn message(image: &Retired, address: usize, pc: usize) -> Message {
     text
 }
 
+impl Message {
+    /// A report that starts with the bug check and the exception of `signal`.
+    fn bugcheck(signal: libc::c_int) -> Self {
+        let mut text = Self {
+            bytes: [0; 512],
+            len: 0,
+        };
+        let (status, name) = exception(signal);
+        text.push(b"host kernel BUGCHECK 0x1E KMODE_EXCEPTION_NOT_HANDLED: ");
+        text.push(name);
+        text.push(b" (");
+        text.push_hex(u64::from(status));
+        text.push(b")");
+        text
+    }
+
+    /// `, accessing <address>` for an access fault (`SIGSEGV`, `SIGBUS`), and the image and
+    /// RVA of the address where it is in a live image; nothing for other signals.
+    fn push_access(&mut self, signal: libc::c_int, address: usize) {
+        if !matches!(signal, libc::SIGSEGV | libc::SIGBUS) {
+            return;
+        }
+        self.push(b", accessing ");
+        self.push_hex(address as u64);
+        if let Some(target) = find_in(&MAPPED, address) {
+            self.push(b" (");
+            self.push(&target.name);
+            self.push(b" at RVA ");
+            self.push_hex((address - target.start) as u64);
+            self.push(b")");
+        }
+    }
+
+    /// `, during <call> [<value>]`: the call into the driver in progress, if any; returns
+    /// whether there was one.
+    fn push_activity(&mut self) -> bool {
+        let Some((what, value)) = activity::now() else {
+            return false;
+        };
+        self.push(b", during ");
+        self.push(what.as_bytes());
+        if value != 0 {
+            self.push(b" ");
+            self.push_hex(value);
+        }
+        true
+    }
+}
+
 /// The report of an exception raised by the instruction at `pc` in the live `image`
 /// (`address`: the faulting address of an access, 0 otherwise).
 fn bugcheck_message(signal: libc::c_int, image: &Retired, pc: usize, address: usize) -> Message {
-    let mut text = Message {
-        bytes: [0; 512],
-        len: 0,
-    };
-    let (status, name) = exception(signal);
-    text.push(b"host kernel BUGCHECK 0x1E KMODE_EXCEPTION_NOT_HANDLED: ");
-    text.push(name);
-    text.push(b" (");
-    text.push_hex(u64::from(status));
-    text.push(b") in image ");
+    let mut text = Message::bugcheck(signal);
+    text.push(b" in image ");
     text.push(&image.name);
     text.push(b" at RVA ");
     text.push_hex((pc - image.start) as u64);
-    if matches!(signal, libc::SIGSEGV | libc::SIGBUS) {
-        text.push(b", accessing ");
-        text.push_hex(address as u64);
-        if let Some(target) = find_in(&MAPPED, address) {
-            text.push(b" (");
-            text.push(&target.name);
-            text.push(b" at RVA ");
-            text.push_hex((address - target.start) as u64);
-            text.push(b")");
-        }
-    }
-    match activity::now() {
-        Some((what, value)) => {
-            text.push(b", during ");
-            text.push(what.as_bytes());
-            if value != 0 {
-                text.push(b" ");
-                text.push_hex(value);
-            }
-        }
-        None => text.push(b", outside any call the I/O manager made"),
+    text.push_access(signal, address);
+    if !text.push_activity() {
+        text.push(b", outside any call the I/O manager made");
     }
     text.push(b"\n");
     text
@@ -310,29 +333,11 @@ fn bugcheck_message(signal: libc::c_int, image: &Retired, pc: usize, address: us
 /// The report of an exception raised by the host's own code (a kernel routine of the model)
 /// while it serves a call into a driver: a routine the driver called with what it cannot use.
 fn kernel_fault_message(signal: libc::c_int, pc: usize, address: usize) -> Message {
-    let mut text = Message {
-        bytes: [0; 512],
-        len: 0,
-    };
-    let (status, name) = exception(signal);
-    text.push(b"host kernel BUGCHECK 0x1E KMODE_EXCEPTION_NOT_HANDLED: ");
-    text.push(name);
-    text.push(b" (");
-    text.push_hex(u64::from(status));
-    text.push(b") in the kernel's own code at ");
+    let mut text = Message::bugcheck(signal);
+    text.push(b" in the kernel's own code at ");
     text.push_hex(pc as u64);
-    if matches!(signal, libc::SIGSEGV | libc::SIGBUS) {
-        text.push(b", accessing ");
-        text.push_hex(address as u64);
-    }
-    if let Some((what, value)) = activity::now() {
-        text.push(b", during ");
-        text.push(what.as_bytes());
-        if value != 0 {
-            text.push(b" ");
-            text.push_hex(value);
-        }
-    }
+    text.push_access(signal, address);
+    text.push_activity();
     text.push(b" (a kernel routine the driver called faulted on what it was given)\n");
     text
 }

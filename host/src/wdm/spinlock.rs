@@ -135,6 +135,20 @@ pub unsafe extern "win64" fn KeReleaseSpinLock(SpinLock: *mut KspinLock, NewIrql
     irql::set(NewIrql);
 }
 
+/// The rule of the `…AtDpcLevel`/`…FromDpcLevel` routines: the caller is already at
+/// `DISPATCH_LEVEL`; below it, a bug check naming `routine`.
+fn require_dispatch_level(routine: &str) {
+    if irql::current() < DISPATCH {
+        violation(
+            routine,
+            format_args!(
+                "called at {}: it requires DISPATCH_LEVEL",
+                irql::name(irql::current())
+            ),
+        );
+    }
+}
+
 /// `VOID KeAcquireSpinLockAtDpcLevel(PKSPIN_LOCK SpinLock)`: acquires, the caller already at
 /// `DISPATCH_LEVEL`.
 ///
@@ -142,15 +156,7 @@ pub unsafe extern "win64" fn KeReleaseSpinLock(SpinLock: *mut KspinLock, NewIrql
 /// `SpinLock` is a valid, initialised `KSPIN_LOCK`.
 pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(SpinLock: *mut KspinLock) {
     const NAME: &str = "KeAcquireSpinLockAtDpcLevel";
-    if irql::current() < DISPATCH {
-        violation(
-            NAME,
-            format_args!(
-                "called at {}: it requires DISPATCH_LEVEL",
-                irql::name(irql::current())
-            ),
-        );
-    }
+    require_dispatch_level(NAME);
     acquire(NAME, SpinLock);
 }
 
@@ -161,14 +167,6 @@ pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(SpinLock: *mut KspinLoc
 /// `SpinLock` is a valid `KSPIN_LOCK`.
 pub unsafe extern "win64" fn KeReleaseSpinLockFromDpcLevel(SpinLock: *mut KspinLock) {
     const NAME: &str = "KeReleaseSpinLockFromDpcLevel";
-    if irql::current() < DISPATCH {
-        violation(
-            NAME,
-            format_args!(
-                "called at {}: it requires DISPATCH_LEVEL",
-                irql::name(irql::current())
-            ),
-        );
-    }
+    require_dispatch_level(NAME);
     release(NAME, SpinLock);
 }

@@ -18,6 +18,12 @@ use driver_proxy_host::ddi;
 use driver_proxy_host::wdm::types::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
 use driver_proxy_host::wdm::win64_routine;
 
+/// A device-control code of the test drivers: device type 0x8000 (the range for vendors),
+/// any access, function `function`, transfer type `method` (`METHOD_*`).
+pub const fn ctl(function: u32, method: u32) -> u32 {
+    (0x8000 << 16) | (function << 2) | method
+}
+
 /// The Microsoft x64 entry points the test drivers call.
 pub struct Nt {
     pub IoCreateDevice: unsafe extern "win64" fn(

@@ -25,7 +25,9 @@
 //! | `STATUS_ALERTED`, `STATUS_USER_APC` | `Alerted`, `UserApc` | the wait was interrupted | `Interrupted` | no | `true` |
 //! | anything else (abandoned waits, errors; an event or a `WaitAll` this worker does not have) | `Failed(status)`, `Event(1..)`, `All` | the wait failed | `Failed` | no | `false`: the thread ends rather than spin on a failing wait |
 
-use driver_proxy::{EventKind, Timeout, Wake, WorkerRoutine, WorkerThread};
+use driver_proxy::{
+    EventKind, HotSwap, NtStatus, Timeout, Unavailable, Wake, WorkerRoutine, WorkerThread, Wrapped,
+};
 
 use crate::{
     state::State,
@@ -114,6 +116,43 @@ pub fn worker_routine_as(version: DriverVersion, state: &State, wake: Wake) -> b
         state.record_worker_tick(version);
     }
     wake.keeps_running()
+}
+
+/// What [`start_worker`] did.
+#[derive(Debug)]
+pub enum WorkerStart {
+    /// The worker thread runs; its owner stops and joins it (`WorkerThread::stop_and_join`,
+    /// or by dropping it).
+    Started(SampleWorkerThread),
+    /// This kernel cannot run a worker thread: the routine it lacks
+    /// (`HotSwap::worker_threads`). The front end logs it and serves without a worker rather
+    /// than fail to start.
+    Unavailable(Unavailable),
+}
+
+/// Starts the sample's worker thread on `routine`, the wrapper of the worker endpoint, with
+/// the sample's events ([`WORKER_EVENTS`]) and period ([`WORKER_PERIOD`]): a hot-swappable
+/// worker thread where hot swap is available, a system thread running the same loop where it
+/// is not. The library owns the thread's storage (context, stop and kick events), a pool
+/// block of its own (tag `DPwk`) freed when the thread is stopped and joined.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Errors
+/// The status of a failed `spawn` on a kernel that has every routine a worker needs.
+pub fn start_worker(
+    hotswap: &HotSwap,
+    routine: Wrapped<SampleWorkerRoutine>,
+) -> Result<WorkerStart, NtStatus> {
+    if let Err(reason) = hotswap.worker_threads() {
+        return Ok(WorkerStart::Unavailable(reason));
+    }
+    let thread = hotswap
+        .worker_thread(routine, ())
+        .events(WORKER_EVENTS)
+        .timeout(WORKER_PERIOD)
+        .spawn()?;
+    Ok(WorkerStart::Started(thread))
 }
 
 #[cfg(test)]
@@ -247,6 +286,64 @@ mod tests {
         assert_eq!(dpwk(), before + 1, "handed on, not freed");
         thread.stop_and_join().unwrap();
         assert_eq!(STATE.stats().worker_ticks_v1, 1, "stopping is not a tick");
+        assert_eq!(dpwk(), before, "freed once the thread ended");
+        drop(object);
+    }
+
+    /// `start_worker` starts a worker of the sample's events and wrapper: the kick event is
+    /// its only event, a kick runs the routine through the wrapper (a tick), and stopping
+    /// it ends the thread and frees its storage.
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[allow(unsafe_code, reason = "a driver object, as DriverEntry receives one")]
+    fn start_worker_starts_the_sample_s_worker_on_its_wrapper() {
+        extern crate std;
+        use driver_proxy::{
+            DriverObject, EndpointEntry, EndpointId, EndpointTable, HotSwap, WorkerRef,
+        };
+        use driver_proxy_host::HostDriverObject;
+        use driver_proxy_host::kernel::control::pool_usage;
+        use std::time::{Duration, Instant};
+
+        static STATE: State = State::new();
+        extern "system" fn routine(
+            worker: WorkerRef<(), WORKER_EVENT_COUNT>,
+            wait_status: NtStatus,
+        ) -> bool {
+            worker_routine_as(DriverVersion::V1, &STATE, worker.wake(wait_status))
+        }
+        const WORKER: EndpointId<SampleWorkerRoutine> = EndpointId::new(5);
+
+        let _alone = crate::HOST_WORKERS.lock();
+        let mut object = HostDriverObject::new();
+        // SAFETY: a host driver object that outlives every use below.
+        let driver = unsafe { DriverObject::from_raw(object.as_raw()) }.unwrap();
+        let hotswap = HotSwap::new(driver).unwrap();
+        let table =
+            EndpointTable::new([EndpointEntry::new(WORKER, routine as SampleWorkerRoutine)])
+                .unwrap();
+        hotswap.register(&table, None).unwrap();
+        let dpwk = || pool_usage(u32::from_le_bytes(*b"DPwk")).outstanding;
+        let before = dpwk();
+        let started = start_worker(&hotswap, hotswap.wrapper(&table, WORKER).unwrap()).unwrap();
+        let WorkerStart::Started(thread) = started else {
+            panic!("the host kernel runs worker threads: {started:?}");
+        };
+        assert!(thread.is_hot_swappable());
+        assert_eq!(dpwk(), before + 1);
+        assert!(thread.event(WORKER_KICK_EVENT).is_some());
+        assert!(
+            thread.event(WORKER_EVENT_COUNT).is_none(),
+            "one event of its own"
+        );
+        let ticks_before = STATE.stats().worker_ticks_v1;
+        thread.event(WORKER_KICK_EVENT).unwrap().set();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while STATE.stats().worker_ticks_v1 == ticks_before {
+            assert!(Instant::now() < deadline, "the kick made no tick");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        thread.stop_and_join().unwrap();
         assert_eq!(dpwk(), before, "freed once the thread ended");
         drop(object);
     }

@@ -8,7 +8,8 @@ use core::mem::size_of_val;
 use driver_proxy::{HotSwap, NtStatus, WorkerRef, Wrapped};
 use hotswap_sample_core::pnp::{self, D0Entry, D0Exit, PowerState};
 use hotswap_sample_core::worker::{
-    SampleWorkerRoutine, SampleWorkerThread, WORKER_EVENT_COUNT, WORKER_EVENTS, WORKER_PERIOD,
+    SampleWorkerRoutine, SampleWorkerThread, WORKER_EVENT_COUNT, WorkerStart,
+    start_worker as core_start_worker,
 };
 use hotswap_sample_core::{ioctl, names, worker_routine as core_worker_routine};
 use wdk_sys::{
@@ -231,11 +232,9 @@ unsafe fn d0_entry(device: WDFDEVICE) -> Result<D0Entry, NtStatus> {
     pnp::enter_d0(context, || start_worker(&hotswap, wrappers.worker))
 }
 
-/// Starts the worker thread with the library's builder, or `None` when this kernel cannot
-/// run it (`HotSwap::worker_threads` names the missing routine, logged): the device then
-/// serves without its worker rather than fail to start. The library owns the thread's
-/// storage (context, stop and kick events) in a pool block of its own (tag `DPwk`), freed
-/// when the thread is stopped and joined.
+/// Starts the worker thread ([`core_start_worker`]), or `None` when this kernel cannot run
+/// it: the reason is logged and the device serves without its worker rather than fail to
+/// start.
 ///
 /// IRQL: `PASSIVE_LEVEL`.
 ///
@@ -245,19 +244,16 @@ fn start_worker(
     hotswap: &HotSwap,
     routine: Wrapped<SampleWorkerRoutine>,
 ) -> Result<Option<SampleWorkerThread>, NtStatus> {
-    if let Err(reason) = hotswap.worker_threads() {
-        log_unavailable(
-            "EvtDeviceD0Entry: no worker thread, running without it",
-            reason,
-        );
-        return Ok(None);
-    }
-    let thread = hotswap
-        .worker_thread(routine, ())
-        .events(WORKER_EVENTS)
-        .timeout(WORKER_PERIOD)
-        .spawn()?;
-    Ok(Some(thread))
+    Ok(match core_start_worker(hotswap, routine)? {
+        WorkerStart::Started(thread) => Some(thread),
+        WorkerStart::Unavailable(reason) => {
+            log_unavailable(
+                "EvtDeviceD0Entry: no worker thread, running without it",
+                reason,
+            );
+            None
+        }
+    })
 }
 
 /// `EvtDeviceD0Exit`: the device leaves D0 (removal, disable, sleep, resource rebalance):

@@ -54,7 +54,8 @@
 //!    device's security is the INF's (`[...HW]`: system and administrators only).
 //! 6. `EvtDeviceD0Entry` ([`device::evt_device_d0_entry`]) starts the worker thread with the
 //!    library's builder on the **worker wrapper**
-//!    (`hotswap.worker_thread(wrapper, ()).events(WORKER_EVENTS).timeout(WORKER_PERIOD)`):
+//!    (the core's `start_worker`:
+//!    `hotswap.worker_thread(wrapper, ()).events(WORKER_EVENTS).timeout(WORKER_PERIOD)`):
 //!    `WaitAny` on the library's stop event and the routine's kick event, 500 ms period; the
 //!    device context holds it. When `HotSwap::worker_threads` says this kernel cannot run one
 //!    (a routine missing, named in the log), the device runs **without its worker** rather

@@ -23,7 +23,8 @@
 //! 3. Looks up the five wrappers and stores them, never the routines, in
 //!    `MajorFunction[…]` and `DriverUnload`.
 //! 4. Starts the worker thread with the library's builder
-//!    (`hotswap.worker_thread(wrapper, ()).events(WORKER_EVENTS).timeout(WORKER_PERIOD)`):
+//!    (the core's `start_worker`:
+//!    `hotswap.worker_thread(wrapper, ()).events(WORKER_EVENTS).timeout(WORKER_PERIOD)`):
 //!    its routine's wrapper, `WaitAny` on the library's stop event and the routine's kick
 //!    event (indices 0 and 1 of the wait, as the core's worker table says), a relative
 //!    timeout of 500 ms. The kernel calls the routine through its wrapper at each wake-up,
@@ -204,7 +205,7 @@ use core::ffi::CStr;
 
 use driver_proxy::{DriverObject, HotSwap, NtStatus, Unavailable, Wrapped};
 use hotswap_sample_core::worker::{
-    SampleWorkerRoutine, SampleWorkerThread, WORKER_EVENTS, WORKER_PERIOD,
+    SampleWorkerRoutine, SampleWorkerThread, WorkerStart, start_worker as core_start_worker,
 };
 use hotswap_sample_core::{State, THIS_BUILD};
 
@@ -288,9 +289,9 @@ unsafe fn first_load(driver: PDRIVER_OBJECT, proxy_driver: DriverObject) -> Resu
     Ok(())
 }
 
-/// Starts the worker thread (crate docs, step 4), or `None` when this kernel cannot run it
-/// (`HotSwap::worker_threads` names the missing routine, logged): the driver then serves
-/// without its worker rather than fail to load.
+/// Starts the worker thread ([`core_start_worker`]), or `None` when this kernel cannot run
+/// it: the reason is logged and the driver serves without its worker rather than fail to
+/// load.
 ///
 /// IRQL: `PASSIVE_LEVEL`.
 ///
@@ -300,16 +301,13 @@ fn start_worker(
     hotswap: &HotSwap,
     routine: Wrapped<SampleWorkerRoutine>,
 ) -> Result<Option<SampleWorkerThread>, NtStatus> {
-    if let Err(reason) = hotswap.worker_threads() {
-        log_unavailable(c"DriverEntry: no worker thread, running without it", reason);
-        return Ok(None);
-    }
-    let thread = hotswap
-        .worker_thread(routine, ())
-        .events(WORKER_EVENTS)
-        .timeout(WORKER_PERIOD)
-        .spawn()?;
-    Ok(Some(thread))
+    Ok(match core_start_worker(hotswap, routine)? {
+        WorkerStart::Started(thread) => Some(thread),
+        WorkerStart::Unavailable(reason) => {
+            log_unavailable(c"DriverEntry: no worker thread, running without it", reason);
+            None
+        }
+    })
 }
 
 /// `DbgPrint("HotSwapSample v<version>: <message>")`.
